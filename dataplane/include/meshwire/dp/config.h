@@ -1,0 +1,86 @@
+// The data plane's startup configuration: what meshwire-dataplane reads from
+// its YAML file before it initialises DPDK. parse_config() validates the whole
+// document and either returns a complete Config or one error that names the
+// offending field (e.g. "peers[1].sas.outbound[0].key: ..."); there is no
+// partially valid result. Pure code: no DPDK, callable from any thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <meshwire/dp/result.h>
+
+namespace meshwire::dp {
+
+enum class PortRole : uint8_t { kLocal, kUplink };
+enum class IdleMode : uint8_t { kBusyPoll, kAdaptive };
+enum class AeadAlgorithm : uint8_t { kAes128Gcm, kAes256Gcm };
+
+// An IPv4 or IPv6 address. IPv4 lives in bytes[0..3], the rest is zero.
+struct IpAddress {
+  uint8_t family = 0;  // 4 or 6; 0 only in a default-constructed value
+  std::array<uint8_t, 16> bytes{};
+
+  bool is_v4() const { return family == 4; }
+  bool is_v6() const { return family == 6; }
+  friend bool operator==(const IpAddress&, const IpAddress&) = default;
+};
+
+struct IpPrefix {
+  IpAddress address;  // host bits are zero (the parser rejects them set)
+  uint8_t length = 0;
+  friend bool operator==(const IpPrefix&, const IpPrefix&) = default;
+};
+
+// Parses "192.0.2.1" / "2001:db8::1". nullopt when it is neither.
+std::optional<IpAddress> parse_ip_address(std::string_view text);
+// Parses "10.0.0.0/24" / "fd00::/64". Error text says what is wrong.
+Result<IpPrefix> parse_ip_prefix(std::string_view text);
+std::string format_ip(const IpAddress& address);
+std::string format_prefix(const IpPrefix& prefix);
+
+struct PortConfig {
+  std::string name;    // operator's name, used in counters and errors
+  std::string device;  // PCI address ("0000:03:00.1") or vdev ("net_af_packet0,iface=veth0")
+  PortRole role = PortRole::kLocal;
+  uint16_t mtu = 1500;       // IP MTU of the link (payload of one Ethernet frame)
+  uint16_t rx_descriptors = 1024;
+  uint16_t tx_descriptors = 1024;
+};
+
+struct SaConfig {
+  uint32_t spi = 0;  // never 0..255 (RFC 4303 reserves them)
+  AeadAlgorithm algorithm = AeadAlgorithm::kAes128Gcm;
+  std::vector<uint8_t> key;  // 16 bytes (AES-128-GCM) or 32 bytes (AES-256-GCM)
+  std::array<uint8_t, 4> salt{};
+};
+
+struct PeerConfig {
+  std::string name;
+  IpAddress tunnel_address;          // same family as the node's tunnel address
+  std::vector<IpPrefix> pod_cidrs;   // routed to this peer; inner sources from it must be in here
+  std::vector<SaConfig> outbound;    // exactly one per worker of this node: worker i uses outbound[i]
+  std::vector<SaConfig> inbound;     // one per sending worker of the peer (at least one)
+};
+
+struct Config {
+  std::vector<std::string> eal_args;  // passed to rte_eal_init after argv[0]
+  unsigned workers = 1;               // worker lcores (the main lcore is extra)
+  IdleMode idle = IdleMode::kAdaptive;
+  std::vector<PortConfig> ports;      // at least one local and exactly one uplink
+  IpAddress tunnel_address;           // this node's address on the fabric
+  std::vector<IpPrefix> pod_cidrs;    // this node's pods
+  IpAddress gateway_v4;               // source of ARP requests/ICMP errors towards pods (default 169.254.1.1)
+  IpAddress gateway_v6;               // likewise for ND/ICMPv6 (default fe80::1)
+  std::vector<PeerConfig> peers;
+};
+
+// base_dir resolves relative key_file/salt_file paths.
+Result<Config> parse_config(std::string_view yaml_text, const std::string& base_dir);
+Result<Config> load_config(const std::string& path);
+
+}  // namespace meshwire::dp

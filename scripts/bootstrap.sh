@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every build, test and demo dependency of meshwire from Debian 12
+# packages. Idempotent: installs only what is missing, and runs apt-get update
+# only when something is. Needs root (as on the CI and demo machines).
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
+  # data plane
+  dpdk dpdk-dev libdpdk-dev dpdk-doc libipsec-mb-dev libnuma-dev libpcap-dev
+  libssl-dev libboost-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  # control API (protobuf/gRPC)
+  protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-scapy python3-pytest python3-yaml tshark tcpdump iperf3
+  iputils-ping iproute2 procps util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "bootstrap: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "bootstrap: missing packages (${missing[*]}); run as root to install them" >&2
+  exit 1
+fi
+
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
