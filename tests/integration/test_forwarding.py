@@ -1,0 +1,134 @@
+"""Pod-to-pod forwarding through two meshwire data planes: ping (IPv4/IPv6)
+across nodes and on one node, iperf3 TCP, path MTU (ICMP errors for
+too-big DF packets) and TCP MSS clamping."""
+import pytest
+from scapy.layers.inet import TCP
+from scapy.utils import rdpcap
+
+import meshwire_topology as topo
+
+# Outer IPv4 + UDP + ESP header + IV + ESP trailer (pad length, next header) + ICV,
+# without padding: what encapsulation adds at least on an IPv4 fabric.
+ESP_OVERHEAD_V4 = 20 + 8 + 8 + 8 + 2 + 16
+FABRIC_MTU = 1500
+
+
+def counters(*nodes):
+    return [n.counters() for n in nodes]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_across_nodes(cluster, node1, node2, family):
+    a, b = node1.pods[0], node2.pods[0]
+    (c1, c2) = counters(node1, node2)
+    done = cluster.ping(a, b, family, count=5)
+    assert done.returncode == 0, f"ping -{family} {a.name} -> {b.name} failed:\n{done.stdout}{done.stderr}"
+    # Requests: node1 encrypts, node2 decrypts; replies the other way round.
+    for node, before in ((node1, c1), (node2, c2)):
+        for name in ("encrypted_packets", "decrypted_packets"):
+            topo.wait_counter(node, name, topo.counter_value(before, name) + 5)
+        after = node.counters()
+        assert after["encrypted_bytes"] > before["encrypted_bytes"]
+        assert after["decrypted_bytes"] > before["decrypted_bytes"]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_same_node(cluster, node1, family):
+    a, b = node1.pods[0], node1.pods[1]
+    before = node1.counter("forwarded_local")
+    done = cluster.ping(a, b, family, count=5)
+    assert done.returncode == 0, f"ping -{family} {a.name} -> {b.name} failed:\n{done.stdout}{done.stderr}"
+    topo.wait_counter(node1, "forwarded_local", before + 10)  # 5 requests + 5 replies
+
+
+def check_iperf(report: dict, what: str) -> None:
+    end = report["end"]
+    received = end["sum_received"]["bytes"]
+    sent = end["sum_sent"]["bytes"]
+    retransmits = end["sum_sent"].get("retransmits", 0)
+    segments = max(1, sent // 1400)
+    assert received > 0, f"{what}: iperf3 received nothing: {end}"
+    # A storm (e.g. every segment dropped for a bad checksum) retransmits
+    # about as much as it sends; a healthy run a small fraction.
+    assert retransmits < segments // 5 + 50, \
+        f"{what}: {retransmits} retransmits for ~{segments} segments ({sent} bytes)"
+
+
+def test_iperf3_across_nodes(cluster, node1, node2):
+    before = counters(node1, node2)
+    report = cluster.iperf3(node1.pods[0], node2.pods[0], family=4, seconds=3)
+    check_iperf(report, "n1p1 -> n2p1")
+    sent_segments = report["end"]["sum_sent"]["bytes"] // 1500
+    after = counters(node1, node2)
+    assert after[0]["encrypted_packets"] - before[0]["encrypted_packets"] >= sent_segments
+    assert after[1]["decrypted_packets"] - before[1]["decrypted_packets"] >= sent_segments
+
+
+def test_iperf3_same_node(cluster, node2):
+    before = node2.counter("forwarded_local")
+    report = cluster.iperf3(node2.pods[0], node2.pods[1], family=4, seconds=3, port=5202)
+    check_iperf(report, "n2p1 -> n2p2")
+    assert node2.counter("forwarded_local") - before >= report["end"]["sum_sent"]["bytes"] // 1500
+
+
+def flush_pmtu(pod) -> None:
+    """Forgets the path MTU the pod learnt from ICMP errors."""
+    topo.run(["ip", "route", "flush", "cache"], ns=pod.ns, check=False)
+    topo.run(["ip", "-6", "route", "flush", "cache"], ns=pod.ns, check=False)
+
+
+@pytest.mark.parametrize("family,too_big,fits,message", [
+    (4, 1460, 1300, "frag needed"),      # 1488-byte IPv4 packet, DF
+    (6, 1440, 1280, "packet too big"),   # 1488-byte IPv6 packet
+])
+def test_too_big_gets_icmp_error(cluster, node1, node2, family, too_big, fits, message):
+    # Its own pod pair: the learnt path MTU must not leak into other tests.
+    a, b = node1.pods[1], node2.pods[1]
+    flush_pmtu(a)
+    try:
+        assert cluster.ping(a, b, family, count=1).returncode == 0, "path does not work at all"
+        before = node1.counter("too_big")
+        done = cluster.ping(a, b, family, count=2, deadline=4, size=too_big, extra=["-M", "do"])
+        out = (done.stdout + done.stderr).lower()
+        assert done.returncode != 0, f"{too_big}-byte DF ping went through:\n{out}"
+        assert message in out, f"no '{message}' error from the data plane:\n{out}"
+        topo.wait_counter(node1, "too_big", before + 1)
+        done = cluster.ping(a, b, family, count=3, size=fits, extra=["-M", "do"])
+        assert done.returncode == 0, f"{fits}-byte DF ping failed:\n{done.stdout}{done.stderr}"
+    finally:
+        flush_pmtu(a)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_tcp_mss_is_clamped_across_nodes(cluster, node1, node2, family):
+    a, b = node1.pods[0], node2.pods[0]
+    flush_pmtu(a)
+    flush_pmtu(b)
+    before = node1.counter("mss_clamped") + node2.counter("mss_clamped")
+    # SYNs and SYN-ACKs only (no IPv6 extension headers here: flags at 40 + 13).
+    syn = "tcp[tcpflags] & tcp-syn != 0" if family == 4 else "ip6 and tcp and ip6[53] & 2 != 0"
+    with cluster.capture(b.ns, "eth0", syn, name=f"mss{family}-server") as at_server, \
+            cluster.capture(a.ns, "eth0", syn, name=f"mss{family}-client") as at_client:
+        report = cluster.iperf3(a, b, family=family, seconds=None, port=5203 + family,
+                                extra=["-n", "256K"])
+    check_iperf(report, f"mss test IPv{family}")
+
+    inner_headers = (20 if family == 4 else 40) + 20
+
+    def syn_mss(pcap, flags):
+        found = []
+        for pkt in rdpcap(str(pcap)):
+            if TCP in pkt and (pkt[TCP].flags & 0x12) == flags:
+                found += [v for k, v in pkt[TCP].options if k == "MSS"]
+        return found
+
+    syn_mss_at_server = syn_mss(at_server, 0x02)
+    synack_mss_at_client = syn_mss(at_client, 0x12)
+    assert syn_mss_at_server, "no SYN with an MSS option reached the server pod"
+    assert synack_mss_at_client, "no SYN-ACK with an MSS option reached the client pod"
+    limit = FABRIC_MTU - ESP_OVERHEAD_V4 - inner_headers
+    for what, values in (("SYN", syn_mss_at_server), ("SYN-ACK", synack_mss_at_client)):
+        assert all(v <= limit for v in values), \
+            f"{what} MSS {values} not clamped: a full segment would not fit the fabric MTU (limit {limit})"
+    after = node1.counter("mss_clamped") + node2.counter("mss_clamped")
+    assert after >= before + 2, f"mss_clamped went from {before} to {after}"
