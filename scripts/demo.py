@@ -6,6 +6,7 @@ encrypted (tshark, Scapy). Everything is removed at the end, also on Ctrl-C.
 Run as root after building: `make demo` (BUILD selects the build folder).
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,10 +56,9 @@ def show_capture(cluster, n1, n2):
     other = [f for f in frames if ESP not in f]
     print(f"   {len(frames)} frames on the fabric: {len(esp)} ESP-in-UDP/4500, "
           f"{len(other)} other ({', '.join(sorted({f.lastlayer().name for f in other})) or 'none'})")
-    summary = subprocess.run(["tshark", "-n", "-r", str(pcap), "-c", "6"],
-                             capture_output=True, text=True, timeout=60)
-    print("   tshark, as an eavesdropper sees it:")
-    print(indent(summary.stdout, "     "))
+    summary = subprocess.run(["tshark", "-n", "-r", str(pcap)], capture_output=True, text=True, timeout=60)
+    print("   tshark, as an eavesdropper sees it (first 6):")
+    print(indent("\n".join(summary.stdout.splitlines()[:6]), "     "))
 
     sas = {}
     for sender, receiver in ((n1, n2), (n2, n1)):
@@ -67,21 +67,26 @@ def show_capture(cluster, n1, n2):
     args = ["tshark", "-n", "-r", str(pcap), "-o", "esp.enable_encryption_decode:TRUE"]
     for (src, _), (sa, dst) in sas.items():
         args += sa.tshark_uat(src, dst)
-    decoded = subprocess.run(args + ["-c", "6"], capture_output=True, text=True, timeout=60)
-    print("   tshark, given the SAs (esp_sa table):")
-    print(indent(decoded.stdout, "     "))
+    decoded = subprocess.run(args + ["-Y", "icmp || icmpv6"], capture_output=True, text=True, timeout=60)
+    print("   tshark, given the SAs (esp_sa table), the pings inside (first 6):")
+    print(indent("\n".join(decoded.stdout.splitlines()[:6]), "     "))
     return esp, sas
 
 
 def show_scapy_decrypt(esp_frames, sas):
-    from scapy.layers.inet import IP, UDP
+    """Decrypts the first captured echo request and shows it layer by layer."""
+    from scapy.layers.inet import ICMP, IP, UDP
     from scapy.layers.ipsec import ESP
-    frame = esp_frames[0]
-    outer = frame[IP]
-    sa, dst = sas[(outer.src, frame[ESP].spi)]
+    for frame in esp_frames:
+        outer = frame[IP]
+        sa, dst = sas[(outer.src, frame[ESP].spi)]
+        inner = sa.scapy(outer.src, dst, frame[UDP].sport).decrypt(outer.copy())
+        if ICMP in inner and inner[ICMP].type == 8:
+            break
+    else:
+        raise RuntimeError("no encrypted echo request in the capture")
     print(f"   captured: {frame.summary()}  SPI={frame[ESP].spi:#x} seq={frame[ESP].seq}")
     print(f"   ciphertext: {bytes(frame[ESP].data[8:40]).hex()}...")
-    inner = sa.scapy(outer.src, dst, frame[UDP].sport).decrypt(outer.copy())
     print(f"   decrypted (ICV verified, ESN): {inner.summary()}")
     print(indent(inner.show(dump=True), "     "))
 
@@ -93,14 +98,23 @@ def show_counters(cluster):
         main = {k: v for k, v in c.items() if k != "drops"}
         print(f"   {node.name}: " + ", ".join(f"{k}={v}" for k, v in main.items()))
         print(f"   {node.name} drops: " + (", ".join(f"{k}={v}" for k, v in drops.items()) or "none"))
-        for sa in node.telemetry.sas()["outbound"]:
-            print(f"   {node.name} outbound SA to {sa['peer']}: SPI {sa['spi']:#x} {sa['algorithm']} seq {sa['seq']}")
+        try:
+            outbound = node.telemetry.sas()["outbound"]
+        except (KeyError, TypeError, RuntimeError, OSError) as e:
+            print(f"   {node.name} SAs: /meshwire/sas not available ({e!r})")
+            continue
+        for sa in outbound:
+            print(f"   {node.name} outbound SA to {sa['peer']} (worker {sa['worker']}): SPI {sa['spi']:#x} "
+                  f"{sa['algorithm']} seq {sa['seq']}")
 
 
 def main() -> int:
     if os.geteuid() != 0:
         print("demo: needs root (network namespaces)", file=sys.stderr)
         return 1
+    # Ctrl-C tears down even when started from a shell that ignores SIGINT
+    # for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     binary = topo.find_dataplane()
     if not binary.exists():

@@ -354,11 +354,14 @@ def _install_handlers() -> None:
 
 
 def _pid_start_time(pid: int) -> Optional[str]:
+    """The start time of a live process (with its pid, tells it from a later
+    process with the same pid); None when gone or a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def _netns_pids(ns: str) -> list[int]:
@@ -531,6 +534,7 @@ class Cluster:
         f = self.fabric_ns
         self._add_ns(f)
         self._sysctls(f, {"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1})
+        self._plain_bridging(f)
         run(["ip", "-n", f, "link", "add", self.fabric_bridge, "type", "bridge",
              "stp_state", "0", "mcast_snooping", "0"])
         run(["ip", "-n", f, "link", "add", self.inject_if, "type", "veth", "peer", "name", f"{self.prefix}-injb"])
@@ -543,6 +547,7 @@ class Cluster:
             self._add_ns(n)
             # The node's kernel stays silent: no IPv6, no addresses, no forwarding.
             self._sysctls(n, {"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1})
+            self._plain_bridging(n)
             run(["ip", "-n", n, "link", "add", node.uplink_if, "type", "veth",
                  "peer", "name", node.fabric_if, "netns", f])
             run(["ip", "-n", f, "link", "set", node.fabric_if, "master", self.fabric_bridge, "up"])
@@ -559,6 +564,14 @@ class Cluster:
 
     def _sysctls(self, ns: str, values: dict) -> None:
         run(["sysctl", "-q", "-w"] + [f"{k}={v}" for k, v in values.items()], ns=ns)
+
+    def _plain_bridging(self, ns: str) -> None:
+        """Bridges only switch frames: with br_netfilter loaded (Docker hosts)
+        bridged IP would pass iptables/conntrack, which drops the malformed
+        frames the tests inject. Per namespace since Linux 5.3; absent
+        without br_netfilter (-e: unknown keys are fine)."""
+        run(["sysctl", "-q", "-e", "-w", "net.bridge.bridge-nf-call-iptables=0",
+             "net.bridge.bridge-nf-call-ip6tables=0", "net.bridge.bridge-nf-call-arptables=0"], ns=ns, check=False)
 
     def _create_pod(self, pod: Pod) -> None:
         p, n = pod.ns, pod.node.ns

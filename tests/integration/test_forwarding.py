@@ -58,17 +58,17 @@ def test_iperf3_across_nodes(cluster, node1, node2):
     before = counters(node1, node2)
     report = cluster.iperf3(node1.pods[0], node2.pods[0], family=4, seconds=3)
     check_iperf(report, "n1p1 -> n2p1")
-    sent_segments = report["end"]["sum_sent"]["bytes"] // 1500
-    after = counters(node1, node2)
-    assert after[0]["encrypted_packets"] - before[0]["encrypted_packets"] >= sent_segments
-    assert after[1]["decrypted_packets"] - before[1]["decrypted_packets"] >= sent_segments
+    # Every received byte crossed the fabric in segments of at most one MTU.
+    segments = report["end"]["sum_received"]["bytes"] // 1500
+    topo.wait_counter(node1, "encrypted_packets", before[0]["encrypted_packets"] + segments)
+    topo.wait_counter(node2, "decrypted_packets", before[1]["decrypted_packets"] + segments)
 
 
 def test_iperf3_same_node(cluster, node2):
     before = node2.counter("forwarded_local")
     report = cluster.iperf3(node2.pods[0], node2.pods[1], family=4, seconds=3, port=5202)
     check_iperf(report, "n2p1 -> n2p2")
-    assert node2.counter("forwarded_local") - before >= report["end"]["sum_sent"]["bytes"] // 1500
+    topo.wait_counter(node2, "forwarded_local", before + report["end"]["sum_received"]["bytes"] // 1500)
 
 
 def flush_pmtu(pod) -> None:
