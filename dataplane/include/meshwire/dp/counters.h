@@ -1,0 +1,85 @@
+// Counters: one block per worker, cache-line aligned, written only by that
+// worker (plain stores, no atomics on the fast path) and summed by readers
+// (telemetry thread, control thread) with relaxed loads. A reader may see a
+// value that is a few packets stale; it never sees a torn 64-bit value on
+// x86-64.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace meshwire::dp {
+
+// Every packet the data plane does not forward leaves with exactly one reason.
+enum class DropReason : uint8_t {
+  kMalformed,          // truncated or inconsistent headers
+  kUnsupported,        // EtherType/protocol we do not carry (VLAN-tagged, non-IP)
+  kNoRoute,            // no route for the destination
+  kNoSa,               // ESP from a known peer with an unknown SPI
+  kUnknownPeer,        // ESP from an address that is no configured peer
+  kReplay,             // sequence number already seen or left of the window
+  kAuthFailed,         // ICV did not verify
+  kBadTrailer,         // ESP padding/next header invalid after decryption
+  kInnerSpoofed,       // decrypted source not in the sending peer's pod CIDRs
+  kPlaintextOnUplink,  // anything on the uplink that is not ESP-in-UDP/4500, ARP, ND or ICMP to us
+  kTtlExceeded,        // TTL/hop limit would reach 0
+  kTooBig,             // does not fit the uplink MTU after encapsulation (ICMP error sent when allowed)
+  kNeighborMiss,       // destination pod's MAC not known yet (resolution requested)
+  kPeerUnresolved,     // peer's MAC on the fabric not known yet
+  kNotForUs,           // addressed to neither a pod CIDR nor this node
+  kPuntQueueFull,      // control-plane queue full (ARP/ND/ICMP not handled)
+  kTxFull,             // the port's TX queue did not take the packet
+  kCount
+};
+
+struct DropReasonInfo {
+  std::string_view name;
+  std::string_view help;
+};
+
+inline constexpr std::array<DropReasonInfo, static_cast<size_t>(DropReason::kCount)> kDropReasons{{
+    {"malformed", "truncated or inconsistent headers"},
+    {"unsupported", "EtherType or protocol not carried (VLAN-tagged, non-IP)"},
+    {"no_route", "no route for the destination"},
+    {"no_sa", "ESP from a known peer with an unknown SPI"},
+    {"unknown_peer", "ESP from an address that is not a configured peer"},
+    {"replay", "ESP sequence number already seen or left of the anti-replay window"},
+    {"auth_failed", "ESP integrity check (ICV) failed"},
+    {"bad_trailer", "ESP padding or next header invalid after decryption"},
+    {"inner_spoofed", "decrypted source address not in the sending peer's pod CIDRs"},
+    {"plaintext_on_uplink", "traffic on the uplink that is not ESP-in-UDP/4500, ARP, ND or ICMP to this node"},
+    {"ttl_exceeded", "TTL or hop limit exhausted"},
+    {"too_big", "packet does not fit the uplink MTU after encapsulation"},
+    {"neighbor_miss", "destination pod's MAC address not resolved yet"},
+    {"peer_unresolved", "peer's MAC address on the fabric not resolved yet"},
+    {"not_for_us", "destination is neither a routed pod CIDR nor this node"},
+    {"punt_queue_full", "queue to the control thread full"},
+    {"tx_full", "port TX queue full"},
+}};
+static_assert(kDropReasons.size() == static_cast<size_t>(DropReason::kCount),
+              "every DropReason needs a name and help text");
+
+inline constexpr std::string_view drop_reason_name(DropReason r) {
+  return kDropReasons[static_cast<size_t>(r)].name;
+}
+
+inline constexpr size_t kMaxPorts = 8;
+
+// One worker's counters. Written only by its worker.
+struct alignas(64) WorkerCounters {
+  struct Port {
+    uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
+  };
+  std::array<Port, kMaxPorts> ports;
+  uint64_t encrypted_packets, encrypted_bytes;
+  uint64_t decrypted_packets, decrypted_bytes;
+  uint64_t forwarded_local;  // same-node pod to pod
+  uint64_t punted;           // handed to the control thread (ARP, ND, ICMP to us)
+  uint64_t mss_clamped;
+  uint64_t icmp_errors_sent;
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
+};
+
+}  // namespace meshwire::dp

@@ -1,0 +1,145 @@
+#include "app/node.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include "port/port.h"
+#include "worker/worker.h"
+
+namespace meshwire::dp {
+namespace {
+
+constexpr unsigned kRingSize = 1024;
+
+// Largest inner IP packet that still fits the uplink MTU once encapsulated:
+// outer IP + UDP 8 + ESP 8 + IV 8 + roundup4(inner + 2) + ICV 16 <= mtu.
+uint16_t max_inner_len(uint16_t mtu, bool outer_v6) {
+  const int outer_ip = outer_v6 ? 40 : 20;
+  const int avail = mtu - outer_ip - 8 - 8 - 8 - 16;
+  return static_cast<uint16_t>((avail & ~3) - 2);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Node>> Node::create(const Config& config) {
+  std::unique_ptr<Node> n(new Node());
+  const unsigned nworkers = config.workers;
+  if (rte_lcore_count() < nworkers + 1) {
+    return make_error("workers: " + std::to_string(nworkers) + " workers need " + std::to_string(nworkers + 1) +
+                      " lcores (one main), EAL has " + std::to_string(rte_lcore_count()) +
+                      " (see eal: -l/--lcores)");
+  }
+  const int socket = static_cast<int>(rte_socket_id());
+
+  auto control_engine = esp::GcmEngine::create();
+  if (!control_engine.ok()) return make_error("crypto: " + control_engine.error());
+  for (unsigned w = 0; w < nworkers; ++w) {
+    auto e = esp::GcmEngine::create();
+    if (!e.ok()) return make_error("crypto: " + e.error());
+    n->engines_.push_back(std::move(e.value()));
+  }
+  auto tables = build_tables(config, **control_engine, socket);
+  if (!tables.ok()) return make_error(tables.error());
+  n->tables_ = tables.value();
+
+  // Enough mbufs to fill every RX and TX ring of every queue, plus bursts in
+  // flight, the punt/inject rings and the per-lcore caches.
+  unsigned mbufs = 0;
+  for (const PortConfig& p : config.ports) mbufs += (p.rx_descriptors + p.tx_descriptors) * nworkers;
+  mbufs += nworkers * (2 * kRingSize + 4 * 64) + 4096;
+  n->pool_ = rte_pktmbuf_pool_create("mw_pool", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+  if (!n->pool_) return make_error(std::string("memory: cannot create the mbuf pool: ") + rte_strerror(rte_errno));
+
+  NodeRuntime& node = n->node_;
+  node.tunnel_address = config.tunnel_address;
+  node.gateway_v4 = config.gateway_v4;
+  node.gateway_v6 = config.gateway_v6;
+  node.idle = config.idle;
+  bool have_local = false;
+  for (size_t i = 0; i < config.ports.size(); ++i) {
+    auto port = setup_port(config.ports[i], "ports[" + std::to_string(i) + "]", static_cast<uint16_t>(nworkers), n->pool_);
+    if (!port.ok()) return make_error(port.error());
+    n->ports_started_++;
+    node.ports.push_back(port.value());
+    if (config.ports[i].role == PortRole::kUplink) node.uplink = static_cast<uint16_t>(i);
+    if (config.ports[i].role == PortRole::kLocal && !have_local) {
+      node.local_default = static_cast<uint16_t>(i);
+      have_local = true;
+    }
+  }
+  node.max_inner_len = max_inner_len(node.ports[node.uplink].mtu, config.tunnel_address.is_v6());
+  node.mss_v4 = static_cast<uint16_t>(node.max_inner_len - 40);
+  node.mss_v6 = static_cast<uint16_t>(node.max_inner_len - 60);
+
+  n->counters_ = static_cast<WorkerCounters*>(
+      rte_zmalloc_socket("mw_counters", sizeof(WorkerCounters) * (nworkers + 1), 64, socket));
+  if (!n->counters_) return make_error("memory: cannot allocate counters");
+
+  n->workers_.resize(nworkers);
+  for (unsigned w = 0; w < nworkers; ++w) {
+    WorkerContext& ctx = n->workers_[w];
+    ctx.index = w;
+    ctx.engine = n->engines_[w].get();
+    ctx.counters = &n->counters_[w];
+    ctx.node = &n->node_;
+    ctx.tables = n->tables_;
+    ctx.stop = &n->worker_stop_;
+    char name[RTE_RING_NAMESIZE];
+    std::snprintf(name, sizeof(name), "mw_punt_%u", w);
+    ctx.punt = rte_ring_create(name, kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    std::snprintf(name, sizeof(name), "mw_inject_%u", w);
+    ctx.inject = rte_ring_create(name, kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!ctx.punt || !ctx.inject) return make_error(std::string("memory: cannot create rings: ") + rte_strerror(rte_errno));
+  }
+  n->control_ = std::make_unique<Control>(n->node_, *n->tables_, n->workers_, n->pool_, &n->counters_[nworkers]);
+  return n;
+}
+
+void Node::run(const std::atomic<bool>& stop, void (*on_ready)()) {
+  unsigned w = 0;
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) {
+    if (w == workers_.size()) break;
+    workers_[w].lcore = lcore;
+    rte_eal_remote_launch(worker_main, &workers_[w], lcore);
+    ++w;
+  }
+  if (on_ready) on_ready();
+  unsigned idle = 0;
+  while (!stop.load(std::memory_order_relaxed)) {
+    if (control_->poll() != 0) {
+      idle = 0;
+      continue;
+    }
+    // The control thread has no line-rate duty: nap when there is nothing to do.
+    usleep(++idle < 100 ? 100 : 1000);
+  }
+  worker_stop_.store(true);
+  rte_eal_mp_wait_lcore();
+  control_->poll();  // drain what the workers punted last
+}
+
+Node::~Node() {
+  for (size_t i = 0; i < ports_started_; ++i) stop_port(node_.ports[i]);
+  for (WorkerContext& ctx : workers_) {
+    for (rte_ring* r : {ctx.punt, ctx.inject}) {
+      if (!r) continue;
+      void* m;
+      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+      rte_ring_free(r);
+    }
+  }
+  free_tables(tables_);
+  if (pool_) rte_mempool_free(pool_);
+  rte_free(counters_);
+}
+
+}  // namespace meshwire::dp

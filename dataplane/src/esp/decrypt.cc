@@ -1,0 +1,130 @@
+#include "esp/decrypt.h"
+
+#include <cstring>
+
+#include <rte_byteorder.h>
+
+#include "esp/burst.h"
+#include "esp/sa.h"
+#include "net/parse.h"
+
+namespace meshwire::dp::esp {
+namespace {
+
+inline void put_be32(uint8_t* p, uint32_t v) {
+  const uint32_t be = rte_cpu_to_be_32(v);
+  std::memcpy(p, &be, 4);
+}
+
+// A packet whose SA lookup missed: was it from a peer at all?
+DropReason classify_miss(const Tables& tables, const SaKey& key) {
+  for (const PeerRuntime* p : tables.peers) {
+    if (p->tunnel_address.family == key.family &&
+        std::memcmp(p->tunnel_address.bytes.data(), key.addr, 16) == 0) {
+      return DropReason::kNoSa;
+    }
+  }
+  return DropReason::kUnknownPeer;
+}
+
+}  // namespace
+
+uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts, const EspMeta* meta,
+                       uint16_t n, DropReason* reasons, uint16_t* peer_of) {
+  const void* keys[kMaxBurst];
+  void* data[kMaxBurst];
+  uint64_t hits = 0;
+  for (uint16_t i = 0; i < n; ++i) keys[i] = &meta[i].key;
+  rte_hash_lookup_bulk_data(tables.inbound_sas, keys, n, &hits, data);
+
+  GcmOp ops[kMaxBurst];
+  uint8_t aad[kMaxBurst][kAadLen];
+  uint64_t seqs[kMaxBurst];
+  uint16_t op_of[kMaxBurst];
+  bool ok[kMaxBurst];
+  uint16_t nops = 0;
+
+  for (uint16_t i = 0; i < n; ++i) {
+    ok[i] = false;
+    if (!(hits & (1ull << i))) {
+      reasons[i] = classify_miss(tables, meta[i].key);
+      continue;
+    }
+    auto* sa = static_cast<InboundSa*>(data[i]);
+    rte_mbuf* m = pkts[i];
+    const uint32_t min_len = kEspHeaderLen + kIvLen + kTrailerLen + kIcvLen;
+    const uint32_t payload_len = meta[i].esp_len - kEspHeaderLen - kIvLen - kIcvLen;
+    if (m->nb_segs != 1 || meta[i].esp_len < min_len || (payload_len & 3) != 0 ||
+        uint32_t{meta[i].esp_offset} + meta[i].esp_len > m->data_len) {
+      reasons[i] = DropReason::kMalformed;
+      continue;
+    }
+    const ReplayCheck check = sa->window.check(meta[i].seq_low);
+    if (!check.ok) {
+      reasons[i] = DropReason::kReplay;
+      continue;
+    }
+    uint8_t* esp = rte_pktmbuf_mtod_offset(m, uint8_t*, meta[i].esp_offset);
+    put_be32(aad[nops], sa->spi);
+    put_be32(aad[nops] + 4, static_cast<uint32_t>(check.seq >> 32));
+    put_be32(aad[nops] + 8, static_cast<uint32_t>(check.seq));
+    GcmOp& op = ops[nops];
+    op.key = &sa->key;
+    op.iv8 = esp + kEspHeaderLen;
+    op.aad = aad[nops];
+    op.aad_len = kAadLen;
+    op.data = esp + kEspHeaderLen + kIvLen;
+    op.len = payload_len;
+    op.tag = op.data + payload_len;
+    seqs[nops] = check.seq;
+    op_of[nops] = i;
+    peer_of[i] = sa->peer;
+    data[i] = sa;
+    ++nops;
+  }
+
+  gcm_decrypt_burst(engine, ops, nops);
+
+  for (uint16_t k = 0; k < nops; ++k) {
+    const uint16_t i = op_of[k];
+    if (!ops[k].ok) {
+      reasons[i] = DropReason::kAuthFailed;
+      continue;
+    }
+    // Only an authenticated packet may move the window (RFC 4303 3.4.3).
+    if (!static_cast<InboundSa*>(data[i])->window.commit(seqs[k])) {
+      reasons[i] = DropReason::kReplay;
+      continue;
+    }
+    const uint8_t* plain = ops[k].data;
+    const uint32_t len = ops[k].len;
+    const uint8_t next_header = plain[len - 1];
+    const uint8_t pad = plain[len - 2];
+    bool trailer_ok = pad + uint32_t{kTrailerLen} <= len &&
+                      (next_header == net::kProtoIpInIp || next_header == net::kProtoIpv6);
+    const uint32_t inner_len = len - kTrailerLen - (trailer_ok ? pad : 0);
+    for (uint8_t p = 0; trailer_ok && p < pad; ++p) {
+      trailer_ok = plain[inner_len + p] == p + 1;
+    }
+    if (!trailer_ok || inner_len == 0 ||
+        (plain[0] >> 4) != (next_header == net::kProtoIpInIp ? 4 : 6)) {
+      reasons[i] = DropReason::kBadTrailer;
+      continue;
+    }
+    rte_mbuf* m = pkts[i];
+    rte_pktmbuf_adj(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen));
+    rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - inner_len));
+    ok[i] = true;
+  }
+
+  // peer_of must follow its packet through the compaction too.
+  uint16_t peer_copy[kMaxBurst];
+  std::memcpy(peer_copy, peer_of, n * sizeof(uint16_t));
+  uint16_t good = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    if (ok[i]) peer_of[good++] = peer_copy[i];
+  }
+  return move_bad_to_tail(pkts, reasons, ok, n);
+}
+
+}  // namespace meshwire::dp::esp

@@ -1,0 +1,56 @@
+// Security associations as the workers use them. Configuration (peer, SPI,
+// algorithm) lives in Config; these are the runtime blocks.
+//
+// Outbound: one OutboundSa per (peer, worker), owned and written only by that
+// worker (its sequence counter needs no atomics). Inbound: one InboundSa per
+// (peer, sender worker); any worker may decrypt its packets, so its only
+// mutable state is the lock-free ReplayWindow.
+#pragma once
+
+#include <cstdint>
+
+#include "esp/gcm.h"
+#include "esp/replay.h"
+
+namespace meshwire::dp::esp {
+
+// ESP header + IV (8 + 8), trailer (pad length + next header), ICV.
+inline constexpr uint16_t kEspHeaderLen = 8;
+inline constexpr uint16_t kIvLen = 8;
+inline constexpr uint16_t kTrailerLen = 2;
+inline constexpr uint16_t kIcvLen = 16;
+inline constexpr uint16_t kUdpLen = 8;
+inline constexpr uint16_t kAadLen = 12;  // SPI || seq-hi || seq-lo (ESN always on)
+
+// Bytes an inner packet grows by on the wire beyond its own length, worst case
+// (3 bytes of padding), not counting the outer IP header.
+inline constexpr uint16_t kEspOverheadNoIp = kUdpLen + kEspHeaderLen + kIvLen + 3 + kTrailerLen + kIcvLen;
+
+// UDP source port for an SA: constant per SA (so the receiver's RSS keeps each
+// SA on one queue), spread over the dynamic range 49152..65535.
+constexpr uint16_t udp_source_port_for_spi(uint32_t spi) {
+  uint32_t h = spi * 0x9E3779B1u;  // Fibonacci hashing: neighbouring SPIs land far apart
+  return static_cast<uint16_t>(0xC000u | (h >> 18));
+}
+
+struct alignas(64) OutboundSa {
+  // Hot, written per packet by the owning worker only.
+  uint64_t seq = 0;  // last sequence number used; the next packet uses seq + 1
+  // Read-only after setup.
+  uint32_t spi = 0;        // host order
+  uint16_t udp_sport = 0;  // host order
+  uint16_t peer = 0;       // index into Tables::peers
+  uint8_t family = 0;      // outer IP version: 4 or 6
+  uint8_t outer_src[16];   // this node's tunnel address (IPv4 in the first 4 bytes)
+  uint8_t outer_dst[16];   // the peer's tunnel address
+  GcmKey key;
+};
+
+struct alignas(64) InboundSa {
+  GcmKey key;        // read-only after setup
+  uint32_t spi = 0;  // host order
+  uint16_t peer = 0; // index into Tables::peers
+  ReplayWindow window;
+};
+
+}  // namespace meshwire::dp::esp

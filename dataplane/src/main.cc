@@ -1,0 +1,118 @@
+// meshwire-dataplane: reads its YAML config, validates all of it, brings up
+// DPDK, ports and workers, and forwards until SIGINT/SIGTERM.
+#include <sched.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <rte_eal.h>
+
+#include <meshwire/dp/config.h>
+
+#include "app/node.h"
+#include "port/port.h"
+#include "telemetry/telemetry.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop.store(true); }
+
+bool has_lcore_option(const std::vector<std::string>& args) {
+  for (const std::string& a : args) {
+    if (a == "-l" || a == "-c" || a == "--lcores" || a.rfind("--lcores=", 0) == 0 || a.rfind("-l", 0) == 0) return true;
+  }
+  return false;
+}
+
+// Without -l/--lcores in the config, lcores come from this process's CPU
+// affinity (what the kubelet's CPU manager or taskset gave it): the main
+// lcore and each worker get their own CPU when there are enough, otherwise
+// all lcores float over the allowed CPUs.
+std::string lcores_from_affinity(unsigned workers) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    }
+  }
+  if (cpus.empty()) cpus.push_back(0);
+  std::string out;
+  if (cpus.size() >= workers + 1) {
+    for (unsigned l = 0; l <= workers; ++l) out += (l ? "," : "") + std::to_string(l) + "@" + std::to_string(cpus[l]);
+    return out;
+  }
+  out = "(0-" + std::to_string(workers) + ")@(";
+  for (size_t i = 0; i < cpus.size(); ++i) out += (i ? "," : "") + std::to_string(cpus[i]);
+  return out + ")";
+}
+
+void announce_ready() {
+  std::printf("meshwire-dataplane: ready\n");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace meshwire::dp;
+  CLI::App app{"meshwire-dataplane: encrypted east-west data plane on DPDK"};
+  std::string config_path;
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "YAML configuration file")->required();
+  app.add_flag("--check", check_only, "validate the configuration and exit");
+  app.set_version_flag("--version", "meshwire-dataplane 0.1.0");
+  CLI11_PARSE(app, argc, argv);
+
+  Result<Config> config = load_config(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "meshwire-dataplane: %s: %s\n", config_path.c_str(), config.error().c_str());
+    return 2;
+  }
+  if (check_only) {
+    std::printf("meshwire-dataplane: %s: valid\n", config_path.c_str());
+    return 0;
+  }
+
+  std::vector<std::string> eal{argv[0]};
+  eal.insert(eal.end(), config->eal_args.begin(), config->eal_args.end());
+  if (!has_lcore_option(config->eal_args)) {
+    eal.push_back("--lcores");
+    eal.push_back(lcores_from_affinity(config->workers));
+  }
+  for (const PortConfig& p : config->ports) {
+    eal.push_back(is_vdev(p.device) ? "--vdev" : "-a");
+    eal.push_back(p.device);
+  }
+  std::vector<char*> eal_argv;
+  for (std::string& s : eal) eal_argv.push_back(s.data());
+  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+    std::fprintf(stderr, "meshwire-dataplane: eal: DPDK initialisation failed (see the EAL messages above)\n");
+    return 1;
+  }
+
+  int rc = 0;
+  {
+    auto node = Node::create(*config);
+    if (!node.ok()) {
+      std::fprintf(stderr, "meshwire-dataplane: %s: %s\n", config_path.c_str(), node.error().c_str());
+      rc = 1;
+    } else {
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      telemetry_register(node->get());
+      (*node)->run(g_stop, announce_ready);
+      telemetry_unregister();
+      std::fprintf(stderr, "meshwire-dataplane: stopped\n");
+    }
+  }
+  rte_eal_cleanup();
+  return rc;
+}

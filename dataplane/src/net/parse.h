@@ -1,0 +1,145 @@
+// Packet parsing over plain bytes (no mbuf, no DPDK state): the same code
+// serves the workers, the control thread and the fuzzer. Never reads outside
+// [data, data + len); never writes. All functions are pure and MT-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace meshwire::dp::net {
+
+inline constexpr uint16_t kEtherTypeIpv4 = 0x0800;
+inline constexpr uint16_t kEtherTypeIpv6 = 0x86DD;
+inline constexpr uint16_t kEtherTypeArp = 0x0806;
+inline constexpr uint16_t kEtherTypeVlan = 0x8100;
+inline constexpr uint16_t kEtherTypeQinQ = 0x88A8;
+
+inline constexpr uint8_t kProtoHopByHop = 0;
+inline constexpr uint8_t kProtoIcmp = 1;
+inline constexpr uint8_t kProtoIpInIp = 4;
+inline constexpr uint8_t kProtoTcp = 6;
+inline constexpr uint8_t kProtoUdp = 17;
+inline constexpr uint8_t kProtoIpv6 = 41;
+inline constexpr uint8_t kProtoRouting = 43;
+inline constexpr uint8_t kProtoFragment = 44;
+inline constexpr uint8_t kProtoEsp = 50;
+inline constexpr uint8_t kProtoAh = 51;
+inline constexpr uint8_t kProtoIcmpv6 = 58;
+inline constexpr uint8_t kProtoNoNext = 59;
+inline constexpr uint8_t kProtoDestOpts = 60;
+
+inline constexpr uint16_t kEspInUdpPort = 4500;
+
+inline constexpr size_t kEtherHdrLen = 14;
+inline constexpr size_t kVlanTagLen = 4;
+inline constexpr size_t kEtherMinFrame = 60;  // without FCS
+inline constexpr size_t kArpLen = 28;          // Ethernet/IPv4 ARP body
+inline constexpr size_t kIpv4HdrLen = 20;      // without options
+inline constexpr size_t kIpv6HdrLen = 40;
+inline constexpr size_t kUdpHdrLen = 8;
+inline constexpr size_t kTcpHdrLen = 20;       // without options
+inline constexpr size_t kIcmpHdrLen = 8;
+inline constexpr size_t kIcmpv6HdrLen = 4;
+// Extension headers walked before parse_ip() gives up with kUnsupported.
+inline constexpr int kMaxIpv6ExtHeaders = 8;
+
+enum class ParseResult : uint8_t {
+  kOk,
+  kTruncated,    // a header runs past the end of the buffer, or past the end of the
+                 // IP packet as its length field delimits it
+  kBadHeader,    // inconsistent fields: IP version, IHL < 5, total length < IHL,
+                 // TCP data offset < 5, UDP length < 8 or past the IP packet,
+                 // hop-by-hop header not first
+  kUnsupported,  // VLAN-tagged (parsed, see below), QinQ, non-IP/ARP EtherType,
+                 // non-Ethernet/IPv4 ARP, IPv6 jumbograms, more than
+                 // kMaxIpv6ExtHeaders extension headers, IPv6 extension headers we
+                 // do not walk (Mobility, HIP, Shim6, experimental 253/254),
+                 // packets whose offsets do not fit the 16-bit fields below
+};
+
+// What parse_frame() learned. Offsets are from the start of the buffer.
+struct PacketInfo {
+  uint16_t ether_type = 0;  // after any VLAN tag: ARP, IPv4 or IPv6
+  uint16_t l3_offset = 0;
+  uint16_t l4_offset = 0;   // first byte after IPv4 options / IPv6 extension headers
+  uint16_t l3_len = 0;      // IPv4 total length / 40 + IPv6 payload length (bytes of the IP packet); 28 for ARP
+  uint16_t l4_len = 0;      // l3_offset + l3_len - l4_offset: L4 header and payload in this packet
+  uint8_t l4_proto = 0;     // final next header / protocol
+  uint8_t ttl = 0;          // TTL or hop limit
+  bool is_fragment = false; // IPv4 MF or offset != 0, or an IPv6 fragment header (L4 not parsed past the first fragment)
+  bool later_fragment = false;  // a fragment other than the first (fragment offset != 0)
+  bool has_l4 = false;      // l4 header (TCP with its options / UDP 8 / ICMP 8 / ICMPv6 4) is wholly inside the IP packet
+  bool has_vlan = false;    // a single 802.1Q tag was present (result is then kUnsupported)
+  uint16_t vlan_tci = 0;    // host order, valid if has_vlan
+};
+
+// Parses Ethernet, then ARP (28-byte Ethernet/IPv4 ARP only), IPv4 (IHL >= 5,
+// total length <= buffer, options skipped, header checksum NOT verified here)
+// or IPv6 (walks hop-by-hop, routing, destination options, AH and fragment
+// headers), then the L4 header (TCP, UDP, ICMP, ICMPv6; other protocols give
+// kOk with has_l4 false). Trailing bytes after the IP packet (Ethernet
+// padding) are allowed. A non-first fragment gives kOk with has_l4 false; a
+// first fragment too short for its L4 header gives kOk with has_l4 false.
+//
+// A single 802.1Q tag is parsed through (every field is filled in as for an
+// untagged frame, has_vlan set) but the result is kUnsupported unless a worse
+// error came first: meshwire does not forward tagged frames yet.
+// On any other result, fields describe the headers parsed before the failure
+// and the rest are zero. For ARP, l4_offset is the end of the ARP body and
+// l4_len 0.
+ParseResult parse_frame(const uint8_t* data, size_t len, PacketInfo* info);
+
+// Same, starting at an IP header (no Ethernet): used on decrypted inner packets.
+// ether_type is set from the IP version; l3_offset is 0.
+ParseResult parse_ip(const uint8_t* data, size_t len, PacketInfo* info);
+
+// ESP-in-UDP (RFC 3948) view of a UDP payload.
+struct EspView {
+  uint32_t spi = 0;          // host order
+  uint32_t seq_low = 0;      // host order
+  uint16_t esp_offset = 0;   // offset of the ESP header from the frame start
+  uint16_t esp_len = 0;      // ESP header .. ICV inclusive
+};
+enum class EspClass : uint8_t {
+  kEsp,          // SPI != 0 and long enough for header + IV + minimal trailer + ICV
+  kKeepalive,    // NAT-T keepalive (single 0xFF byte)
+  kNonEsp,       // non-ESP marker (SPI 0): IKE, not ours
+  kTruncated,    // too short for ESP with AES-GCM (8 hdr + 8 IV + 2 trailer + 16 ICV),
+                 // or the UDP header / length field runs past len
+};
+inline constexpr size_t kEspMinLen = 8 + 8 + 2 + 16;
+
+// udp_offset: offset of the UDP header in the frame; the UDP length field is
+// checked against the buffer and delimits the payload (so Ethernet padding is
+// ignored). Pass len = l3_offset + l3_len to also bound it by the IP packet.
+EspClass classify_esp_in_udp(const uint8_t* frame, size_t len, uint16_t udp_offset, EspView* view);
+
+// Byte access at any alignment, network byte order.
+inline uint16_t load_be16(const uint8_t* p) {
+  return static_cast<uint16_t>((static_cast<unsigned>(p[0]) << 8) | p[1]);
+}
+inline uint32_t load_be32(const uint8_t* p) {
+  return (static_cast<uint32_t>(p[0]) << 24) | (static_cast<uint32_t>(p[1]) << 16) |
+         (static_cast<uint32_t>(p[2]) << 8) | static_cast<uint32_t>(p[3]);
+}
+inline void store_be16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline void store_be32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+// True if info's offsets describe an IP (or ARP) packet wholly inside a
+// buffer of len bytes: lets functions that take a PacketInfo from their
+// caller re-check it cheaply instead of trusting it.
+inline bool info_fits(const PacketInfo& info, size_t len) {
+  const size_t l3_end = static_cast<size_t>(info.l3_offset) + info.l3_len;
+  return l3_end <= len && info.l4_offset >= info.l3_offset && info.l4_offset <= l3_end &&
+         static_cast<size_t>(info.l4_offset) + info.l4_len == l3_end;
+}
+
+}  // namespace meshwire::dp::net

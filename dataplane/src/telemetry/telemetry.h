@@ -1,0 +1,16 @@
+// /meshwire/... commands on DPDK's telemetry socket (read with
+// dpdk-telemetry.py or any client of /var/run/dpdk/<prefix>/dpdk_telemetry.v2).
+// Callbacks run on DPDK's telemetry thread and only read: counters with
+// relaxed loads (summed over workers), immutable tables, the peers' atomics.
+#pragma once
+
+namespace meshwire::dp {
+
+class Node;
+
+// Registers the commands; node must outlive the process's telemetry use
+// (call unregister before destroying it: commands then answer with an error).
+void telemetry_register(const Node* node);
+void telemetry_unregister();
+
+}  // namespace meshwire::dp

@@ -1,0 +1,257 @@
+#include "worker/control.h"
+
+#include <cstring>
+#include <string>
+
+#include <rte_cycles.h>
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "net/arp.h"
+#include "net/icmp.h"
+#include "net/nd.h"
+#include "net/parse.h"
+
+namespace meshwire::dp {
+namespace {
+
+IpAddress v4_from(const uint8_t* p) {
+  IpAddress a;
+  a.family = 4;
+  std::memcpy(a.bytes.data(), p, 4);
+  return a;
+}
+IpAddress v6_from(const uint8_t* p) {
+  IpAddress a;
+  a.family = 6;
+  std::memcpy(a.bytes.data(), p, 16);
+  return a;
+}
+bool is_unspecified_v6(const uint8_t* p) {
+  static constexpr uint8_t kZero[16] = {};
+  return std::memcmp(p, kZero, 16) == 0;
+}
+
+}  // namespace
+
+Control::Control(const NodeRuntime& node, Tables& tables, std::vector<WorkerContext>& workers, rte_mempool* pool,
+                 WorkerCounters* counters)
+    : node_(node), tables_(tables), workers_(workers), pool_(pool), counters_(counters) {}
+
+unsigned Control::poll() {
+  unsigned handled = 0;
+  rte_mbuf* pkts[32];
+  for (WorkerContext& w : workers_) {
+    const unsigned n = rte_ring_sc_dequeue_burst(w.punt, reinterpret_cast<void**>(pkts), 32, nullptr);
+    for (unsigned i = 0; i < n; ++i) handle(pkts[i]);
+    handled += n;
+  }
+  const uint64_t now = rte_get_timer_cycles();
+  if (now >= next_peer_round_) resolve_peers(now);
+  return handled;
+}
+
+void Control::handle(rte_mbuf* m) {
+  const auto kind = static_cast<PuntKind>(m->hash.usr);
+  const uint16_t port_index = m->port;
+  switch (kind) {
+    case PuntKind::kArp: handle_arp(m, port_index); break;
+    case PuntKind::kNd: handle_nd(m, port_index); break;
+    case PuntKind::kEcho: handle_echo(m, port_index); break;
+    case PuntKind::kTtlExceeded:
+    case PuntKind::kTooBig: handle_icmp_error(m, kind); break;
+    case PuntKind::kNeighborMiss: handle_neighbor_miss(m); break;
+    default: rte_pktmbuf_free(m); break;
+  }
+}
+
+void Control::send(uint16_t port_index, rte_mbuf* m) {
+  m->port = port_index;
+  if (rte_ring_sp_enqueue(workers_[0].inject, m) != 0) {
+    ++counters_->drops[static_cast<size_t>(DropReason::kPuntQueueFull)];
+    rte_pktmbuf_free(m);
+  }
+}
+
+template <typename Build>
+void Control::send_built(uint16_t port_index, Build&& build) {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+  if (!m) return;
+  uint8_t* out = rte_pktmbuf_mtod(m, uint8_t*);
+  const size_t len = build(out, rte_pktmbuf_tailroom(m));
+  if (len == 0) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  m->data_len = static_cast<uint16_t>(len);
+  m->pkt_len = static_cast<uint32_t>(len);
+  send(port_index, m);
+}
+
+void Control::learn_peer(const IpAddress& address, const uint8_t mac[6]) {
+  for (PeerRuntime* p : tables_.peers) {
+    if (p->tunnel_address == address) p->fabric_mac.store(pack_mac(mac), std::memory_order_relaxed);
+  }
+}
+
+void Control::learn_pod(const IpAddress& address, const uint8_t mac[6], uint16_t port_index) {
+  // Only addresses of this node's pods go into the neighbour table.
+  if (route_lookup(tables_, address) != kNextHopLocal) return;
+  uint8_t old_mac[6];
+  uint16_t old_port;
+  if (neighbor_lookup(tables_, address, old_mac, &old_port) && old_port == port_index &&
+      std::memcmp(old_mac, mac, 6) == 0) {
+    return;
+  }
+  neighbor_update(tables_, address, mac, port_index);
+}
+
+void Control::handle_arp(rte_mbuf* m, uint16_t port_index) {
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  net::PacketInfo info;
+  net::ArpInfo arp;
+  if (net::parse_frame(frame, m->data_len, &info) != net::ParseResult::kOk ||
+      !net::parse_arp(frame, m->data_len, info.l3_offset, &arp)) {
+    ++counters_->drops[static_cast<size_t>(DropReason::kMalformed)];
+    rte_pktmbuf_free(m);
+    return;
+  }
+  rte_pktmbuf_free(m);
+  const PortRuntime& port = node_.ports[port_index];
+  const IpAddress sender = v4_from(reinterpret_cast<const uint8_t*>(&arp.spa_be));
+  const IpAddress target = v4_from(reinterpret_cast<const uint8_t*>(&arp.tpa_be));
+  const bool probe = arp.spa_be == 0;  // duplicate address detection: never answer
+  if (port.role == PortRole::kUplink) {
+    if (!probe) learn_peer(sender, arp.sha);
+    if (arp.op == 1 && !probe && target == node_.tunnel_address) {
+      send_built(port_index, [&](uint8_t* out, size_t cap) { return net::build_arp_reply(arp, port.mac, out, cap); });
+    }
+    return;
+  }
+  if (probe) return;
+  learn_pod(sender, arp.sha, port_index);
+  // Proxy ARP: the data plane is the gateway for every address but the asker's own.
+  if (arp.op == 1 && arp.tpa_be != arp.spa_be) {
+    send_built(port_index, [&](uint8_t* out, size_t cap) { return net::build_arp_reply(arp, port.mac, out, cap); });
+  }
+}
+
+void Control::handle_nd(rte_mbuf* m, uint16_t port_index) {
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  net::PacketInfo info;
+  net::NdInfo nd;
+  if (net::parse_frame(frame, m->data_len, &info) != net::ParseResult::kOk ||
+      !net::parse_nd(frame, m->data_len, info, &nd)) {
+    ++counters_->drops[static_cast<size_t>(DropReason::kMalformed)];
+    rte_pktmbuf_free(m);
+    return;
+  }
+  uint8_t eth_src[6];
+  std::memcpy(eth_src, frame + 6, 6);
+  rte_pktmbuf_free(m);
+  const PortRuntime& port = node_.ports[port_index];
+  const bool uplink = port.role == PortRole::kUplink;
+  const uint8_t* mac = nd.has_lladdr ? nd.lladdr : eth_src;
+  if (nd.type == net::kNdNeighborAdvertisement) {
+    if (uplink) {
+      learn_peer(v6_from(nd.target), mac);
+    } else {
+      learn_pod(v6_from(nd.target), mac, port_index);
+    }
+    return;
+  }
+  // Neighbour solicitation. From :: it is duplicate address detection: stay quiet.
+  if (is_unspecified_v6(nd.src_ip)) return;
+  if (uplink) {
+    learn_peer(v6_from(nd.src_ip), mac);
+    if (v6_from(nd.target) != node_.tunnel_address) return;
+  } else {
+    learn_pod(v6_from(nd.src_ip), mac, port_index);
+    if (std::memcmp(nd.target, nd.src_ip, 16) == 0) return;
+  }
+  send_built(port_index, [&](uint8_t* out, size_t cap) {
+    return net::build_na(port.mac, mac, nd.target, nd.src_ip, nd.target, /*solicited=*/true,
+                         /*router=*/!uplink, out, cap);
+  });
+}
+
+void Control::handle_echo(rte_mbuf* m, uint16_t port_index) {
+  const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+  net::PacketInfo info;
+  if (net::parse_frame(frame, m->data_len, &info) == net::ParseResult::kOk) {
+    send_built(port_index, [&](uint8_t* out, size_t cap) {
+      return net::build_echo_reply(frame, m->data_len, info, out, cap);
+    });
+  }
+  rte_pktmbuf_free(m);
+}
+
+void Control::handle_icmp_error(rte_mbuf* m, PuntKind kind) {
+  // The worker already stripped the Ethernet header: m holds the IP packet.
+  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+  const bool v6 = m->data_len > 0 && (ip[0] >> 4) == 6;
+  const IpAddress src = v6 ? v6_from(ip + 8) : v4_from(ip + 12);
+  uint8_t mac[6];
+  uint16_t port_index;
+  if (neighbor_lookup(tables_, src, mac, &port_index)) {
+    const IpAddress& from = v6 ? node_.gateway_v6 : node_.gateway_v4;
+    const auto error = kind == PuntKind::kTooBig ? net::IcmpError::kFragNeeded : net::IcmpError::kTimeExceeded;
+    const PortRuntime& port = node_.ports[port_index];
+    size_t built = 0;
+    send_built(port_index, [&](uint8_t* out, size_t cap) {
+      built = net::build_icmp_error(error, node_.max_inner_len, ip, m->data_len, from.bytes.data(), port.mac, mac,
+                                    out, cap);
+      return built;
+    });
+    if (built) counters_->icmp_errors_sent++;
+  }
+  rte_pktmbuf_free(m);
+}
+
+void Control::solicit(uint16_t port_index, const IpAddress& src, const IpAddress& target) {
+  const PortRuntime& port = node_.ports[port_index];
+  if (target.is_v4()) {
+    uint32_t src_be, target_be;
+    std::memcpy(&src_be, src.bytes.data(), 4);
+    std::memcpy(&target_be, target.bytes.data(), 4);
+    send_built(port_index, [&](uint8_t* out, size_t cap) {
+      return net::build_arp_request(port.mac, src_be, target_be, out, cap);
+    });
+  } else {
+    send_built(port_index, [&](uint8_t* out, size_t cap) {
+      return net::build_ns(port.mac, src.bytes.data(), target.bytes.data(), out, cap);
+    });
+  }
+}
+
+void Control::handle_neighbor_miss(rte_mbuf* m) {
+  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+  const bool v6 = m->data_len > 0 && (ip[0] >> 4) == 6;
+  const IpAddress dst = v6 ? v6_from(ip + 24) : v4_from(ip + 16);
+  rte_pktmbuf_free(m);
+  std::string key(reinterpret_cast<const char*>(dst.bytes.data()), 16);
+  key.push_back(static_cast<char>(dst.family));
+  const uint64_t now = rte_get_timer_cycles();
+  const uint64_t gap = rte_get_timer_hz() / 5;  // at most 5 solicitations a second per address
+  auto it = last_solicit_.find(key);
+  if (it != last_solicit_.end() && now - it->second < gap) return;
+  last_solicit_[key] = now;
+  if (last_solicit_.size() > 4096) last_solicit_.clear();  // bounded memory under a scan
+  for (uint16_t p = 0; p < node_.ports.size(); ++p) {
+    if (node_.ports[p].role != PortRole::kLocal) continue;
+    solicit(p, v6 ? node_.gateway_v6 : node_.gateway_v4, dst);
+  }
+}
+
+void Control::resolve_peers(uint64_t now) {
+  bool all_resolved = true;
+  for (PeerRuntime* p : tables_.peers) {
+    const bool resolved = p->fabric_mac.load(std::memory_order_relaxed) != 0;
+    all_resolved = all_resolved && resolved;
+    solicit(node_.uplink, node_.tunnel_address, p->tunnel_address);
+  }
+  // Ask twice a second until every peer answered, then refresh every 10 s.
+  next_peer_round_ = now + (all_resolved ? 10 : 0) * rte_get_timer_hz() + (all_resolved ? 0 : rte_get_timer_hz() / 2);
+}
+
+}  // namespace meshwire::dp

@@ -1,0 +1,61 @@
+// The control thread's packet work (main lcore): everything the workers punt
+// — ARP and ND (proxy answers towards pods, answers for the tunnel address,
+// learning pod and peer MACs), ICMP echo to the gateway/tunnel address, ICMP
+// errors (time exceeded, fragmentation needed / packet too big) — plus the
+// timers that resolve peers on the fabric and pods that have not spoken yet.
+// Frames it builds are handed to worker 0 through its inject ring; it never
+// touches a port queue itself, so a device needs no queue for it.
+//
+// Threading: poll() runs on the control thread only. It is the only writer of
+// the neighbour table and of the peers' fabric MACs.
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include "worker/runtime.h"
+
+namespace meshwire::dp {
+
+class Control {
+ public:
+  Control(const NodeRuntime& node, Tables& tables, std::vector<WorkerContext>& workers, rte_mempool* pool,
+          WorkerCounters* counters);
+
+  // One round: drain the punt rings, run due timers. Returns the number of
+  // packets handled (0 lets the caller sleep).
+  unsigned poll();
+
+  // Handles one punted packet (takes ownership). Public for tests.
+  void handle(rte_mbuf* m);
+
+ private:
+  void handle_arp(rte_mbuf* m, uint16_t port_index);
+  void handle_nd(rte_mbuf* m, uint16_t port_index);
+  void handle_echo(rte_mbuf* m, uint16_t port_index);
+  void handle_icmp_error(rte_mbuf* m, PuntKind kind);
+  void handle_neighbor_miss(rte_mbuf* m);
+  void resolve_peers(uint64_t now);
+  void learn_peer(const IpAddress& address, const uint8_t mac[6]);
+  void learn_pod(const IpAddress& address, const uint8_t mac[6], uint16_t port_index);
+  void solicit(uint16_t port_index, const IpAddress& src, const IpAddress& target);
+  // Allocates an mbuf, lets build() write a frame into it, sends it.
+  template <typename Build>
+  void send_built(uint16_t port_index, Build&& build);
+  void send(uint16_t port_index, rte_mbuf* m);
+
+  const NodeRuntime& node_;
+  Tables& tables_;
+  std::vector<WorkerContext>& workers_;
+  rte_mempool* pool_;
+  WorkerCounters* counters_;
+  uint64_t next_peer_round_ = 0;
+  // When we last asked for a pod address (key: family byte + 16 address bytes).
+  std::unordered_map<std::string, uint64_t> last_solicit_;
+};
+
+}  // namespace meshwire::dp

@@ -1,0 +1,70 @@
+// The node's runtime: what workers and the control thread share after
+// startup. Everything here is written before the workers start and only read
+// afterwards, except where a comment says otherwise.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <rte_ring.h>
+
+#include <meshwire/dp/config.h>
+#include <meshwire/dp/counters.h>
+
+#include "esp/gcm.h"
+#include "route/tables.h"
+
+namespace meshwire::dp {
+
+struct PortRuntime {
+  std::string name;
+  uint16_t port_id = 0;
+  PortRole role = PortRole::kLocal;
+  uint8_t mac[6]{};
+  uint16_t mtu = 1500;
+  bool offload_ipv4_cksum = false;
+  bool offload_udp_cksum = false;
+};
+
+// Why a worker handed a packet to the control thread (kept in mbuf->hash.usr,
+// which the worker no longer needs once it punts).
+enum class PuntKind : uint32_t {
+  kArp,           // ARP on any port
+  kNd,            // ICMPv6 neighbour solicitation/advertisement
+  kEcho,          // ICMP/ICMPv6 echo request to the gateway or tunnel address
+  kTtlExceeded,   // forwarding would exhaust TTL: answer with ICMP time exceeded
+  kTooBig,        // does not fit after encapsulation: answer with frag-needed/PTB
+  kNeighborMiss,  // a pod's MAC is unknown: resolve it (the packet starts at its IP header)
+};
+
+struct NodeRuntime {
+  IpAddress tunnel_address;
+  IpAddress gateway_v4;
+  IpAddress gateway_v6;
+  std::vector<PortRuntime> ports;  // in config order; index == position
+  uint16_t uplink = 0;             // index into ports
+  uint16_t local_default = 0;      // index of the first local port
+  // Largest inner IP packet that fits the uplink after encapsulation.
+  uint16_t max_inner_len = 0;
+  // MSS to clamp TCP SYNs to, per inner family.
+  uint16_t mss_v4 = 0;
+  uint16_t mss_v6 = 0;
+  IdleMode idle = IdleMode::kAdaptive;
+};
+
+// Worker w polls queue w of every port and transmits on queue w.
+struct WorkerContext {
+  unsigned index = 0;
+  unsigned lcore = 0;
+  esp::GcmEngine* engine = nullptr;  // owned by this worker
+  WorkerCounters* counters = nullptr;
+  const NodeRuntime* node = nullptr;
+  Tables* tables = nullptr;
+  rte_ring* punt = nullptr;    // worker -> control (single producer, single consumer)
+  rte_ring* inject = nullptr;  // control -> worker: frames to send, port index in mbuf->port
+  const std::atomic<bool>* stop = nullptr;
+};
+
+}  // namespace meshwire::dp

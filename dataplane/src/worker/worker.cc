@@ -1,0 +1,455 @@
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include <rte_byteorder.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_pause.h>
+
+#include "esp/decrypt.h"
+#include "esp/encrypt.h"
+#include "net/checksum.h"
+#include "net/mss.h"
+#include "net/parse.h"
+
+namespace meshwire::dp {
+namespace {
+
+constexpr uint8_t kIcmpEchoRequest = 8;
+constexpr uint8_t kIcmp6EchoRequest = 128;
+constexpr uint8_t kNdRouterSolicit = 133;
+constexpr uint8_t kNdNeighborSolicit = 135;
+constexpr uint8_t kNdNeighborAdvert = 136;
+
+inline void count_drop(WorkerContext& ctx, DropReason r) {
+  ++ctx.counters->drops[static_cast<size_t>(r)];
+}
+
+inline void drop(WorkerContext& ctx, rte_mbuf* m, DropReason r) {
+  count_drop(ctx, r);
+  rte_pktmbuf_free(m);
+}
+
+inline void punt(WorkerContext& ctx, rte_mbuf* m, PuntKind kind, uint16_t port_index) {
+  m->hash.usr = static_cast<uint32_t>(kind);
+  m->port = port_index;
+  if (rte_ring_sp_enqueue(ctx.punt, m) != 0) {
+    drop(ctx, m, DropReason::kPuntQueueFull);
+    return;
+  }
+  ++ctx.counters->punted;
+}
+
+inline void enqueue_tx(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index, rte_mbuf* m) {
+  uint16_t& c = tx.count[port_index];
+  if (c == TxBuffers::kCapacity) flush_tx(ctx, tx);
+  tx.pkts[port_index][c++] = m;
+}
+
+inline bool same_address(const uint8_t* a, const IpAddress& b, bool v6) {
+  return v6 ? std::memcmp(a, b.bytes.data(), 16) == 0 : std::memcmp(a, b.bytes.data(), 4) == 0;
+}
+
+inline bool is_multicast_v4(const uint8_t* a) { return (a[0] & 0xF0) == 0xE0 || (a[0] == 0xFF && a[1] == 0xFF && a[2] == 0xFF && a[3] == 0xFF); }
+
+// Offsets of an IP header and its destination/source address fields.
+inline const uint8_t* ip_dst(const uint8_t* ip, bool v6) { return ip + (v6 ? 24 : 16); }
+inline const uint8_t* ip_src(const uint8_t* ip, bool v6) { return ip + (v6 ? 8 : 12); }
+inline uint32_t v4_host(const uint8_t* a) {
+  uint32_t v;
+  std::memcpy(&v, a, 4);
+  return rte_be_to_cpu_32(v);
+}
+
+// The info of a frame, re-based so that the IP header is at offset 0.
+inline net::PacketInfo rebase(const net::PacketInfo& info) {
+  net::PacketInfo r = info;
+  r.l4_offset = static_cast<uint16_t>(info.l4_offset - info.l3_offset);
+  r.l3_offset = 0;
+  return r;
+}
+
+inline bool is_tcp_syn(const uint8_t* ip, const net::PacketInfo& info) {
+  return info.l4_proto == net::kProtoTcp && info.has_l4 && !info.is_fragment && (ip[info.l4_offset + 13] & 0x02);
+}
+
+inline bool dont_fragment(const uint8_t* ip, bool v6) {
+  return v6 || (ip[6] & 0x40);
+}
+
+// Writes a fresh Ethernet header in front of an IP packet at the mbuf's data.
+inline bool prepend_ethernet(rte_mbuf* m, const uint8_t src[6], const uint8_t dst[6], bool v6) {
+  auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
+  if (!eth) return false;
+  std::memcpy(eth->dst_addr.addr_bytes, dst, 6);
+  std::memcpy(eth->src_addr.addr_bytes, src, 6);
+  eth->ether_type = rte_cpu_to_be_16(v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
+  return true;
+}
+
+// Delivers an IP packet (data at its IP header) to a local pod.
+void deliver_local(WorkerContext& ctx, TxBuffers& tx, rte_mbuf* m, bool v6) {
+  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+  IpAddress dst;
+  dst.family = v6 ? 6 : 4;
+  std::memcpy(dst.bytes.data(), ip_dst(ip, v6), v6 ? 16 : 4);
+  uint8_t mac[6];
+  uint16_t port_index;
+  if (!neighbor_lookup(*ctx.tables, dst, mac, &port_index)) {
+    punt(ctx, m, PuntKind::kNeighborMiss, ctx.node->local_default);
+    count_drop(ctx, DropReason::kNeighborMiss);
+    return;
+  }
+  if (!net::ip_decrement_ttl(rte_pktmbuf_mtod(m, uint8_t*))) {
+    drop(ctx, m, DropReason::kTtlExceeded);
+    return;
+  }
+  if (!prepend_ethernet(m, ctx.node->ports[port_index].mac, mac, v6)) {
+    drop(ctx, m, DropReason::kMalformed);
+    return;
+  }
+  enqueue_tx(ctx, tx, port_index, m);
+}
+
+}  // namespace
+
+void flush_tx(WorkerContext& ctx, TxBuffers& tx) {
+  for (uint16_t p = 0; p < ctx.node->ports.size(); ++p) {
+    const uint16_t n = tx.count[p];
+    if (n == 0) continue;
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < n; ++i) bytes += tx.pkts[p][i]->pkt_len;
+    const uint16_t sent = rte_eth_tx_burst(ctx.node->ports[p].port_id, static_cast<uint16_t>(ctx.index), tx.pkts[p], n);
+    for (uint16_t i = sent; i < n; ++i) {
+      bytes -= tx.pkts[p][i]->pkt_len;
+      drop(ctx, tx.pkts[p][i], DropReason::kTxFull);
+    }
+    auto& pc = ctx.counters->ports[p];
+    pc.tx_packets += sent;
+    pc.tx_bytes += bytes;
+    tx.count[p] = 0;
+  }
+}
+
+void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index, rte_mbuf** pkts, uint16_t n) {
+  const NodeRuntime& node = *ctx.node;
+  // Routed candidates, by family, for bulk FIB lookups.
+  rte_mbuf* v4[kRxBurst];
+  net::PacketInfo v4_info[kRxBurst];
+  uint32_t v4_dst[kRxBurst];
+  uint64_t v4_nh[kRxBurst];
+  uint16_t n4 = 0;
+  rte_mbuf* v6[kRxBurst];
+  net::PacketInfo v6_info[kRxBurst];
+  uint8_t v6_dst[kRxBurst][RTE_FIB6_IPV6_ADDR_SIZE];
+  uint64_t v6_nh[kRxBurst];
+  uint16_t n6 = 0;
+
+  auto& pc = ctx.counters->ports[port_index];
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    pc.rx_packets++;
+    pc.rx_bytes += m->pkt_len;
+    if (m->nb_segs != 1) {
+      drop(ctx, m, DropReason::kMalformed);
+      continue;
+    }
+    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+    net::PacketInfo info;
+    const net::ParseResult pr = net::parse_frame(frame, m->data_len, &info);
+    if (pr != net::ParseResult::kOk) {
+      drop(ctx, m, pr == net::ParseResult::kUnsupported ? DropReason::kUnsupported : DropReason::kMalformed);
+      continue;
+    }
+    if (info.ether_type == net::kEtherTypeArp) {
+      punt(ctx, m, PuntKind::kArp, port_index);
+      continue;
+    }
+    const bool is_v6 = info.ether_type == net::kEtherTypeIpv6;
+    const uint8_t* ip = frame + info.l3_offset;
+    const uint8_t* dst = ip_dst(ip, is_v6);
+    if (is_v6) {
+      if (info.l4_proto == net::kProtoIcmpv6 && info.has_l4) {
+        const uint8_t type = frame[info.l4_offset];
+        if (type == kNdNeighborSolicit || type == kNdNeighborAdvert) {
+          punt(ctx, m, PuntKind::kNd, port_index);
+          continue;
+        }
+        if (type == kIcmp6EchoRequest && same_address(dst, node.gateway_v6, true)) {
+          punt(ctx, m, PuntKind::kEcho, port_index);
+          continue;
+        }
+        if (type >= kNdRouterSolicit && type <= kNdNeighborAdvert + 1) {  // RS, RA, redirect
+          drop(ctx, m, DropReason::kUnsupported);
+          continue;
+        }
+      }
+      if (dst[0] == 0xFF) {  // multicast (MLD reports and the like)
+        drop(ctx, m, DropReason::kUnsupported);
+        continue;
+      }
+      if (same_address(dst, node.gateway_v6, true)) {
+        drop(ctx, m, DropReason::kNotForUs);
+        continue;
+      }
+      std::memcpy(v6_dst[n6], dst, 16);
+      v6_info[n6] = info;
+      v6[n6++] = m;
+    } else {
+      if (same_address(dst, node.gateway_v4, false)) {
+        if (info.l4_proto == net::kProtoIcmp && info.has_l4 && frame[info.l4_offset] == kIcmpEchoRequest) {
+          punt(ctx, m, PuntKind::kEcho, port_index);
+        } else {
+          drop(ctx, m, DropReason::kNotForUs);
+        }
+        continue;
+      }
+      if (is_multicast_v4(dst)) {
+        drop(ctx, m, DropReason::kUnsupported);
+        continue;
+      }
+      v4_dst[n4] = v4_host(dst);
+      v4_info[n4] = info;
+      v4[n4++] = m;
+    }
+  }
+  if (n4) rte_fib_lookup_bulk(ctx.tables->fib4, v4_dst, v4_nh, n4);
+  if (n6) rte_fib6_lookup_bulk(ctx.tables->fib6, v6_dst, v6_nh, n6);
+
+  // Encrypt batch.
+  rte_mbuf* enc[kRxBurst];
+  esp::OutboundSa* enc_sa[kRxBurst];
+  uint64_t enc_mac[kRxBurst];
+  uint16_t nenc = 0;
+
+  auto route_one = [&](rte_mbuf* m, const net::PacketInfo& info, uint64_t nh, bool is_v6) {
+    if (nh == kNextHopNone) {
+      drop(ctx, m, DropReason::kNoRoute);
+      return;
+    }
+    // Strip Ethernet and any trailing padding: from here on the mbuf is the IP packet.
+    rte_pktmbuf_adj(m, info.l3_offset);
+    rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - info.l3_len));
+    const net::PacketInfo ip_info = rebase(info);
+    uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
+    if (info.ttl <= 1) {
+      punt(ctx, m, PuntKind::kTtlExceeded, port_index);
+      count_drop(ctx, DropReason::kTtlExceeded);
+      return;
+    }
+    if (nh == kNextHopLocal) {
+      ctx.counters->forwarded_local++;
+      deliver_local(ctx, tx, m, is_v6);
+      return;
+    }
+    const uint64_t peer = nh - kNextHopPeerBase;
+    if (info.l3_len > node.max_inner_len) {
+      if (dont_fragment(ip, is_v6) && !info.is_fragment) {
+        punt(ctx, m, PuntKind::kTooBig, port_index);
+      } else {
+        rte_pktmbuf_free(m);
+      }
+      count_drop(ctx, DropReason::kTooBig);
+      return;
+    }
+    const uint64_t mac = ctx.tables->peers[peer]->fabric_mac.load(std::memory_order_relaxed);
+    if (mac == 0) {
+      drop(ctx, m, DropReason::kPeerUnresolved);
+      return;
+    }
+    net::ip_decrement_ttl(ip);
+    if (is_tcp_syn(ip, ip_info) &&
+        net::clamp_tcp_mss(ip, m->data_len, ip_info, is_v6 ? node.mss_v6 : node.mss_v4)) {
+      ctx.counters->mss_clamped++;
+    }
+    enc[nenc] = m;
+    enc_sa[nenc] = ctx.tables->outbound[peer][ctx.index];
+    enc_mac[nenc] = mac;
+    ++nenc;
+  };
+  for (uint16_t i = 0; i < n4; ++i) route_one(v4[i], v4_info[i], v4_nh[i], false);
+  for (uint16_t i = 0; i < n6; ++i) route_one(v6[i], v6_info[i], v6_nh[i], true);
+
+  if (nenc == 0) return;
+  const PortRuntime& up = node.ports[node.uplink];
+  esp::EncryptContext ectx{};
+  std::memcpy(ectx.src_mac, up.mac, 6);
+  ectx.offload_ipv4_cksum = up.offload_ipv4_cksum;
+  ectx.offload_udp_cksum = up.offload_udp_cksum;
+  DropReason reasons[kRxBurst];
+  const uint16_t good = esp::encrypt_burst(*ctx.engine, ectx, enc, enc_sa, enc_mac, nenc, reasons);
+  for (uint16_t i = 0; i < good; ++i) {
+    ctx.counters->encrypted_packets++;
+    ctx.counters->encrypted_bytes += enc[i]->pkt_len;
+    enqueue_tx(ctx, tx, node.uplink, enc[i]);
+  }
+  for (uint16_t i = good; i < nenc; ++i) drop(ctx, enc[i], reasons[i]);
+}
+
+void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, uint16_t n) {
+  const NodeRuntime& node = *ctx.node;
+  const bool node_v6 = node.tunnel_address.is_v6();
+  rte_mbuf* esp_pkts[kRxBurst];
+  esp::EspMeta meta[kRxBurst];
+  uint16_t nesp = 0;
+
+  auto& pc = ctx.counters->ports[node.uplink];
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    pc.rx_packets++;
+    pc.rx_bytes += m->pkt_len;
+    if (m->nb_segs != 1) {
+      drop(ctx, m, DropReason::kMalformed);
+      continue;
+    }
+    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
+    net::PacketInfo info;
+    const net::ParseResult pr = net::parse_frame(frame, m->data_len, &info);
+    if (pr != net::ParseResult::kOk) {
+      drop(ctx, m, pr == net::ParseResult::kUnsupported ? DropReason::kPlaintextOnUplink : DropReason::kMalformed);
+      continue;
+    }
+    if (info.ether_type == net::kEtherTypeArp) {
+      punt(ctx, m, PuntKind::kArp, node.uplink);
+      continue;
+    }
+    const bool is_v6 = info.ether_type == net::kEtherTypeIpv6;
+    const uint8_t* ip = frame + info.l3_offset;
+    if (is_v6 && info.l4_proto == net::kProtoIcmpv6 && info.has_l4) {
+      const uint8_t type = frame[info.l4_offset];
+      if (type == kNdNeighborSolicit || type == kNdNeighborAdvert) {
+        punt(ctx, m, PuntKind::kNd, node.uplink);
+        continue;
+      }
+    }
+    if (is_v6 != node_v6 || !same_address(ip_dst(ip, is_v6), node.tunnel_address, is_v6)) {
+      drop(ctx, m, DropReason::kPlaintextOnUplink);
+      continue;
+    }
+    if (info.l4_proto == net::kProtoUdp && info.has_l4 && !info.is_fragment) {
+      const uint16_t dport = static_cast<uint16_t>(frame[info.l4_offset + 2] << 8 | frame[info.l4_offset + 3]);
+      if (dport == net::kEspInUdpPort) {
+        net::EspView view;
+        switch (net::classify_esp_in_udp(frame, m->data_len, info.l4_offset, &view)) {
+          case net::EspClass::kEsp: {
+            esp::EspMeta& em = meta[nesp];
+            std::memset(&em.key, 0, sizeof(em.key));
+            em.key.spi = view.spi;
+            em.key.family = is_v6 ? 6 : 4;
+            std::memcpy(em.key.addr, ip_src(ip, is_v6), is_v6 ? 16 : 4);
+            em.seq_low = view.seq_low;
+            em.esp_offset = view.esp_offset;
+            em.esp_len = view.esp_len;
+            esp_pkts[nesp++] = m;
+            continue;
+          }
+          case net::EspClass::kKeepalive:
+            drop(ctx, m, DropReason::kUnsupported);
+            continue;
+          case net::EspClass::kTruncated:
+            drop(ctx, m, DropReason::kMalformed);
+            continue;
+          case net::EspClass::kNonEsp:
+            drop(ctx, m, DropReason::kPlaintextOnUplink);
+            continue;
+        }
+      }
+    }
+    if (info.has_l4 && !info.is_fragment &&
+        ((!is_v6 && info.l4_proto == net::kProtoIcmp && frame[info.l4_offset] == kIcmpEchoRequest) ||
+         (is_v6 && info.l4_proto == net::kProtoIcmpv6 && frame[info.l4_offset] == kIcmp6EchoRequest))) {
+      punt(ctx, m, PuntKind::kEcho, node.uplink);
+      continue;
+    }
+    drop(ctx, m, DropReason::kPlaintextOnUplink);
+  }
+  if (nesp == 0) return;
+
+  DropReason reasons[kRxBurst];
+  uint16_t peer_of[kRxBurst];
+  const uint16_t good = esp::decrypt_burst(*ctx.engine, *ctx.tables, esp_pkts, meta, nesp, reasons, peer_of);
+  for (uint16_t i = good; i < nesp; ++i) drop(ctx, esp_pkts[i], reasons[i]);
+
+  for (uint16_t i = 0; i < good; ++i) {
+    rte_mbuf* m = esp_pkts[i];
+    ctx.counters->decrypted_packets++;
+    ctx.counters->decrypted_bytes += m->pkt_len;
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+    net::PacketInfo info;
+    if (net::parse_ip(ip, m->data_len, &info) != net::ParseResult::kOk) {
+      drop(ctx, m, DropReason::kMalformed);
+      continue;
+    }
+    const bool is_v6 = info.ether_type == net::kEtherTypeIpv6;
+    IpAddress src, dst;
+    src.family = dst.family = is_v6 ? 6 : 4;
+    std::memcpy(src.bytes.data(), ip_src(ip, is_v6), is_v6 ? 16 : 4);
+    std::memcpy(dst.bytes.data(), ip_dst(ip, is_v6), is_v6 ? 16 : 4);
+    // The sender may only speak for its own pods.
+    if (route_lookup(*ctx.tables, src) != kNextHopPeerBase + peer_of[i]) {
+      drop(ctx, m, DropReason::kInnerSpoofed);
+      continue;
+    }
+    if (route_lookup(*ctx.tables, dst) != kNextHopLocal) {
+      drop(ctx, m, DropReason::kNotForUs);
+      continue;
+    }
+    if (info.ttl <= 1) {
+      drop(ctx, m, DropReason::kTtlExceeded);
+      continue;
+    }
+    // Trim any bytes after the inner IP packet (there should be none).
+    if (m->data_len > info.l3_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - info.l3_len));
+    deliver_local(ctx, tx, m, is_v6);
+  }
+}
+
+int worker_main(void* arg) {
+  auto& ctx = *static_cast<WorkerContext*>(arg);
+  const NodeRuntime& node = *ctx.node;
+  TxBuffers tx;
+  rte_mbuf* pkts[kRxBurst];
+  uint32_t idle_polls = 0;
+  const uint16_t q = static_cast<uint16_t>(ctx.index);
+
+  while (!ctx.stop->load(std::memory_order_relaxed)) {
+    uint32_t work = 0;
+    for (uint16_t p = 0; p < node.ports.size(); ++p) {
+      const uint16_t n = rte_eth_rx_burst(node.ports[p].port_id, q, pkts, kRxBurst);
+      if (n == 0) continue;
+      work += n;
+      if (p == node.uplink) {
+        process_uplink_burst(ctx, tx, pkts, n);
+      } else {
+        process_local_burst(ctx, tx, p, pkts, n);
+      }
+    }
+    // Frames built by the control thread (ARP/ND replies, ICMP errors).
+    const unsigned ninj = rte_ring_sc_dequeue_burst(ctx.inject, reinterpret_cast<void**>(pkts), kRxBurst, nullptr);
+    for (unsigned i = 0; i < ninj; ++i) enqueue_tx(ctx, tx, pkts[i]->port, pkts[i]);
+    work += ninj;
+    flush_tx(ctx, tx);
+
+    if (work != 0 || ctx.node->idle == IdleMode::kBusyPoll) {
+      idle_polls = 0;
+      continue;
+    }
+    // Adaptive idle backoff: spin briefly, then yield the core in growing naps.
+    ++idle_polls;
+    if (idle_polls < 256) {
+      rte_pause();
+    } else {
+      const uint32_t us = idle_polls < 1024 ? 10 : (idle_polls < 4096 ? 100 : 500);
+      usleep(us);
+    }
+  }
+  flush_tx(ctx, tx);
+  return 0;
+}
+
+}  // namespace meshwire::dp
