@@ -253,7 +253,17 @@ class Telemetry:
         return self.query("/meshwire/peers")
 
     def sas(self) -> dict:
-        return self.query("/meshwire/sas")
+        """{"outbound": [...], "inbound": [...]}. DPDK 22.11 telemetry nests
+        containers one level only, so the data plane may instead give one flat
+        dict per SA keyed like "out/node2/0" with a "direction" field; both
+        shapes come back as the former."""
+        reply = self.query("/meshwire/sas")
+        if isinstance(reply, dict) and {"outbound", "inbound"} <= set(reply):
+            return reply
+        shaped = {"outbound": [], "inbound": []}
+        for sa in (reply or {}).values():
+            shaped[sa["direction"]].append(sa)
+        return shaped
 
 
 def counter_value(counters: dict, name: str) -> int:

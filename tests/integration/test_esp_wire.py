@@ -20,6 +20,10 @@ ND_TYPES = {133, 134, 135, 136, 137}      # RS, RA, NS, NA, redirect
 PINGS = 4
 
 
+def is_nd(frame) -> bool:
+    return IPv6 in frame and frame[IPv6].nh == 58 and getattr(frame[IPv6].payload, "type", None) in ND_TYPES
+
+
 class Wire:
     def __init__(self, cluster, pcap, a, b):
         self.cluster = cluster
@@ -64,7 +68,7 @@ def test_fabric_carries_only_esp_in_udp_4500(wire):
     for i, frame in enumerate(wire.frames):
         if ARP in frame:
             continue
-        if IPv6 in frame and frame[IPv6].nh == 58 and frame.lastlayer().type in ND_TYPES:
+        if is_nd(frame):
             continue
         if IP not in frame and IPv6 not in frame:
             offenders.append(f"#{i} non-IP: {frame.summary()}")
@@ -177,3 +181,43 @@ def test_scapy_encrypted_packets_are_delivered(cluster, node1, node2, esp_sender
     assert len(requests) == count, f"pod {b.name} got {len(requests)} of {count} injected echo requests"
     assert all(MARK in bytes(p) for p in requests)
     assert len(replies(on_fabric)) == count
+
+
+@pytest.fixture(scope="module")
+def v6_fabric(cluster):
+    """A second, smaller cluster whose nodes talk over IPv6 tunnel addresses
+    (2001:db8::1, ::2); `cluster` first so that the environment checks ran."""
+    c = topo.Cluster(cluster.binary, nodes=2, pods_per_node=1, tunnel_family=6)
+    try:
+        c.create()
+        c.start()
+        yield c
+    finally:
+        c.teardown()
+
+
+def test_ipv6_fabric_carries_esp_that_scapy_decrypts(v6_fabric):
+    n1, n2 = v6_fabric.nodes
+    a, b = n1.pods[0], n2.pods[0]
+    with v6_fabric.fabric_capture("v6-fabric") as pcap:
+        for family in (4, 6):
+            done = v6_fabric.ping(a, b, family, count=3, extra=["-p", MARK.hex()])
+            assert done.returncode == 0, f"ping -{family} over an IPv6 fabric failed:\n{done.stdout}{done.stderr}"
+    wire = Wire(v6_fabric, pcap, a, b)
+    offenders, seen = [], set()
+    for frame in wire.frames:
+        if is_nd(frame):
+            continue
+        if IP in frame or not (IPv6 in frame and UDP in frame and frame[UDP].dport == 4500 and ESP in frame):
+            offenders.append(frame.summary())
+            continue
+        assert frame[UDP].chksum != 0, "UDP over IPv6 needs a checksum"
+        inner = wire.decrypt(frame)
+        if ICMP in inner and inner[ICMP].type in (0, 8):
+            seen.add((inner.src, inner.dst, inner[ICMP].type))
+        for layer in (ICMPv6EchoRequest, ICMPv6EchoReply):
+            if layer in inner:
+                seen.add((inner.src, inner.dst, inner[layer].type))
+    assert not offenders, "not ESP-in-UDP/IPv6 on the fabric:\n" + "\n".join(offenders[:20])
+    expected = {(a.ipv4, b.ipv4, 8), (b.ipv4, a.ipv4, 0), (a.ipv6, b.ipv6, 128), (b.ipv6, a.ipv6, 129)}
+    assert expected <= seen, f"missing inner echoes: {expected - seen}"

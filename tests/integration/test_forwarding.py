@@ -132,3 +132,41 @@ def test_tcp_mss_is_clamped_across_nodes(cluster, node1, node2, family):
             f"{what} MSS {values} not clamped: a full segment would not fit the fabric MTU (limit {limit})"
     after = node1.counter("mss_clamped") + node2.counter("mss_clamped")
     assert after >= before + 2, f"mss_clamped went from {before} to {after}"
+
+
+def test_telemetry_ports_peers_and_sas(cluster, node1, node2):
+    """/meshwire/ports, /meshwire/peers and /meshwire/sas describe what the
+    config asked for and move with the traffic."""
+    a, b = node1.pods[0], node2.pods[0]
+    assert cluster.ping(a, b, 4, count=2).returncode == 0
+    ports_before = node1.telemetry.ports()
+    sas_before = node1.telemetry.sas() or {}
+    assert cluster.ping(a, b, 4, count=3).returncode == 0
+
+    ports = node1.telemetry.ports()
+    assert ports["pods"]["role"] == "local" and ports["fabric"]["role"] == "uplink"
+    for name in ("pods", "fabric"):
+        for field in ("rx_packets", "tx_packets"):
+            assert ports[name][field] >= ports_before[name][field] + 3, (name, field, ports[name])
+    uplink_mac = topo.json.loads(topo.run(["ip", "-j", "-n", node1.ns, "link", "show",
+                                           node1.uplink_if]).stdout)[0]["address"]
+    assert ports["fabric"]["mac"].lower() == uplink_mac
+
+    peers = node1.telemetry.peers()
+    assert peers["node2"]["tunnel_address"] == node2.tunnel_address
+    # DPDK 22.11 telemetry has no JSON booleans: "true" stands for true.
+    assert peers["node2"]["resolved"] in (True, "true"), peers
+    assert peers["node2"]["mac"].lower() == node2.uplink_mac().lower()
+
+    sas = node1.telemetry.sas()
+    assert isinstance(sas, dict) and {"outbound", "inbound"} <= set(sas), f"/meshwire/sas gave {sas!r}"
+    configured_out = {sa.spi for sa in node1.outbound["node2"]}
+    configured_in = {sa.spi for sa in node1.inbound["node2"]}
+    out = {sa["spi"]: sa for sa in sas["outbound"] if sa["peer"] == "node2"}
+    assert set(out) == configured_out
+    assert {sa["spi"] for sa in sas["inbound"] if sa["peer"] == "node2"} == configured_in
+    out_before = {sa["spi"]: sa["seq"] for sa in sas_before.get("outbound", [])}
+    assert sum(out[spi]["seq"] - out_before[spi] for spi in out) >= 3
+    for sa in sas["outbound"] + sas["inbound"]:
+        assert sa["algorithm"] == "aes-128-gcm"
+        assert not any(k in sa for k in ("key", "salt")), f"SA telemetry shows key material: {sa}"
