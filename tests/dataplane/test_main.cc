@@ -8,8 +8,8 @@
 
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
-  const char* eal_argv[] = {"dataplane_tests", "--no-huge", "-m", "256", "--no-pci",
-                            "--in-memory", "--no-telemetry", "-l", "0", "--log-level", "lib.*:error"};
+  const char* eal_argv[] = {"dataplane_tests", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf",
+                            "--no-telemetry", "-l", "0", "--log-level", "lib.*:error"};
   if (rte_eal_init(static_cast<int>(std::size(eal_argv)), const_cast<char**>(eal_argv)) < 0) {
     std::fprintf(stderr, "dataplane_tests: rte_eal_init failed\n");
     return 2;

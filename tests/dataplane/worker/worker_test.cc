@@ -1,0 +1,541 @@
+// The worker's stages on real mbufs, two nodes back to back: node A's local
+// burst produces ESP frames that node B's uplink burst must accept, and every
+// drop path lands on its own counter. The ciphertext is checked against
+// OpenSSL's AES-GCM (an implementation independent of ipsec-mb), with the
+// ESN AAD of RFC 4303 (SPI || seq-hi || seq-lo).
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "esp/sa.h"
+#include "net/parse.h"
+#include "route/tables.h"
+#include "worker/control.h"
+#include "worker/worker.h"
+#include "../net/packet_builder.h"
+
+namespace meshwire::dp {
+namespace {
+
+using test::Bytes;
+using test::PacketBuilder;
+using test::ip4;
+using test::ip6;
+using test::mac;
+
+constexpr uint16_t kLocal = 0;
+constexpr uint16_t kUplink = 1;
+
+IpAddress addr(const char* text) { return *parse_ip_address(text); }
+IpPrefix prefix(const char* text) { return *parse_ip_prefix(text); }
+
+SaConfig sa(uint32_t spi, uint8_t seed, size_t key_len = 16) {
+  SaConfig s;
+  s.spi = spi;
+  s.algorithm = key_len == 32 ? AeadAlgorithm::kAes256Gcm : AeadAlgorithm::kAes128Gcm;
+  for (size_t i = 0; i < key_len; ++i) s.key.push_back(static_cast<uint8_t>(seed + i));
+  s.salt = {static_cast<uint8_t>(seed), 0xA5, 0x5A, static_cast<uint8_t>(~seed)};
+  return s;
+}
+
+// OpenSSL AES-GCM decryption of one ESP packet: an implementation that shares
+// nothing with the data plane's.
+bool openssl_open(const SaConfig& s, const uint8_t* esp, size_t esp_len, uint32_t seq_hi, Bytes* plain) {
+  const uint8_t* iv = esp + 8;
+  const uint8_t* ct = esp + 16;
+  const size_t ct_len = esp_len - 16 - 16;
+  uint8_t nonce[12];
+  std::memcpy(nonce, s.salt.data(), 4);
+  std::memcpy(nonce + 4, iv, 8);
+  uint8_t aad[12];
+  std::memcpy(aad, esp, 4);
+  const uint32_t hi_be = htonl(seq_hi);
+  std::memcpy(aad + 4, &hi_be, 4);
+  std::memcpy(aad + 8, esp + 4, 4);
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  const EVP_CIPHER* cipher = s.key.size() == 32 ? EVP_aes_256_gcm() : EVP_aes_128_gcm();
+  int len = 0;
+  plain->assign(ct_len, 0);
+  bool ok = EVP_DecryptInit_ex(ctx, cipher, nullptr, nullptr, nullptr) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) == 1 &&
+            EVP_DecryptInit_ex(ctx, nullptr, nullptr, s.key.data(), nonce) == 1 &&
+            EVP_DecryptUpdate(ctx, nullptr, &len, aad, 12) == 1 &&
+            EVP_DecryptUpdate(ctx, plain->data(), &len, ct, static_cast<int>(ct_len)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, const_cast<uint8_t*>(ct + ct_len)) == 1 &&
+            EVP_DecryptFinal_ex(ctx, plain->data() + len, &len) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  return ok;
+}
+
+// One simulated node: its tables, one worker's context and counters, no
+// real ports (tests read the TX buffers instead of flushing them).
+struct TestNode {
+  Config config;
+  NodeRuntime node;
+  Tables* tables = nullptr;
+  std::unique_ptr<esp::GcmEngine> engine;
+  WorkerCounters counters{};
+  WorkerContext ctx;
+  std::atomic<bool> stop{false};
+  TxBuffers tx;
+
+  TestNode(const std::string& name, bool v6_fabric, int which) {
+    const bool a = which == 0;
+    config.tunnel_address = addr(v6_fabric ? (a ? "2001:db8::1" : "2001:db8::2") : (a ? "192.0.2.1" : "192.0.2.2"));
+    config.pod_cidrs = {prefix(a ? "10.11.0.0/24" : "10.12.0.0/24"), prefix(a ? "fd00:11::/64" : "fd00:12::/64")};
+    config.gateway_v4 = addr("169.254.1.1");
+    config.gateway_v6 = addr("fe80::1");
+    PeerConfig peer;
+    peer.name = a ? "b" : "a";
+    peer.tunnel_address = addr(v6_fabric ? (a ? "2001:db8::2" : "2001:db8::1") : (a ? "192.0.2.2" : "192.0.2.1"));
+    peer.pod_cidrs = {prefix(a ? "10.12.0.0/24" : "10.11.0.0/24"), prefix(a ? "fd00:12::/64" : "fd00:11::/64")};
+    // A -> B uses SPI 0x1001 (key seed 1); B -> A uses 0x2001 (seed 2).
+    peer.outbound = {a ? sa(0x1001, 1) : sa(0x2001, 2)};
+    peer.inbound = {a ? sa(0x2001, 2) : sa(0x1001, 1)};
+    config.peers = {peer};
+
+    auto e = esp::GcmEngine::create();
+    EXPECT_TRUE(e.ok());
+    engine = std::move(e.value());
+    auto t = build_tables(config, *engine, 0);
+    EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error());
+    tables = t.value();
+
+    PortRuntime local;
+    local.name = "pods";
+    local.role = PortRole::kLocal;
+    std::memcpy(local.mac, mac(a ? "02:aa:00:00:00:01" : "02:bb:00:00:00:01").data(), 6);
+    PortRuntime up;
+    up.name = "fabric";
+    up.role = PortRole::kUplink;
+    std::memcpy(up.mac, mac(a ? "02:aa:00:00:00:02" : "02:bb:00:00:00:02").data(), 6);
+    node.ports = {local, up};
+    node.uplink = kUplink;
+    node.local_default = kLocal;
+    node.tunnel_address = config.tunnel_address;
+    node.gateway_v4 = config.gateway_v4;
+    node.gateway_v6 = config.gateway_v6;
+    node.max_inner_len = v6_fabric ? 1418 : 1438;
+    node.mss_v4 = node.max_inner_len - 40;
+    node.mss_v6 = node.max_inner_len - 60;
+    // The peer's fabric MAC as ARP would have found it.
+    tables->peers[0]->fabric_mac = pack_mac(mac(a ? "02:bb:00:00:00:02" : "02:aa:00:00:00:02").data());
+
+    ctx.index = 0;
+    ctx.engine = engine.get();
+    ctx.counters = &counters;
+    ctx.node = &node;
+    ctx.tables = tables;
+    ctx.stop = &stop;
+    ctx.punt = rte_ring_create((name + "_p").c_str(), 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ctx.inject = rte_ring_create((name + "_i").c_str(), 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  }
+  ~TestNode() {
+    clear_tx();
+    void* m;
+    while (rte_ring_dequeue(ctx.punt, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(ctx.punt);
+    rte_ring_free(ctx.inject);
+    free_tables(tables);
+  }
+  void clear_tx() {
+    for (auto p : {kLocal, kUplink}) {
+      for (uint16_t i = 0; i < tx.count[p]; ++i) rte_pktmbuf_free(tx.pkts[p][i]);
+      tx.count[p] = 0;
+    }
+  }
+  uint64_t drops(DropReason r) const { return counters.drops[static_cast<size_t>(r)]; }
+  // Takes the frames sent on a port, as bytes.
+  std::vector<Bytes> take(uint16_t port) {
+    std::vector<Bytes> out;
+    for (uint16_t i = 0; i < tx.count[port]; ++i) {
+      rte_mbuf* m = tx.pkts[port][i];
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      out.emplace_back(d, d + m->data_len);
+      rte_pktmbuf_free(m);
+    }
+    tx.count[port] = 0;
+    return out;
+  }
+  std::vector<std::pair<PuntKind, Bytes>> punted() {
+    std::vector<std::pair<PuntKind, Bytes>> out;
+    void* v;
+    while (rte_ring_dequeue(ctx.punt, &v) == 0) {
+      auto* m = static_cast<rte_mbuf*>(v);
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      out.emplace_back(static_cast<PuntKind>(m->hash.usr), Bytes(d, d + m->data_len));
+      rte_pktmbuf_free(m);
+    }
+    return out;
+  }
+  void learn(const char* ip, const char* mac_text) {
+    ASSERT_EQ(neighbor_update(*tables, addr(ip), mac(mac_text).data(), kLocal), 0);
+  }
+};
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pool_ = rte_pktmbuf_pool_create("wt_pool", 4096, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+    ASSERT_NE(pool_, nullptr);
+  }
+  static void TearDownTestSuite() {
+    rte_mempool_free(pool_);
+    pool_ = nullptr;
+  }
+  void SetUp() override {
+    static int n = 0;
+    const bool v6 = GetParamV6();
+    a_ = std::make_unique<TestNode>("wta" + std::to_string(n), v6, 0);
+    b_ = std::make_unique<TestNode>("wtb" + std::to_string(n), v6, 1);
+    ++n;
+  }
+  virtual bool GetParamV6() const { return false; }
+
+  static rte_mbuf* mbuf(const Bytes& frame) {
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    EXPECT_NE(m, nullptr);
+    uint8_t* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())));
+    std::memcpy(d, frame.data(), frame.size());
+    return m;
+  }
+  static void local_rx(TestNode& n, const std::vector<Bytes>& frames) {
+    std::vector<rte_mbuf*> ms;
+    for (const Bytes& f : frames) ms.push_back(mbuf(f));
+    process_local_burst(n.ctx, n.tx, kLocal, ms.data(), static_cast<uint16_t>(ms.size()));
+  }
+  static void uplink_rx(TestNode& n, const std::vector<Bytes>& frames) {
+    std::vector<rte_mbuf*> ms;
+    for (const Bytes& f : frames) ms.push_back(mbuf(f));
+    process_uplink_burst(n.ctx, n.tx, ms.data(), static_cast<uint16_t>(ms.size()));
+  }
+  // A pod on A sends to a pod on B.
+  static Bytes pod_a_to_b(uint8_t ttl = 64, size_t payload = 32) {
+    return PacketBuilder()
+        .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+        .ipv4(ip4("10.11.0.2"), ip4("10.12.0.2"))
+        .ttl(ttl)
+        .udp(40000, 5000)
+        .payload(Bytes(payload, 0x42))
+        .build();
+  }
+
+  static rte_mempool* pool_;
+  std::unique_ptr<TestNode> a_, b_;
+};
+rte_mempool* WorkerTest::pool_ = nullptr;
+
+TEST_F(WorkerTest, CrossNodeIpv4IsEncryptedVerifiableByOpenSslAndDelivered) {
+  local_rx(*a_, {pod_a_to_b()});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 1u);
+  EXPECT_EQ(a_->counters.encrypted_packets, 1u);
+  const Bytes& f = wire[0];
+  // Ethernet to B's fabric MAC, IPv4 192.0.2.1 -> 192.0.2.2, UDP to 4500.
+  EXPECT_EQ(Bytes(f.begin(), f.begin() + 6), Bytes({0x02, 0xbb, 0, 0, 0, 0x02}));
+  net::PacketInfo info;
+  ASSERT_EQ(net::parse_frame(f.data(), f.size(), &info), net::ParseResult::kOk);
+  ASSERT_EQ(info.l4_proto, net::kProtoUdp);
+  EXPECT_EQ(Bytes(f.begin() + info.l3_offset + 12, f.begin() + info.l3_offset + 20),
+            Bytes({192, 0, 2, 1, 192, 0, 2, 2}));
+  const uint8_t* udp = f.data() + info.l4_offset;
+  EXPECT_EQ((udp[0] << 8) | udp[1], esp::udp_source_port_for_spi(0x1001));
+  EXPECT_EQ((udp[2] << 8) | udp[3], 4500);
+  const uint8_t* esp = udp + 8;
+  EXPECT_EQ(Bytes(esp, esp + 8), Bytes({0, 0, 0x10, 0x01, 0, 0, 0, 1}));  // SPI, seq 1
+  EXPECT_EQ(Bytes(esp + 8, esp + 16), Bytes({0, 0, 0, 0, 0, 0, 0, 1}));  // IV = 64-bit seq
+  Bytes plain;
+  ASSERT_TRUE(openssl_open(sa(0x1001, 1), esp, f.size() - info.l4_offset - 8, 0, &plain));
+  // Inner packet (TTL decremented), padding 1..n, pad length, next header 4.
+  const Bytes inner = pod_a_to_b(63);
+  const Bytes inner_ip(inner.begin() + 14, inner.end());
+  ASSERT_GE(plain.size(), inner_ip.size() + 2);
+  EXPECT_EQ(Bytes(plain.begin(), plain.begin() + inner_ip.size()), inner_ip);
+  EXPECT_EQ(plain.back(), 4);
+  EXPECT_EQ(plain.size() % 4, 0u);
+
+  // B accepts it and hands it to the pod with the pod's MAC.
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  uplink_rx(*b_, wire);
+  auto delivered = b_->take(kLocal);
+  ASSERT_EQ(delivered.size(), 1u);
+  EXPECT_EQ(b_->counters.decrypted_packets, 1u);
+  const Bytes expect = PacketBuilder()
+                           .eth(mac("02:bb:00:00:00:01"), mac("02:00:00:00:12:02"))
+                           .ipv4(ip4("10.11.0.2"), ip4("10.12.0.2"))
+                           .ttl(62)
+                           .udp(40000, 5000)
+                           .payload(Bytes(32, 0x42))
+                           .build();
+  EXPECT_EQ(delivered[0], expect);
+}
+
+TEST_F(WorkerTest, EveryFrameSizeRoundTrips) {
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  for (size_t payload = 0; payload <= 1400; payload += 37) {
+    local_rx(*a_, {pod_a_to_b(64, payload)});
+    auto wire = a_->take(kUplink);
+    ASSERT_EQ(wire.size(), 1u) << payload;
+    uplink_rx(*b_, wire);
+    auto delivered = b_->take(kLocal);
+    ASSERT_EQ(delivered.size(), 1u) << payload;
+    EXPECT_EQ(delivered[0].size(), 14 + 20 + 8 + payload);
+  }
+}
+
+TEST_F(WorkerTest, UplinkDropsEachBadInputUnderItsOwnReason) {
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  local_rx(*a_, {pod_a_to_b(), pod_a_to_b()});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 2u);
+  net::PacketInfo info;
+  ASSERT_EQ(net::parse_frame(wire[0].data(), wire[0].size(), &info), net::ParseResult::kOk);
+  const size_t esp_off = info.l4_offset + 8;
+
+  struct Case {
+    const char* what;
+    Bytes frame;
+    DropReason reason;
+  };
+  Bytes forged = wire[0];
+  forged.back() ^= 0x01;  // last ICV byte
+  Bytes bad_ct = wire[1];
+  bad_ct[esp_off + 20] ^= 0x80;  // a ciphertext byte
+  Bytes unknown_spi = wire[0];
+  unknown_spi[esp_off + 3] = 0x77;
+  Bytes wrong_peer = wire[0];
+  wrong_peer[info.l3_offset + 15] = 9;  // source 192.0.2.9
+  wrong_peer[info.l3_offset + 10] = wrong_peer[info.l3_offset + 11] = 0;  // header checksum is not checked here
+  Bytes truncated(wire[0].begin(), wire[0].begin() + esp_off + 20);
+  truncated[info.l4_offset + 4] = 0;
+  truncated[info.l4_offset + 5] = 28;  // UDP length consistent with the cut
+  truncated[info.l3_offset + 2] = 0;
+  truncated[info.l3_offset + 3] = static_cast<uint8_t>(20 + 28);
+  const Bytes plaintext = PacketBuilder()
+                              .eth(mac("02:aa:00:00:00:02"), mac("02:bb:00:00:00:02"))
+                              .ipv4(ip4("192.0.2.1"), ip4("10.12.0.2"))
+                              .udp(1, 2)
+                              .payload(test::bytes("hello"))
+                              .build();
+  const Bytes plaintext_to_node = PacketBuilder()
+                                      .eth(mac("02:aa:00:00:00:02"), mac("02:bb:00:00:00:02"))
+                                      .ipv4(ip4("192.0.2.1"), ip4("192.0.2.2"))
+                                      .tcp(1, 22, test::kTcpSyn)
+                                      .build();
+  const Bytes garbage = {0x02, 0xbb, 0, 0, 0, 2, 0x02, 0xaa, 0, 0, 0, 2, 0x08, 0x00, 0x45};
+  const std::vector<Case> cases = {
+      {"forged ICV", forged, DropReason::kAuthFailed},
+      {"flipped ciphertext", bad_ct, DropReason::kAuthFailed},
+      {"unknown SPI", unknown_spi, DropReason::kNoSa},
+      {"not a peer", wrong_peer, DropReason::kUnknownPeer},
+      {"truncated ESP", truncated, DropReason::kMalformed},
+      {"plaintext to a pod", plaintext, DropReason::kPlaintextOnUplink},
+      {"plaintext to the node", plaintext_to_node, DropReason::kPlaintextOnUplink},
+      {"garbage", garbage, DropReason::kMalformed},
+  };
+  for (const Case& c : cases) {
+    const uint64_t before = b_->drops(c.reason);
+    uplink_rx(*b_, {c.frame});
+    EXPECT_EQ(b_->drops(c.reason), before + 1) << c.what;
+    EXPECT_EQ(b_->take(kLocal).size(), 0u) << c.what;
+  }
+  // The genuine packets still pass after all that, once; a replay does not.
+  uplink_rx(*b_, {wire[0], wire[1], wire[0]});
+  EXPECT_EQ(b_->take(kLocal).size(), 2u);
+  EXPECT_EQ(b_->drops(DropReason::kReplay), 1u);
+}
+
+TEST_F(WorkerTest, InnerSourceMustBelongToTheSendingPeer) {
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  const Bytes spoofed = PacketBuilder()
+                            .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+                            .ipv4(ip4("10.99.0.1"), ip4("10.12.0.2"))
+                            .udp(1, 2)
+                            .build();
+  local_rx(*a_, {spoofed});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 1u);
+  uplink_rx(*b_, wire);
+  EXPECT_EQ(b_->drops(DropReason::kInnerSpoofed), 1u);
+  EXPECT_EQ(b_->take(kLocal).size(), 0u);
+}
+
+TEST_F(WorkerTest, EsnHighBitsCrossTheTwoToTheThirtyTwoBoundary) {
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  const uint64_t start = (1ull << 32) - 2;
+  a_->tables->outbound[0][0]->seq = start - 1;  // next packets: 2^32-2, 2^32-1, 2^32, 2^32+1
+  // B has been receiving all along: its window is just behind.
+  ASSERT_TRUE(b_->tables->inbound_list[0]->window.commit(start - 1));
+  for (int i = 0; i < 4; ++i) {
+    local_rx(*a_, {pod_a_to_b()});
+    auto wire = a_->take(kUplink);
+    ASSERT_EQ(wire.size(), 1u);
+    const uint64_t seq = start + i;
+    net::PacketInfo info;
+    ASSERT_EQ(net::parse_frame(wire[0].data(), wire[0].size(), &info), net::ParseResult::kOk);
+    const uint8_t* esp = wire[0].data() + info.l4_offset + 8;
+    Bytes plain;
+    EXPECT_TRUE(openssl_open(sa(0x1001, 1), esp, wire[0].size() - info.l4_offset - 8,
+                             static_cast<uint32_t>(seq >> 32), &plain))
+        << "seq " << seq;
+    uplink_rx(*b_, wire);
+    EXPECT_EQ(b_->take(kLocal).size(), 1u) << "seq " << seq;
+  }
+  EXPECT_EQ(b_->tables->inbound_list[0]->window.top(), start + 3);
+}
+
+TEST_F(WorkerTest, SameNodePodToPodIsRoutedLocally) {
+  a_->learn("10.11.0.3", "02:00:00:00:11:03");
+  const Bytes f = PacketBuilder()
+                      .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+                      .ipv4(ip4("10.11.0.2"), ip4("10.11.0.3"))
+                      .tcp(1000, 80, test::kTcpAck)
+                      .build();
+  local_rx(*a_, {f});
+  auto out = a_->take(kLocal);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(a_->take(kUplink).size(), 0u);
+  EXPECT_EQ(out[0], PacketBuilder()
+                        .eth(mac("02:aa:00:00:00:01"), mac("02:00:00:00:11:03"))
+                        .ipv4(ip4("10.11.0.2"), ip4("10.11.0.3"))
+                        .ttl(63)
+                        .tcp(1000, 80, test::kTcpAck)
+                        .build());
+  EXPECT_EQ(a_->counters.forwarded_local, 1u);
+}
+
+TEST_F(WorkerTest, UnknownPodIsPuntedForResolution) {
+  const Bytes f = PacketBuilder()
+                      .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+                      .ipv4(ip4("10.11.0.2"), ip4("10.11.0.9"))
+                      .udp(1, 2)
+                      .build();
+  local_rx(*a_, {f});
+  auto p = a_->punted();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first, PuntKind::kNeighborMiss);
+  EXPECT_EQ(p[0].second[0] >> 4, 4);  // starts at the IP header
+  EXPECT_EQ(a_->drops(DropReason::kNeighborMiss), 1u);
+}
+
+TEST_F(WorkerTest, LocalSideVerdicts) {
+  struct Case {
+    const char* what;
+    Bytes frame;
+    DropReason reason;  // kCount: not dropped but punted with `punt`
+    PuntKind punt;
+  };
+  auto from_pod = [] { return PacketBuilder().eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01")); };
+  const std::vector<Case> cases = {
+      {"no route", from_pod().ipv4(ip4("10.11.0.2"), ip4("172.16.0.1")).udp(1, 2).build(), DropReason::kNoRoute,
+       PuntKind::kArp},
+      {"TTL 1 across nodes", from_pod().ipv4(ip4("10.11.0.2"), ip4("10.12.0.2")).ttl(1).udp(1, 2).build(),
+       DropReason::kCount, PuntKind::kTtlExceeded},
+      {"too big with DF", from_pod().ipv4(ip4("10.11.0.2"), ip4("10.12.0.2")).dont_fragment().udp(1, 2).payload(Bytes(1420, 0)).build(),
+       DropReason::kCount, PuntKind::kTooBig},
+      {"IPv6 too big", from_pod().ipv6(ip6("fd00:11::2"), ip6("fd00:12::2")).udp(1, 2).payload(Bytes(1400, 0)).build(),
+       DropReason::kCount, PuntKind::kTooBig},
+      {"ARP", from_pod().arp(1, mac("02:00:00:00:11:02"), ip4("10.11.0.2"), mac("00:00:00:00:00:00"), ip4("169.254.1.1")).build(),
+       DropReason::kCount, PuntKind::kArp},
+      {"ping the gateway", from_pod().ipv4(ip4("10.11.0.2"), ip4("169.254.1.1")).icmp(8, 0, 1, 1).build(),
+       DropReason::kCount, PuntKind::kEcho},
+      {"UDP to the gateway", from_pod().ipv4(ip4("10.11.0.2"), ip4("169.254.1.1")).udp(1, 2).build(),
+       DropReason::kNotForUs, PuntKind::kArp},
+      {"multicast", from_pod().ipv4(ip4("10.11.0.2"), ip4("224.0.0.251")).udp(5353, 5353).build(),
+       DropReason::kUnsupported, PuntKind::kArp},
+      {"VLAN tagged", from_pod().vlan(100).ipv4(ip4("10.11.0.2"), ip4("10.12.0.2")).udp(1, 2).build(),
+       DropReason::kUnsupported, PuntKind::kArp},
+      {"truncated IPv4", Bytes({0x02, 0xaa, 0, 0, 0, 1, 0x02, 0, 0, 0, 0x11, 2, 0x08, 0x00, 0x45, 0}),
+       DropReason::kMalformed, PuntKind::kArp},
+  };
+  for (const Case& c : cases) {
+    const uint64_t before = c.reason == DropReason::kCount ? 0 : a_->drops(c.reason);
+    local_rx(*a_, {c.frame});
+    if (c.reason == DropReason::kCount) {
+      auto p = a_->punted();
+      ASSERT_EQ(p.size(), 1u) << c.what;
+      EXPECT_EQ(p[0].first, c.punt) << c.what;
+    } else {
+      EXPECT_EQ(a_->drops(c.reason), before + 1) << c.what;
+      EXPECT_TRUE(a_->punted().empty()) << c.what;
+    }
+    EXPECT_EQ(a_->take(kUplink).size(), 0u) << c.what;
+    EXPECT_EQ(a_->take(kLocal).size(), 0u) << c.what;
+  }
+}
+
+TEST_F(WorkerTest, TcpSynMssIsClampedToWhatFitsTheTunnel) {
+  const Bytes syn = PacketBuilder()
+                        .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+                        .ipv4(ip4("10.11.0.2"), ip4("10.12.0.2"))
+                        .tcp(40000, 80, test::kTcpSyn)
+                        .tcp_mss(1460)
+                        .build();
+  local_rx(*a_, {syn});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 1u);
+  EXPECT_EQ(a_->counters.mss_clamped, 1u);
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  uplink_rx(*b_, wire);
+  auto out = b_->take(kLocal);
+  ASSERT_EQ(out.size(), 1u);
+  const Bytes expect = PacketBuilder()
+                           .eth(mac("02:bb:00:00:00:01"), mac("02:00:00:00:12:02"))
+                           .ipv4(ip4("10.11.0.2"), ip4("10.12.0.2"))
+                           .ttl(62)
+                           .tcp(40000, 80, test::kTcpSyn)
+                           .tcp_mss(1438 - 40)
+                           .build();
+  EXPECT_EQ(out[0], expect);  // checksum included: the builder computes it independently
+}
+
+TEST_F(WorkerTest, UnresolvedPeerIsCountedNotSent) {
+  a_->tables->peers[0]->fabric_mac = 0;
+  local_rx(*a_, {pod_a_to_b()});
+  EXPECT_EQ(a_->take(kUplink).size(), 0u);
+  EXPECT_EQ(a_->drops(DropReason::kPeerUnresolved), 1u);
+}
+
+// The same path with an IPv6 fabric (outer UDP checksum is mandatory there).
+class WorkerTestV6 : public WorkerTest {
+  bool GetParamV6() const override { return true; }
+};
+
+TEST_F(WorkerTestV6, Ipv6FabricCarriesIpv4AndIpv6Pods) {
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  b_->learn("fd00:12::2", "02:00:00:00:12:02");
+  const Bytes v6_inner = PacketBuilder()
+                             .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+                             .ipv6(ip6("fd00:11::2"), ip6("fd00:12::2"))
+                             .icmp6(128, 0, 0x00010001)
+                             .payload(Bytes(56, 7))
+                             .build();
+  local_rx(*a_, {pod_a_to_b(), v6_inner});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 2u);
+  for (const Bytes& f : wire) {
+    net::PacketInfo info;
+    ASSERT_EQ(net::parse_frame(f.data(), f.size(), &info), net::ParseResult::kOk);
+    EXPECT_EQ(info.ether_type, net::kEtherTypeIpv6);
+    // A correct UDP checksum over the IPv6 pseudo-header sums to 0xFFFF.
+    const uint8_t* ip6h = f.data() + info.l3_offset;
+    uint32_t sum = test::naive_sum(ip6h + 8, 32);
+    const size_t udp_len = f.size() - info.l4_offset;
+    sum += static_cast<uint32_t>(udp_len) + 17;
+    sum = test::naive_sum(f.data() + info.l4_offset, udp_len, sum);
+    EXPECT_EQ(test::naive_fold(sum), 0) << "outer UDP checksum";
+  }
+  uplink_rx(*b_, wire);
+  auto out = b_->take(kLocal);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(b_->counters.decrypted_packets, 2u);
+}
+
+}  // namespace
+}  // namespace meshwire::dp
