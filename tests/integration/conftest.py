@@ -28,6 +28,10 @@ def _preflight() -> list[str]:
         import yaml  # noqa: F401
     except ImportError as e:
         problems.append(f"{e}: run the suite with /usr/bin/python3 (Debian's python3-scapy, python3-yaml)")
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: F401
+    except ImportError as e:
+        problems.append(f"{e}: Scapy's ESP needs python3-cryptography (only recommended by python3-scapy)")
     if not problems:
         probe = f"mw{os.getpid() & 0xffff:04x}-probe"
         made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)

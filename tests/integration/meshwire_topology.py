@@ -223,6 +223,31 @@ def esp_encrypt(sa: Sa, src: str, dst: str, inner, seq: int, sport: int = 4500) 
     return raw(IP(raw(pkt)))
 
 
+def esp_seal(sa: Sa, src: str, dst: str, plaintext: bytes, seq: int, sport: int = 4500,
+             spi: Optional[int] = None) -> bytes:
+    """ESP-in-UDP (outer IPv4) around an exact ESP plaintext (inner packet,
+    padding, pad length, next header: whatever the caller wants, broken
+    trailers included), sealed with AES-GCM as RFC 4106 with ESN (seq-hi 0).
+    Returns the outer IP packet's bytes."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from scapy.layers.inet import IP, UDP
+    from scapy.packet import raw
+    spi = sa.spi if spi is None else spi
+    iv = struct.pack("!Q", seq)
+    aad = struct.pack("!III", spi, seq >> 32, seq & 0xFFFFFFFF)
+    sealed = AESGCM(sa.key).encrypt(sa.salt + iv, plaintext, aad)
+    esp = struct.pack("!II", spi, seq & 0xFFFFFFFF) + iv + sealed
+    return raw(IP(src=src, dst=dst) / UDP(sport=sport, dport=4500, chksum=0) / esp)
+
+
+def esp_trailer(inner: bytes, next_header: int, pad_length: Optional[int] = None) -> bytes:
+    """inner + RFC 4303 padding (1, 2, 3, ...) to a 4-byte boundary + pad
+    length + next header; `pad_length` overrides the pad length byte only."""
+    pad = (-(len(inner) + 2)) % 4
+    length = pad if pad_length is None else pad_length
+    return inner + bytes(range(1, pad + 1)) + bytes([length, next_header])
+
+
 # --------------------------------------------------------------------------
 # Telemetry
 
@@ -450,7 +475,7 @@ class Cluster:
     """
 
     def __init__(self, binary: Path, nodes: int = 2, pods_per_node: int = 2, workers: int = 1,
-                 tunnel_family: int = 4, extra_inbound: int = 1, keep_dir: bool = False):
+                 tunnel_family: int = 4, extra_inbound: int = 2, keep_dir: bool = False):
         self.binary = Path(binary)
         self.workers = workers
         self.tunnel_family = tunnel_family
@@ -787,12 +812,12 @@ class EspSender:
     window). Frames go to the receiver's uplink MAC from the injection veth."""
 
     def __init__(self, cluster: Cluster, injector: Injector, sender: str = "node1",
-                 receiver: str = "node2", sport: int = 49999):
+                 receiver: str = "node2", sport: int = 49999, spare: int = 0):
         self.cluster = cluster
         self.injector = injector
         self.sender = cluster.node(sender)
         self.receiver = cluster.node(receiver)
-        self.sa = cluster.spare_sa(sender, receiver)
+        self.sa = cluster.spare_sa(sender, receiver, spare)
         self.sport = sport
         self._next_seq = 1
         self.dst_mac = self.receiver.uplink_mac()
@@ -801,6 +826,15 @@ class EspSender:
         seq = self._next_seq
         self._next_seq += 1
         return seq
+
+    def skip_to(self, seq: int) -> None:
+        """Later sequence numbers start at `seq` (after a jump ahead)."""
+        self._next_seq = max(self._next_seq, seq)
+
+    def sealed_frame(self, plaintext: bytes, seq: Optional[int] = None) -> bytes:
+        """A frame with an exact ESP plaintext (see esp_seal), IPv4 fabric."""
+        return self.frame(esp_seal(self.sa, self.sender.tunnel_address, self.receiver.tunnel_address,
+                                   plaintext, seq if seq is not None else self.take_seq(), self.sport))
 
     def esp_packet(self, inner, seq: Optional[int] = None, sa: Optional[Sa] = None,
                    src: Optional[str] = None) -> bytes:

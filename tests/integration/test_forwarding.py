@@ -170,3 +170,31 @@ def test_telemetry_ports_peers_and_sas(cluster, node1, node2):
     for sa in sas["outbound"] + sas["inbound"]:
         assert sa["algorithm"] == "aes-128-gcm"
         assert not any(k in sa for k in ("key", "salt")), f"SA telemetry shows key material: {sa}"
+
+
+def test_ttl_exhausted_is_dropped(cluster, node1, node2):
+    a, b = node1.pods[0], node2.pods[0]
+    before = node1.counter("ttl_exceeded")
+    done = cluster.ping(a, b, 4, count=2, deadline=3, extra=["-t", "1"])
+    assert done.returncode != 0, f"TTL 1 crossed a routing hop:\n{done.stdout}"
+    topo.wait_counter(node1, "ttl_exceeded", before + 1)
+
+
+def test_sigint_and_sigterm_stop_cleanly(cluster):
+    """Both signals end the data plane with exit code 0, promptly, leaving
+    no process in its namespace (its own small cluster: this one dies)."""
+    small = topo.Cluster(cluster.binary, nodes=2, pods_per_node=1)
+    try:
+        small.create()
+        small.start()
+        assert small.ping(small.nodes[0].pods[0], small.nodes[1].pods[0], 4, count=2).returncode == 0
+        for node, sig in zip(small.nodes, (topo.signal.SIGINT, topo.signal.SIGTERM)):
+            node.process.send_signal(sig)
+            try:
+                rc = node.process.wait(timeout=15)
+            except topo.subprocess.TimeoutExpired:
+                pytest.fail(f"{node.name} still running 15 s after {sig.name}\n{node.log_tail()}")
+            assert rc == 0, f"{node.name} exit code {rc} after {sig.name}\n{node.log_tail()}"
+            assert topo._netns_pids(node.ns) == []
+    finally:
+        small.teardown()
