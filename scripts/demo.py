@@ -48,7 +48,6 @@ def show_capture(cluster, n1, n2):
     with cluster.fabric_capture("demo") as pcap:
         cluster.ping(a, b, 4, count=2, extra=["-p", b"meshwire".hex()])
         cluster.ping(a, b, 6, count=2, extra=["-p", b"meshwire".hex()])
-    from scapy.layers.inet import UDP
     from scapy.layers.ipsec import ESP
     from scapy.utils import rdpcap
     frames = rdpcap(str(pcap))
