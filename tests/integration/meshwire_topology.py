@@ -15,7 +15,8 @@ namespaces (and with them every interface), DPDK's runtime folder and the
 temporary folder, also after an exception, Ctrl-C or SIGTERM; cleanup_stale()
 removes what a killed run left behind.
 
-Needs root, iproute2, tcpdump, tshark, iperf3, iputils-ping and Scapy; run
+Needs root, iproute2, tcpdump, tshark, iperf3, iputils-ping, Scapy and
+python3-cryptography (Scapy's AES-GCM; only "recommended" by python3-scapy); run
 with /usr/bin/python3. No ethtool: offloads are switched off with the ethtool
 ioctl directly.
 """
@@ -26,7 +27,6 @@ import contextlib
 import ctypes
 import dataclasses
 import fcntl
-import ipaddress
 import json
 import os
 import re
@@ -50,7 +50,6 @@ READY_LINE = "meshwire-dataplane: ready"
 GATEWAY_V4 = "169.254.1.1"
 GATEWAY_V6 = "fe80::1"
 NON_PEER_V4 = "192.0.2.99"    # a fabric address that is no node (unknown_peer tests)
-NON_PEER_V6 = "2001:db8::99"
 
 
 def find_dataplane() -> Path:
@@ -713,9 +712,6 @@ class Cluster:
 
     # ---- traffic helpers
 
-    def exec(self, ns: str, args: list[str], **kw) -> subprocess.CompletedProcess:
-        return run(args, ns=ns, **kw)
-
     def ping(self, src: Pod, dst: Pod | str, family: int = 4, count: int = 3, size: Optional[int] = None,
              deadline: float = 10, extra: Iterable[str] = (), check: bool = False) -> subprocess.CompletedProcess:
         """`ping` from pod `src`; succeeds (rc 0) when `count` replies came
@@ -923,7 +919,3 @@ class BackgroundPing:
     def __exit__(self, *exc):
         if self.proc.poll() is None:
             self.stop()
-
-
-def is_ipv6(address: str) -> bool:
-    return ipaddress.ip_address(address).version == 6
