@@ -3,11 +3,13 @@
 #include <cstring>
 #include <string>
 
+#include <rte_byteorder.h>
 #include <rte_cycles.h>
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 
 #include "net/arp.h"
+#include "net/checksum.h"
 #include "net/icmp.h"
 #include "net/nd.h"
 #include "net/parse.h"
@@ -27,6 +29,15 @@ IpAddress v6_from(const uint8_t* p) {
   std::memcpy(a.bytes.data(), p, 16);
   return a;
 }
+constexpr size_t kHeldPerAddress = 4;
+constexpr size_t kHeldTotal = 256;
+
+std::string address_key(const IpAddress& a) {
+  std::string key(reinterpret_cast<const char*>(a.bytes.data()), 16);
+  key.push_back(static_cast<char>(a.family));
+  return key;
+}
+
 bool is_unspecified_v6(const uint8_t* p) {
   static constexpr uint8_t kZero[16] = {};
   return std::memcmp(p, kZero, 16) == 0;
@@ -38,6 +49,12 @@ Control::Control(const NodeRuntime& node, Tables& tables, std::vector<WorkerCont
                  WorkerCounters* counters)
     : node_(node), tables_(tables), workers_(workers), pool_(pool), counters_(counters) {}
 
+Control::~Control() {
+  for (auto& [key, held] : held_) {
+    for (rte_mbuf* m : held.pkts) rte_pktmbuf_free(m);
+  }
+}
+
 unsigned Control::poll() {
   unsigned handled = 0;
   rte_mbuf* pkts[32];
@@ -48,6 +65,7 @@ unsigned Control::poll() {
   }
   const uint64_t now = rte_get_timer_cycles();
   if (now >= next_peer_round_) resolve_peers(now);
+  if (held_count_ != 0 && now >= next_expiry_) expire_held(now);
   return handled;
 }
 
@@ -104,6 +122,46 @@ void Control::learn_pod(const IpAddress& address, const uint8_t mac[6], uint16_t
     return;
   }
   neighbor_update(tables_, address, mac, port_index);
+  release_held(address, mac, port_index);
+}
+
+void Control::release_held(const IpAddress& address, const uint8_t mac[6], uint16_t port_index) {
+  auto it = held_.find(address_key(address));
+  if (it == held_.end()) return;
+  const PortRuntime& port = node_.ports[port_index];
+  for (rte_mbuf* m : it->second.pkts) {
+    --held_count_;
+    uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
+    const bool v6 = (ip[0] >> 4) == 6;
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
+    if (!net::ip_decrement_ttl(ip) || !eth) {
+      ++counters_->drops[static_cast<size_t>(eth ? DropReason::kTtlExceeded : DropReason::kMalformed)];
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    std::memcpy(eth->dst_addr.addr_bytes, mac, 6);
+    std::memcpy(eth->src_addr.addr_bytes, port.mac, 6);
+    eth->ether_type = rte_cpu_to_be_16(v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
+    send(port_index, m);
+  }
+  held_.erase(it);
+}
+
+void Control::expire_held(uint64_t now) {
+  const uint64_t hold = rte_get_timer_hz();  // one second, like a kernel's unresolved queue
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (now - it->second.since < hold) {
+      ++it;
+      continue;
+    }
+    for (rte_mbuf* m : it->second.pkts) {
+      ++counters_->drops[static_cast<size_t>(DropReason::kNeighborMiss)];
+      rte_pktmbuf_free(m);
+      --held_count_;
+    }
+    it = held_.erase(it);
+  }
+  next_expiry_ = now + hold / 10;
 }
 
 void Control::handle_arp(rte_mbuf* m, uint16_t port_index) {
@@ -228,10 +286,26 @@ void Control::handle_neighbor_miss(rte_mbuf* m) {
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
   const bool v6 = m->data_len > 0 && (ip[0] >> 4) == 6;
   const IpAddress dst = v6 ? v6_from(ip + 24) : v4_from(ip + 16);
-  rte_pktmbuf_free(m);
-  std::string key(reinterpret_cast<const char*>(dst.bytes.data()), 16);
-  key.push_back(static_cast<char>(dst.family));
+  const std::string key = address_key(dst);
   const uint64_t now = rte_get_timer_cycles();
+  // The MAC may have been learned since the worker looked.
+  uint8_t mac[6];
+  uint16_t port_index;
+  if (neighbor_lookup(tables_, dst, mac, &port_index)) {
+    held_[key].pkts.push_back(m);
+    ++held_count_;
+    release_held(dst, mac, port_index);
+    return;
+  }
+  Held& held = held_[key];
+  if (held.pkts.empty()) held.since = now;
+  if (held.pkts.size() < kHeldPerAddress && held_count_ < kHeldTotal) {
+    held.pkts.push_back(m);
+    ++held_count_;
+  } else {
+    ++counters_->drops[static_cast<size_t>(DropReason::kNeighborMiss)];
+    rte_pktmbuf_free(m);
+  }
   const uint64_t gap = rte_get_timer_hz() / 5;  // at most 5 solicitations a second per address
   auto it = last_solicit_.find(key);
   if (it != last_solicit_.end() && now - it->second < gap) return;

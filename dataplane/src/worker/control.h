@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -25,6 +26,9 @@ class Control {
  public:
   Control(const NodeRuntime& node, Tables& tables, std::vector<WorkerContext>& workers, rte_mempool* pool,
           WorkerCounters* counters);
+  ~Control();  // frees held packets
+  Control(const Control&) = delete;
+  Control& operator=(const Control&) = delete;
 
   // One round: drain the punt rings, run due timers. Returns the number of
   // packets handled (0 lets the caller sleep).
@@ -40,6 +44,10 @@ class Control {
   void handle_icmp_error(rte_mbuf* m, PuntKind kind);
   void handle_neighbor_miss(rte_mbuf* m);
   void resolve_peers(uint64_t now);
+  // Packets waiting for a pod's MAC: sent once it is learned, dropped
+  // (neighbor_miss) after kHoldTime or beyond the limits below.
+  void release_held(const IpAddress& address, const uint8_t mac[6], uint16_t port_index);
+  void expire_held(uint64_t now);
   void learn_peer(const IpAddress& address, const uint8_t mac[6]);
   void learn_pod(const IpAddress& address, const uint8_t mac[6], uint16_t port_index);
   void solicit(uint16_t port_index, const IpAddress& src, const IpAddress& target);
@@ -56,6 +64,13 @@ class Control {
   uint64_t next_peer_round_ = 0;
   // When we last asked for a pod address (key: family byte + 16 address bytes).
   std::unordered_map<std::string, uint64_t> last_solicit_;
+  struct Held {
+    uint64_t since = 0;
+    std::vector<rte_mbuf*> pkts;
+  };
+  std::unordered_map<std::string, Held> held_;
+  size_t held_count_ = 0;
+  uint64_t next_expiry_ = 0;
 };
 
 }  // namespace meshwire::dp

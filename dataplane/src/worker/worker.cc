@@ -101,8 +101,8 @@ void deliver_local(WorkerContext& ctx, TxBuffers& tx, rte_mbuf* m, bool v6) {
   uint8_t mac[6];
   uint16_t port_index;
   if (!neighbor_lookup(*ctx.tables, dst, mac, &port_index)) {
+    // The control thread holds it while it asks for the MAC.
     punt(ctx, m, PuntKind::kNeighborMiss, ctx.node->local_default);
-    count_drop(ctx, DropReason::kNeighborMiss);
     return;
   }
   if (!net::ip_decrement_ttl(rte_pktmbuf_mtod(m, uint8_t*))) {

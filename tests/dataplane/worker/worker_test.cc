@@ -18,31 +18,21 @@
 #include "route/tables.h"
 #include "worker/control.h"
 #include "worker/worker.h"
-#include "../net/packet_builder.h"
+#include "support/two_nodes.h"
 
 namespace meshwire::dp {
 namespace {
 
 using test::Bytes;
 using test::PacketBuilder;
+using test::TestNode;
+using test::addr;
 using test::ip4;
 using test::ip6;
+using test::kLocal;
+using test::kUplink;
 using test::mac;
-
-constexpr uint16_t kLocal = 0;
-constexpr uint16_t kUplink = 1;
-
-IpAddress addr(const char* text) { return *parse_ip_address(text); }
-IpPrefix prefix(const char* text) { return *parse_ip_prefix(text); }
-
-SaConfig sa(uint32_t spi, uint8_t seed, size_t key_len = 16) {
-  SaConfig s;
-  s.spi = spi;
-  s.algorithm = key_len == 32 ? AeadAlgorithm::kAes256Gcm : AeadAlgorithm::kAes128Gcm;
-  for (size_t i = 0; i < key_len; ++i) s.key.push_back(static_cast<uint8_t>(seed + i));
-  s.salt = {static_cast<uint8_t>(seed), 0xA5, 0x5A, static_cast<uint8_t>(~seed)};
-  return s;
-}
+using test::sa;
 
 // OpenSSL AES-GCM decryption of one ESP packet: an implementation that shares
 // nothing with the data plane's.
@@ -72,112 +62,6 @@ bool openssl_open(const SaConfig& s, const uint8_t* esp, size_t esp_len, uint32_
   EVP_CIPHER_CTX_free(ctx);
   return ok;
 }
-
-// One simulated node: its tables, one worker's context and counters, no
-// real ports (tests read the TX buffers instead of flushing them).
-struct TestNode {
-  Config config;
-  NodeRuntime node;
-  Tables* tables = nullptr;
-  std::unique_ptr<esp::GcmEngine> engine;
-  WorkerCounters counters{};
-  WorkerContext ctx;
-  std::atomic<bool> stop{false};
-  TxBuffers tx;
-
-  TestNode(const std::string& name, bool v6_fabric, int which) {
-    const bool a = which == 0;
-    config.tunnel_address = addr(v6_fabric ? (a ? "2001:db8::1" : "2001:db8::2") : (a ? "192.0.2.1" : "192.0.2.2"));
-    config.pod_cidrs = {prefix(a ? "10.11.0.0/24" : "10.12.0.0/24"), prefix(a ? "fd00:11::/64" : "fd00:12::/64")};
-    config.gateway_v4 = addr("169.254.1.1");
-    config.gateway_v6 = addr("fe80::1");
-    PeerConfig peer;
-    peer.name = a ? "b" : "a";
-    peer.tunnel_address = addr(v6_fabric ? (a ? "2001:db8::2" : "2001:db8::1") : (a ? "192.0.2.2" : "192.0.2.1"));
-    peer.pod_cidrs = {prefix(a ? "10.12.0.0/24" : "10.11.0.0/24"), prefix(a ? "fd00:12::/64" : "fd00:11::/64")};
-    // A -> B uses SPI 0x1001 (key seed 1); B -> A uses 0x2001 (seed 2).
-    peer.outbound = {a ? sa(0x1001, 1) : sa(0x2001, 2)};
-    peer.inbound = {a ? sa(0x2001, 2) : sa(0x1001, 1)};
-    config.peers = {peer};
-
-    auto e = esp::GcmEngine::create();
-    EXPECT_TRUE(e.ok());
-    engine = std::move(e.value());
-    auto t = build_tables(config, *engine, 0);
-    EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error());
-    tables = t.value();
-
-    PortRuntime local;
-    local.name = "pods";
-    local.role = PortRole::kLocal;
-    std::memcpy(local.mac, mac(a ? "02:aa:00:00:00:01" : "02:bb:00:00:00:01").data(), 6);
-    PortRuntime up;
-    up.name = "fabric";
-    up.role = PortRole::kUplink;
-    std::memcpy(up.mac, mac(a ? "02:aa:00:00:00:02" : "02:bb:00:00:00:02").data(), 6);
-    node.ports = {local, up};
-    node.uplink = kUplink;
-    node.local_default = kLocal;
-    node.tunnel_address = config.tunnel_address;
-    node.gateway_v4 = config.gateway_v4;
-    node.gateway_v6 = config.gateway_v6;
-    node.max_inner_len = v6_fabric ? 1418 : 1438;
-    node.mss_v4 = node.max_inner_len - 40;
-    node.mss_v6 = node.max_inner_len - 60;
-    // The peer's fabric MAC as ARP would have found it.
-    tables->peers[0]->fabric_mac = pack_mac(mac(a ? "02:bb:00:00:00:02" : "02:aa:00:00:00:02").data());
-
-    ctx.index = 0;
-    ctx.engine = engine.get();
-    ctx.counters = &counters;
-    ctx.node = &node;
-    ctx.tables = tables;
-    ctx.stop = &stop;
-    ctx.punt = rte_ring_create((name + "_p").c_str(), 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    ctx.inject = rte_ring_create((name + "_i").c_str(), 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-  }
-  ~TestNode() {
-    clear_tx();
-    void* m;
-    while (rte_ring_dequeue(ctx.punt, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-    rte_ring_free(ctx.punt);
-    rte_ring_free(ctx.inject);
-    free_tables(tables);
-  }
-  void clear_tx() {
-    for (auto p : {kLocal, kUplink}) {
-      for (uint16_t i = 0; i < tx.count[p]; ++i) rte_pktmbuf_free(tx.pkts[p][i]);
-      tx.count[p] = 0;
-    }
-  }
-  uint64_t drops(DropReason r) const { return counters.drops[static_cast<size_t>(r)]; }
-  // Takes the frames sent on a port, as bytes.
-  std::vector<Bytes> take(uint16_t port) {
-    std::vector<Bytes> out;
-    for (uint16_t i = 0; i < tx.count[port]; ++i) {
-      rte_mbuf* m = tx.pkts[port][i];
-      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
-      out.emplace_back(d, d + m->data_len);
-      rte_pktmbuf_free(m);
-    }
-    tx.count[port] = 0;
-    return out;
-  }
-  std::vector<std::pair<PuntKind, Bytes>> punted() {
-    std::vector<std::pair<PuntKind, Bytes>> out;
-    void* v;
-    while (rte_ring_dequeue(ctx.punt, &v) == 0) {
-      auto* m = static_cast<rte_mbuf*>(v);
-      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
-      out.emplace_back(static_cast<PuntKind>(m->hash.usr), Bytes(d, d + m->data_len));
-      rte_pktmbuf_free(m);
-    }
-    return out;
-  }
-  void learn(const char* ip, const char* mac_text) {
-    ASSERT_EQ(neighbor_update(*tables, addr(ip), mac(mac_text).data(), kLocal), 0);
-  }
-};
 
 class WorkerTest : public ::testing::Test {
  protected:
@@ -421,7 +305,55 @@ TEST_F(WorkerTest, UnknownPodIsPuntedForResolution) {
   ASSERT_EQ(p.size(), 1u);
   EXPECT_EQ(p[0].first, PuntKind::kNeighborMiss);
   EXPECT_EQ(p[0].second[0] >> 4, 4);  // starts at the IP header
-  EXPECT_EQ(a_->drops(DropReason::kNeighborMiss), 1u);
+}
+
+// The control thread holds a packet for an unknown pod, asks for the pod's
+// MAC, and sends the packet once the pod answers (no first-packet loss).
+TEST_F(WorkerTest, ControlHoldsPacketsUntilThePodIsResolved) {
+  std::vector<WorkerContext> workers{a_->ctx};
+  WorkerCounters control_counters{};
+  Control control(a_->node, *a_->tables, workers, pool_, &control_counters);
+  const Bytes f = PacketBuilder()
+                      .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+                      .ipv4(ip4("10.11.0.2"), ip4("10.11.0.9"))
+                      .udp(1, 2)
+                      .build();
+  local_rx(*a_, {f});
+  ASSERT_EQ(control.poll(), 1u);
+  // It asked: an ARP request for 10.11.0.9 from the gateway address.
+  std::vector<Bytes> sent;  // on the local port (the uplink carries peer resolution)
+  auto drain = [&] {
+    sent.clear();
+    void* v;
+    while (rte_ring_dequeue(a_->ctx.inject, &v) == 0) {
+      auto* m = static_cast<rte_mbuf*>(v);
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      if (m->port == kLocal) sent.emplace_back(d, d + m->data_len);
+      rte_pktmbuf_free(m);
+    }
+  };
+  drain();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(Bytes(sent[0].begin() + 12, sent[0].begin() + 14), Bytes({0x08, 0x06}));
+  EXPECT_EQ(Bytes(sent[0].begin() + 28, sent[0].begin() + 32), Bytes({169, 254, 1, 1}));
+  EXPECT_EQ(Bytes(sent[0].begin() + 38, sent[0].begin() + 42), Bytes({10, 11, 0, 9}));
+
+  // The pod answers; the held packet leaves with its MAC and TTL 63.
+  const Bytes reply = PacketBuilder()
+                          .eth(mac("02:00:00:00:11:09"), mac("02:aa:00:00:00:01"))
+                          .arp(2, mac("02:00:00:00:11:09"), ip4("10.11.0.9"), mac("02:aa:00:00:00:01"), ip4("169.254.1.1"))
+                          .build();
+  local_rx(*a_, {reply});
+  ASSERT_EQ(control.poll(), 1u);
+  drain();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0], PacketBuilder()
+                         .eth(mac("02:aa:00:00:00:01"), mac("02:00:00:00:11:09"))
+                         .ipv4(ip4("10.11.0.2"), ip4("10.11.0.9"))
+                         .ttl(63)
+                         .udp(1, 2)
+                         .build());
+  EXPECT_EQ(control_counters.drops[static_cast<size_t>(DropReason::kNeighborMiss)], 0u);
 }
 
 TEST_F(WorkerTest, LocalSideVerdicts) {

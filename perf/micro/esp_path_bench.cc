@@ -1,0 +1,142 @@
+// The encrypt and decrypt stages on bursts of 32 real mbufs, next to raw
+// ipsec-mb AES-128-GCM over the same payload sizes in the same run: the
+// ratio stage/raw is what to read (these machines are shared and noisy).
+//
+//   BM_RawGcm/F            ipsec-mb direct API, in place, on the bytes the stage encrypts
+//   BM_RxCopy/F            the harness alone: allocate 32 mbufs, copy the frame in, free
+//   BM_EncryptStage/F      RxCopy + parse + FIB + TTL + encapsulate + encrypt (node a, local port)
+//   BM_EncryptDecrypt/F    EncryptStage + node b's uplink: classify, SA lookup, replay,
+//                          decrypt + verify, decapsulate, route, neighbour (decrypt = this - EncryptStage)
+// F is the pod's Ethernet frame size: 64, 512, 1400 bytes.
+#include <benchmark/benchmark.h>
+#include <rte_mbuf.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "esp/sa.h"
+#include "support/two_nodes.h"
+
+namespace {
+
+using meshwire::test::Bytes;
+using meshwire::test::PacketBuilder;
+using meshwire::test::TestNode;
+using meshwire::test::ip4;
+using meshwire::test::kLocal;
+using meshwire::test::kUplink;
+using meshwire::test::mac;
+namespace dp = meshwire::dp;
+
+constexpr uint16_t kBurst = 32;
+
+rte_mempool* pool() {
+  static rte_mempool* p = rte_pktmbuf_pool_create("bench_pool", 8192, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+  return p;
+}
+
+Bytes pod_frame(size_t frame_size) {
+  const size_t payload = frame_size - 14 - 20 - 8;
+  return PacketBuilder()
+      .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+      .ipv4(ip4("10.11.0.2"), ip4("10.12.0.2"))
+      .udp(40000, 5000)
+      .payload(Bytes(payload, 0x42))
+      .build();
+}
+
+// Simulated RX: a burst of fresh mbufs holding the frame.
+bool rx_burst(const Bytes& frame, rte_mbuf** pkts) {
+  if (rte_pktmbuf_alloc_bulk(pool(), pkts, kBurst) != 0) return false;
+  for (uint16_t i = 0; i < kBurst; ++i) {
+    void* d = rte_pktmbuf_append(pkts[i], static_cast<uint16_t>(frame.size()));
+    std::memcpy(d, frame.data(), frame.size());
+  }
+  return true;
+}
+
+void free_tx(TestNode& n) {
+  for (uint16_t p : {kLocal, kUplink}) {
+    rte_pktmbuf_free_bulk(n.tx.pkts[p], n.tx.count[p]);
+    n.tx.count[p] = 0;
+  }
+}
+
+void account(benchmark::State& state) {
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kBurst);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kBurst * state.range(0));
+}
+
+void BM_RawGcm(benchmark::State& state) {
+  const size_t inner = static_cast<size_t>(state.range(0)) - 14;
+  const size_t len = ((inner + 2 + 3) & ~size_t{3});  // inner + padding + trailer
+  auto engine = dp::esp::GcmEngine::create();
+  if (!engine.ok()) return state.SkipWithError("no ipsec-mb engine");
+  const auto s = meshwire::test::sa(0x1001, 1);
+  dp::esp::GcmKey key;
+  if (!dp::esp::expand_gcm_key(**engine, s.key.data(), s.key.size(), s.salt.data(), &key).ok()) {
+    return state.SkipWithError("key");
+  }
+  std::vector<std::vector<uint8_t>> bufs(kBurst, std::vector<uint8_t>(len + 16, 0x42));
+  uint8_t nonce[12] = {}, aad[12] = {}, tag[16];
+  gcm_context_data ctx;
+  IMB_MGR* mgr = (*engine)->mgr();
+  for (auto _ : state) {
+    for (auto& b : bufs) IMB_AES128_GCM_ENC(mgr, &key.expanded, &ctx, b.data(), b.data(), len, nonce, aad, 12, tag, 16);
+    benchmark::ClobberMemory();
+  }
+  account(state);
+}
+
+void BM_RxCopy(benchmark::State& state) {
+  const Bytes frame = pod_frame(static_cast<size_t>(state.range(0)));
+  rte_mbuf* pkts[kBurst];
+  for (auto _ : state) {
+    if (!rx_burst(frame, pkts)) return state.SkipWithError("mbuf pool empty");
+    rte_pktmbuf_free_bulk(pkts, kBurst);
+  }
+  account(state);
+}
+
+void BM_EncryptStage(benchmark::State& state) {
+  TestNode a("bench_a", false, 0);
+  const Bytes frame = pod_frame(static_cast<size_t>(state.range(0)));
+  rte_mbuf* pkts[kBurst];
+  for (auto _ : state) {
+    if (!rx_burst(frame, pkts)) return state.SkipWithError("mbuf pool empty");
+    dp::process_local_burst(a.ctx, a.tx, kLocal, pkts, kBurst);
+    free_tx(a);
+  }
+  if (a.counters.encrypted_packets != static_cast<uint64_t>(state.iterations()) * kBurst) state.SkipWithError("packets were dropped");
+  account(state);
+}
+
+void BM_EncryptDecrypt(benchmark::State& state) {
+  TestNode a("bench_a2", false, 0);
+  TestNode b("bench_b2", false, 1);
+  b.learn("10.12.0.2", "02:00:00:00:12:02");
+  const Bytes frame = pod_frame(static_cast<size_t>(state.range(0)));
+  rte_mbuf* pkts[kBurst];
+  for (auto _ : state) {
+    if (!rx_burst(frame, pkts)) return state.SkipWithError("mbuf pool empty");
+    dp::process_local_burst(a.ctx, a.tx, kLocal, pkts, kBurst);
+    const uint16_t n = a.tx.count[kUplink];
+    a.tx.count[kUplink] = 0;
+    dp::process_uplink_burst(b.ctx, b.tx, a.tx.pkts[kUplink], n);
+    free_tx(b);
+  }
+  if (b.counters.decrypted_packets != static_cast<uint64_t>(state.iterations()) * kBurst) state.SkipWithError("packets were dropped");
+  account(state);
+}
+
+void sizes(benchmark::internal::Benchmark* b) {
+  for (int64_t f : {64, 512, 1400}) b->Arg(f);
+}
+
+BENCHMARK(BM_RawGcm)->Apply(sizes);
+BENCHMARK(BM_RxCopy)->Apply(sizes);
+BENCHMARK(BM_EncryptStage)->Apply(sizes);
+BENCHMARK(BM_EncryptDecrypt)->Apply(sizes);
+
+}  // namespace

@@ -1,0 +1,173 @@
+// Two simulated nodes' worth of data plane state for tests and benchmarks:
+// node "a" (pods 10.11.0.0/24, fd00:11::/64) and node "b" (10.12.0.0/24,
+// fd00:12::/64), each with its real tables, one worker context, counters and
+// rings, but no ports: callers run the stages and read the TX buffers.
+#pragma once
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "esp/sa.h"
+#include "route/tables.h"
+#include "worker/control.h"
+#include "worker/worker.h"
+#include "../dataplane/net/packet_builder.h"
+
+namespace meshwire::test {
+
+using dp::AeadAlgorithm;
+using dp::Config;
+using dp::DropReason;
+using dp::IpAddress;
+using dp::IpPrefix;
+using dp::NodeRuntime;
+using dp::PeerConfig;
+using dp::PortRole;
+using dp::PortRuntime;
+using dp::PuntKind;
+using dp::SaConfig;
+using dp::Tables;
+using dp::TxBuffers;
+using dp::WorkerContext;
+using dp::WorkerCounters;
+using dp::pack_mac;
+
+inline constexpr uint16_t kLocal = 0;
+inline constexpr uint16_t kUplink = 1;
+
+inline IpAddress addr(const char* text) { return *dp::parse_ip_address(text); }
+inline IpPrefix prefix(const char* text) { return *dp::parse_ip_prefix(text); }
+
+inline SaConfig sa(uint32_t spi, uint8_t seed, size_t key_len = 16) {
+  SaConfig s;
+  s.spi = spi;
+  s.algorithm = key_len == 32 ? AeadAlgorithm::kAes256Gcm : AeadAlgorithm::kAes128Gcm;
+  for (size_t i = 0; i < key_len; ++i) s.key.push_back(static_cast<uint8_t>(seed + i));
+  s.salt = {static_cast<uint8_t>(seed), 0xA5, 0x5A, static_cast<uint8_t>(~seed)};
+  return s;
+}
+
+// One simulated node: its tables, one worker's context and counters, no
+// real ports (tests read the TX buffers instead of flushing them).
+struct TestNode {
+  Config config;
+  NodeRuntime node;
+  Tables* tables = nullptr;
+  std::unique_ptr<dp::esp::GcmEngine> engine;
+  WorkerCounters counters{};
+  WorkerContext ctx;
+  std::atomic<bool> stop{false};
+  TxBuffers tx;
+
+  TestNode(const std::string& name, bool v6_fabric, int which) {
+    const bool a = which == 0;
+    config.tunnel_address = addr(v6_fabric ? (a ? "2001:db8::1" : "2001:db8::2") : (a ? "192.0.2.1" : "192.0.2.2"));
+    config.pod_cidrs = {prefix(a ? "10.11.0.0/24" : "10.12.0.0/24"), prefix(a ? "fd00:11::/64" : "fd00:12::/64")};
+    config.gateway_v4 = addr("169.254.1.1");
+    config.gateway_v6 = addr("fe80::1");
+    PeerConfig peer;
+    peer.name.assign(1, a ? 'b' : 'a');
+    peer.tunnel_address = addr(v6_fabric ? (a ? "2001:db8::2" : "2001:db8::1") : (a ? "192.0.2.2" : "192.0.2.1"));
+    peer.pod_cidrs = {prefix(a ? "10.12.0.0/24" : "10.11.0.0/24"), prefix(a ? "fd00:12::/64" : "fd00:11::/64")};
+    // A -> B uses SPI 0x1001 (key seed 1); B -> A uses 0x2001 (seed 2).
+    peer.outbound = {a ? sa(0x1001, 1) : sa(0x2001, 2)};
+    peer.inbound = {a ? sa(0x2001, 2) : sa(0x1001, 1)};
+    config.peers = {peer};
+
+    auto e = dp::esp::GcmEngine::create();
+    if (!e.ok()) std::abort();
+    engine = std::move(e.value());
+    auto t = dp::build_tables(config, *engine, 0);
+    if (!t.ok()) {
+      std::fprintf(stderr, "build_tables: %s\n", t.error().c_str());
+      std::abort();
+    }
+    tables = t.value();
+
+    PortRuntime local;
+    local.name = "pods";
+    local.role = PortRole::kLocal;
+    std::memcpy(local.mac, mac(a ? "02:aa:00:00:00:01" : "02:bb:00:00:00:01").data(), 6);
+    PortRuntime up;
+    up.name = "fabric";
+    up.role = PortRole::kUplink;
+    std::memcpy(up.mac, mac(a ? "02:aa:00:00:00:02" : "02:bb:00:00:00:02").data(), 6);
+    node.ports = {local, up};
+    node.uplink = kUplink;
+    node.local_default = kLocal;
+    node.tunnel_address = config.tunnel_address;
+    node.gateway_v4 = config.gateway_v4;
+    node.gateway_v6 = config.gateway_v6;
+    node.max_inner_len = v6_fabric ? 1418 : 1438;
+    node.mss_v4 = node.max_inner_len - 40;
+    node.mss_v6 = node.max_inner_len - 60;
+    // The peer's fabric MAC as ARP would have found it.
+    tables->peers[0]->fabric_mac = pack_mac(mac(a ? "02:bb:00:00:00:02" : "02:aa:00:00:00:02").data());
+
+    ctx.index = 0;
+    ctx.engine = engine.get();
+    ctx.counters = &counters;
+    ctx.node = &node;
+    ctx.tables = tables;
+    ctx.stop = &stop;
+    char ring_name[RTE_RING_NAMESIZE];
+    std::snprintf(ring_name, sizeof(ring_name), "%s_p", name.c_str());
+    ctx.punt = rte_ring_create(ring_name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    std::snprintf(ring_name, sizeof(ring_name), "%s_i", name.c_str());
+    ctx.inject = rte_ring_create(ring_name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!ctx.punt || !ctx.inject) std::abort();
+  }
+  ~TestNode() {
+    clear_tx();
+    void* m;
+    while (rte_ring_dequeue(ctx.punt, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(ctx.punt);
+    rte_ring_free(ctx.inject);
+    dp::free_tables(tables);
+  }
+  void clear_tx() {
+    for (auto p : {kLocal, kUplink}) {
+      for (uint16_t i = 0; i < tx.count[p]; ++i) rte_pktmbuf_free(tx.pkts[p][i]);
+      tx.count[p] = 0;
+    }
+  }
+  uint64_t drops(DropReason r) const { return counters.drops[static_cast<size_t>(r)]; }
+  // Takes the frames sent on a port, as bytes.
+  std::vector<Bytes> take(uint16_t port) {
+    std::vector<Bytes> out;
+    for (uint16_t i = 0; i < tx.count[port]; ++i) {
+      rte_mbuf* m = tx.pkts[port][i];
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      out.emplace_back(d, d + m->data_len);
+      rte_pktmbuf_free(m);
+    }
+    tx.count[port] = 0;
+    return out;
+  }
+  std::vector<std::pair<PuntKind, Bytes>> punted() {
+    std::vector<std::pair<PuntKind, Bytes>> out;
+    void* v;
+    while (rte_ring_dequeue(ctx.punt, &v) == 0) {
+      auto* m = static_cast<rte_mbuf*>(v);
+      const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+      out.emplace_back(static_cast<PuntKind>(m->hash.usr), Bytes(d, d + m->data_len));
+      rte_pktmbuf_free(m);
+    }
+    return out;
+  }
+  void learn(const char* ip, const char* mac_text) {
+    if (dp::neighbor_update(*tables, addr(ip), mac(mac_text).data(), kLocal) != 0) std::abort();
+  }
+};
+
+
+}  // namespace meshwire::test
