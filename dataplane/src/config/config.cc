@@ -1,0 +1,469 @@
+// parse_config: YAML text -> Config in two passes. The first reads each field
+// and checks what can be checked on its own (types, ranges, formats); the
+// second checks the rules between fields (roles, uniqueness, overlaps, key
+// reuse). Either pass stops at the first error. The schema is documented in
+// docs/config.md; keep the two in step.
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <tuple>
+
+#include <meshwire/dp/config.h>
+
+#include "config/sa.h"
+#include "config/yaml_fields.h"
+
+namespace meshwire::dp {
+namespace {
+
+constexpr uint64_t kMaxWorkers = 64;
+constexpr uint64_t kMinMtu = 576;    // RFC 791 minimum reassembly size
+constexpr uint64_t kMinMtuV6 = 1280; // RFC 8200 minimum link MTU
+constexpr uint64_t kMaxMtu = 9000;
+constexpr uint64_t kMinDescriptors = 64;
+constexpr uint64_t kMaxDescriptors = 8192;
+constexpr size_t kMaxPortName = 32;
+constexpr size_t kMaxPeerName = 253;  // a Kubernetes node name (DNS subdomain)
+constexpr size_t kMaxVdevName = 63;
+
+Result<IpAddress> read_address(const YAML::Node& node, const std::string& path) {
+  auto text = read_string(node, path);
+  if (!text) return make_error(text.error());
+  std::optional<IpAddress> address = parse_ip_address(*text);
+  if (!address) return field_error(path, "not an IP address: '" + *text + "'");
+  return *address;
+}
+
+Result<std::vector<IpPrefix>> read_prefixes(const YAML::Node& node, const std::string& path) {
+  auto items = read_sequence(node, path, 1);
+  if (!items) return make_error(items.error());
+  std::vector<IpPrefix> prefixes;
+  for (size_t i = 0; i < items->size(); ++i) {
+    const std::string item_path = index_path(path, i);
+    auto text = read_string((*items)[i], item_path);
+    if (!text) return make_error(text.error());
+    auto prefix = parse_ip_prefix(*text);
+    if (!prefix) return field_error(item_path, prefix.error());
+    prefixes.push_back(*prefix);
+  }
+  return prefixes;
+}
+
+// Reads the optional integer `field` into `out`, which keeps its default
+// when the field is absent.
+template <typename T>
+Status read_optional_uint(const FieldMap& fields, std::string_view field, uint64_t min, uint64_t max,
+                          T& out) {
+  if (!fields.has(field)) return Ok{};
+  auto value = read_uint(fields.get(field), fields.path(field));
+  if (!value) return make_error(value.error());
+  if (*value < min || *value > max) {
+    return field_error(fields.path(field), "must be " + std::to_string(min) + ".." + std::to_string(max) +
+                                               ", got " + std::to_string(*value));
+  }
+  out = static_cast<T>(*value);
+  return Ok{};
+}
+
+bool is_name(std::string_view name, size_t max_size, std::string_view extra) {
+  if (name.empty() || name.size() > max_size) return false;
+  return std::all_of(name.begin(), name.end(), [extra](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           extra.find(c) != std::string_view::npos;
+  });
+}
+
+bool is_hex(std::string_view text, size_t size) {
+  return text.size() == size && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+         });
+}
+
+// The device name an EAL port is known by, for uniqueness: PCI addresses in
+// full lowercase form ("03:00.1" -> "0000:03:00.1"), vdev names as written
+// (arguments after the first ',' excluded). nullopt when it is neither.
+std::optional<std::string> device_identity(std::string_view device) {
+  const std::string_view name = device.substr(0, device.find(','));
+  if (device.find_first_of(" \t\r\n") != std::string_view::npos) return std::nullopt;
+  std::string pci(name);
+  if (pci.size() == 7) pci = "0000:" + pci;  // bb:dd.f
+  if (pci.size() == 12 && is_hex(std::string_view(pci).substr(0, 4), 4) && pci[4] == ':' &&
+      is_hex(std::string_view(pci).substr(5, 2), 2) && pci[7] == ':' &&
+      is_hex(std::string_view(pci).substr(8, 2), 2) && pci[10] == '.' && pci[11] >= '0' && pci[11] <= '7') {
+    std::transform(pci.begin(), pci.end(), pci.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+    return pci;
+  }
+  const bool starts_with_letter = !name.empty() && std::isalpha(static_cast<unsigned char>(name[0]));
+  if (starts_with_letter && is_name(name, kMaxVdevName, "_")) return std::string(name);
+  return std::nullopt;
+}
+
+bool prefixes_overlap(const IpPrefix& a, const IpPrefix& b) {
+  if (a.address.family != b.address.family) return false;
+  const unsigned length = std::min(a.length, b.length);
+  for (unsigned bit = 0; bit < length; bit += 8) {
+    const unsigned i = bit / 8;
+    const uint8_t mask = length - bit >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - (length - bit)));
+    if ((a.address.bytes[i] & mask) != (b.address.bytes[i] & mask)) return false;
+  }
+  return true;
+}
+
+Status parse_node(const YAML::Node& node, const std::string& path, Config& config) {
+  auto fields = FieldMap::open(node, path, {"tunnel_address", "pod_cidrs", "gateway_v4", "gateway_v6"});
+  if (!fields) return make_error(fields.error());
+
+  if (!fields->has("tunnel_address")) return fields->missing("tunnel_address");
+  auto tunnel = read_address(fields->get("tunnel_address"), fields->path("tunnel_address"));
+  if (!tunnel) return make_error(tunnel.error());
+  config.tunnel_address = *tunnel;
+
+  if (!fields->has("pod_cidrs")) return fields->missing("pod_cidrs");
+  auto pod_cidrs = read_prefixes(fields->get("pod_cidrs"), fields->path("pod_cidrs"));
+  if (!pod_cidrs) return make_error(pod_cidrs.error());
+  config.pod_cidrs = std::move(*pod_cidrs);
+
+  config.gateway_v4 = *parse_ip_address("169.254.1.1");
+  config.gateway_v6 = *parse_ip_address("fe80::1");
+  for (const auto& [field, family, target] : {std::tuple{"gateway_v4", 4, &config.gateway_v4},
+                                              std::tuple{"gateway_v6", 6, &config.gateway_v6}}) {
+    if (!fields->has(field)) continue;
+    auto gateway = read_address(fields->get(field), fields->path(field));
+    if (!gateway) return make_error(gateway.error());
+    if (gateway->family != family) {
+      return field_error(fields->path(field), "must be an IPv" + std::to_string(family) + " address, got " +
+                                                  format_ip(*gateway));
+    }
+    *target = *gateway;
+  }
+  return Ok{};
+}
+
+Result<PortConfig> parse_port(const YAML::Node& node, const std::string& path) {
+  auto fields = FieldMap::open(node, path, {"name", "device", "role", "mtu", "rx_descriptors", "tx_descriptors"});
+  if (!fields) return make_error(fields.error());
+  PortConfig port;
+
+  if (!fields->has("name")) return fields->missing("name");
+  auto name = read_string(fields->get("name"), fields->path("name"));
+  if (!name) return make_error(name.error());
+  if (!is_name(*name, kMaxPortName, "_-")) {
+    return field_error(fields->path("name"), "must be 1..32 characters of A-Z a-z 0-9 _ -, got '" + *name + "'");
+  }
+  port.name = *name;
+
+  if (!fields->has("device")) return fields->missing("device");
+  auto device = read_string(fields->get("device"), fields->path("device"));
+  if (!device) return make_error(device.error());
+  if (!device_identity(*device)) {
+    return field_error(fields->path("device"),
+                       "expected a PCI address (0000:03:00.1) or a vdev (net_af_packet0,iface=veth0), got '" +
+                           *device + "'");
+  }
+  port.device = *device;
+
+  if (!fields->has("role")) return fields->missing("role");
+  auto role = read_string(fields->get("role"), fields->path("role"));
+  if (!role) return make_error(role.error());
+  if (*role == "local") {
+    port.role = PortRole::kLocal;
+  } else if (*role == "uplink") {
+    port.role = PortRole::kUplink;
+  } else {
+    return field_error(fields->path("role"), "must be local or uplink, got '" + *role + "'");
+  }
+
+  if (auto s = read_optional_uint(*fields, "mtu", kMinMtu, kMaxMtu, port.mtu); !s) return make_error(s.error());
+  for (const auto& [field, target] : {std::pair{"rx_descriptors", &port.rx_descriptors},
+                                      std::pair{"tx_descriptors", &port.tx_descriptors}}) {
+    auto s = read_optional_uint(*fields, field, kMinDescriptors, kMaxDescriptors, *target);
+    if (!s) return make_error(s.error());
+    if ((*target & (*target - 1)) != 0) {
+      return field_error(fields->path(field), "must be a power of two, got " + std::to_string(*target));
+    }
+  }
+  return port;
+}
+
+Status parse_sa_list(const YAML::Node& node, const std::string& path, size_t min_items, const std::string& base_dir,
+                     std::vector<SaConfig>& out) {
+  auto items = read_sequence(node, path, min_items);
+  if (!items) return make_error(items.error());
+  for (size_t i = 0; i < items->size(); ++i) {
+    auto sa = parse_sa((*items)[i], index_path(path, i), base_dir);
+    if (!sa) return make_error(sa.error());
+    out.push_back(std::move(*sa));
+  }
+  return Ok{};
+}
+
+Result<PeerConfig> parse_peer(const YAML::Node& node, const std::string& path, unsigned workers,
+                              const std::string& base_dir) {
+  auto fields = FieldMap::open(node, path, {"name", "tunnel_address", "pod_cidrs", "sas"});
+  if (!fields) return make_error(fields.error());
+  PeerConfig peer;
+
+  if (!fields->has("name")) return fields->missing("name");
+  auto name = read_string(fields->get("name"), fields->path("name"));
+  if (!name) return make_error(name.error());
+  if (!is_name(*name, kMaxPeerName, "_-.")) {
+    return field_error(fields->path("name"), "must be 1..253 characters of A-Z a-z 0-9 _ - ., got '" + *name + "'");
+  }
+  peer.name = *name;
+
+  if (!fields->has("tunnel_address")) return fields->missing("tunnel_address");
+  auto tunnel = read_address(fields->get("tunnel_address"), fields->path("tunnel_address"));
+  if (!tunnel) return make_error(tunnel.error());
+  peer.tunnel_address = *tunnel;
+
+  if (!fields->has("pod_cidrs")) return fields->missing("pod_cidrs");
+  auto pod_cidrs = read_prefixes(fields->get("pod_cidrs"), fields->path("pod_cidrs"));
+  if (!pod_cidrs) return make_error(pod_cidrs.error());
+  peer.pod_cidrs = std::move(*pod_cidrs);
+
+  if (!fields->has("sas")) return fields->missing("sas");
+  auto sas = FieldMap::open(fields->get("sas"), fields->path("sas"), {"outbound", "inbound"});
+  if (!sas) return make_error(sas.error());
+  if (!sas->has("outbound")) return sas->missing("outbound");
+  auto s = parse_sa_list(sas->get("outbound"), sas->path("outbound"), 0, base_dir, peer.outbound);
+  if (!s) return make_error(s.error());
+  if (peer.outbound.size() != workers) {
+    return field_error(sas->path("outbound"), "needs exactly " + std::to_string(workers) +
+                                                  " entries, one per worker (workers: " + std::to_string(workers) +
+                                                  "), got " + std::to_string(peer.outbound.size()));
+  }
+  if (!sas->has("inbound")) return sas->missing("inbound");
+  s = parse_sa_list(sas->get("inbound"), sas->path("inbound"), 1, base_dir, peer.inbound);
+  if (!s) return make_error(s.error());
+  return peer;
+}
+
+// --- Second pass: rules between fields. Paths are rebuilt from indexes. ---
+
+std::string port_path(size_t i) { return index_path("ports", i); }
+std::string peer_path(size_t i) { return index_path("peers", i); }
+
+// The path of the first IPv6 address or prefix in the config, or "".
+std::string first_ipv6_use(const Config& config) {
+  if (config.tunnel_address.is_v6()) return "node.tunnel_address";
+  for (size_t i = 0; i < config.pod_cidrs.size(); ++i) {
+    if (config.pod_cidrs[i].address.is_v6()) return index_path("node.pod_cidrs", i);
+  }
+  for (size_t p = 0; p < config.peers.size(); ++p) {
+    for (size_t i = 0; i < config.peers[p].pod_cidrs.size(); ++i) {
+      if (config.peers[p].pod_cidrs[i].address.is_v6()) return index_path(peer_path(p) + ".pod_cidrs", i);
+    }
+  }
+  return "";
+}
+
+Status check_ports(const Config& config) {
+  std::optional<size_t> uplink;
+  bool any_local = false;
+  std::map<std::string, size_t> names;
+  std::map<std::string, size_t> devices;
+  const std::string ipv6_use = first_ipv6_use(config);
+  for (size_t i = 0; i < config.ports.size(); ++i) {
+    const PortConfig& port = config.ports[i];
+    if (auto [it, fresh] = names.emplace(port.name, i); !fresh) {
+      return field_error(port_path(i) + ".name", "'" + port.name + "' already used by " + port_path(it->second));
+    }
+    if (auto [it, fresh] = devices.emplace(*device_identity(port.device), i); !fresh) {
+      return field_error(port_path(i) + ".device", it->first + " already used by " + port_path(it->second));
+    }
+    if (port.role == PortRole::kLocal) {
+      any_local = true;
+    } else if (uplink) {
+      return field_error(port_path(i) + ".role", "a second uplink (" + port_path(*uplink) +
+                                                     " is one); exactly one port must be the uplink");
+    } else {
+      uplink = i;
+    }
+    if (!ipv6_use.empty() && port.mtu < kMinMtuV6) {
+      return field_error(port_path(i) + ".mtu", "must be at least 1280 when IPv6 is in use (" + ipv6_use +
+                                                    "), got " + std::to_string(port.mtu));
+    }
+  }
+  if (!any_local) return field_error("ports", "no port with role local");
+  if (!uplink) return field_error("ports", "no port with role uplink");
+  return Ok{};
+}
+
+Status check_spis_unique(const std::vector<SaConfig>& sas, const std::string& path) {
+  std::map<uint32_t, size_t> seen;
+  for (size_t i = 0; i < sas.size(); ++i) {
+    if (auto [it, fresh] = seen.emplace(sas[i].spi, i); !fresh) {
+      std::ostringstream spi;
+      spi << "0x" << std::hex << sas[i].spi;
+      return field_error(index_path(path, i) + ".spi", spi.str() + " already used by " + index_path(path, it->second));
+    }
+  }
+  return Ok{};
+}
+
+// AES-GCM's nonce is salt || IV and the IV is a per-SA counter, so two SAs
+// with the same key and salt encrypt under the same nonces. That holds for an
+// outbound and an inbound SA too: the peer encrypts with the inbound one.
+Status check_keys_unique(const Config& config) {
+  // key size || key (zero-padded to 32) || salt -> SA path. Fixed-size keys:
+  // g++ 12 -O3 warns falsely (-Wstringop-overread) on comparing vectors.
+  std::map<std::array<uint8_t, 1 + 32 + 4>, std::string> seen;
+  for (size_t p = 0; p < config.peers.size(); ++p) {
+    for (const auto& [direction, sas] : {std::pair{"outbound", &config.peers[p].outbound},
+                                         std::pair{"inbound", &config.peers[p].inbound}}) {
+      for (size_t i = 0; i < sas->size(); ++i) {
+        const SaConfig& sa = (*sas)[i];
+        std::array<uint8_t, 1 + 32 + 4> material{static_cast<uint8_t>(sa.key.size())};
+        std::copy_n(sa.key.begin(), std::min<size_t>(sa.key.size(), 32), material.begin() + 1);
+        std::copy(sa.salt.begin(), sa.salt.end(), material.begin() + 1 + 32);
+        const std::string path = index_path(peer_path(p) + ".sas." + direction, i);
+        if (auto [it, fresh] = seen.emplace(material, path); !fresh) {
+          return field_error(path, "same key and salt as " + it->second +
+                                       ": AES-GCM would repeat nonces under one key, which exposes plaintext "
+                                       "and allows forgeries; give every SA its own key");
+        }
+      }
+    }
+  }
+  return Ok{};
+}
+
+Status check_peers(const Config& config) {
+  std::vector<std::pair<IpPrefix, std::string>> claimed;  // every pod CIDR so far, with its path
+  const auto claim = [&claimed](const std::vector<IpPrefix>& prefixes, const std::string& path) -> Status {
+    for (size_t i = 0; i < prefixes.size(); ++i) {
+      for (const auto& [other, other_path] : claimed) {
+        if (prefixes_overlap(prefixes[i], other)) {
+          return field_error(index_path(path, i), format_prefix(prefixes[i]) + " overlaps " + other_path + " (" +
+                                                      format_prefix(other) + ")");
+        }
+      }
+      claimed.emplace_back(prefixes[i], index_path(path, i));
+    }
+    return Ok{};
+  };
+  if (auto s = claim(config.pod_cidrs, "node.pod_cidrs"); !s) return s;
+
+  std::map<std::string, size_t> names;
+  for (size_t p = 0; p < config.peers.size(); ++p) {
+    const PeerConfig& peer = config.peers[p];
+    const std::string path = peer_path(p);
+    if (auto [it, fresh] = names.emplace(peer.name, p); !fresh) {
+      return field_error(path + ".name", "'" + peer.name + "' already used by " + peer_path(it->second));
+    }
+    const std::string address = format_ip(peer.tunnel_address);
+    if (peer.tunnel_address.family != config.tunnel_address.family) {
+      return field_error(path + ".tunnel_address", address + " is IPv" + std::to_string(peer.tunnel_address.family) +
+                                                       " but node.tunnel_address is IPv" +
+                                                       std::to_string(config.tunnel_address.family));
+    }
+    if (peer.tunnel_address == config.tunnel_address) {
+      return field_error(path + ".tunnel_address", address + " is this node's own tunnel address");
+    }
+    for (size_t q = 0; q < p; ++q) {
+      if (config.peers[q].tunnel_address == peer.tunnel_address) {
+        return field_error(path + ".tunnel_address", address + " already used by " + peer_path(q));
+      }
+    }
+    if (auto s = claim(peer.pod_cidrs, path + ".pod_cidrs"); !s) return s;
+    if (auto s = check_spis_unique(peer.outbound, path + ".sas.outbound"); !s) return s;
+    if (auto s = check_spis_unique(peer.inbound, path + ".sas.inbound"); !s) return s;
+  }
+  return check_keys_unique(config);
+}
+
+Result<Config> parse_document(const YAML::Node& root, const std::string& base_dir) {
+  if (!root.IsDefined() || root.IsNull()) return field_error("", "empty document");
+  auto top = FieldMap::open(root, "", {"eal", "workers", "idle", "node", "ports", "peers"});
+  if (!top) return make_error(top.error());
+  Config config;
+
+  if (top->has("eal")) {
+    auto items = read_sequence(top->get("eal"), "eal", 0);
+    if (!items) return make_error(items.error());
+    for (size_t i = 0; i < items->size(); ++i) {
+      auto arg = read_string((*items)[i], index_path("eal", i));
+      if (!arg) return make_error(arg.error());
+      config.eal_args.push_back(*arg);
+    }
+  }
+
+  if (auto s = read_optional_uint(*top, "workers", 1, kMaxWorkers, config.workers); !s) return make_error(s.error());
+
+  if (top->has("idle")) {
+    auto idle = read_string(top->get("idle"), "idle");
+    if (!idle) return make_error(idle.error());
+    if (*idle == "adaptive") {
+      config.idle = IdleMode::kAdaptive;
+    } else if (*idle == "busy") {
+      config.idle = IdleMode::kBusyPoll;
+    } else {
+      return field_error("idle", "must be adaptive or busy, got '" + *idle + "'");
+    }
+  }
+
+  if (!top->has("node")) return top->missing("node");
+  if (auto s = parse_node(top->get("node"), "node", config); !s) return make_error(s.error());
+
+  if (!top->has("ports")) return top->missing("ports");
+  auto ports = read_sequence(top->get("ports"), "ports", 0);
+  if (!ports) return make_error(ports.error());
+  for (size_t i = 0; i < ports->size(); ++i) {
+    auto port = parse_port((*ports)[i], port_path(i));
+    if (!port) return make_error(port.error());
+    config.ports.push_back(std::move(*port));
+  }
+
+  if (top->has("peers")) {
+    auto peers = read_sequence(top->get("peers"), "peers", 0);
+    if (!peers) return make_error(peers.error());
+    for (size_t i = 0; i < peers->size(); ++i) {
+      auto peer = parse_peer((*peers)[i], peer_path(i), config.workers, base_dir);
+      if (!peer) return make_error(peer.error());
+      config.peers.push_back(std::move(*peer));
+    }
+  }
+
+  if (auto s = check_ports(config); !s) return make_error(s.error());
+  if (auto s = check_peers(config); !s) return make_error(s.error());
+  return config;
+}
+
+std::string describe(const YAML::Exception& e) {
+  if (e.mark.is_null()) return "yaml: " + e.msg;
+  return "yaml: line " + std::to_string(e.mark.line + 1) + ", column " + std::to_string(e.mark.column + 1) + ": " +
+         e.msg;
+}
+
+}  // namespace
+
+Result<Config> parse_config(std::string_view yaml_text, const std::string& base_dir) {
+  try {
+    return parse_document(YAML::Load(std::string(yaml_text)), base_dir);
+  } catch (const YAML::Exception& e) {
+    return make_error(describe(e));
+  } catch (const std::exception& e) {
+    return make_error(std::string("config: ") + e.what());
+  }
+}
+
+Result<Config> load_config(const std::string& path) {
+  const std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) return make_error("cannot read " + path + ": " + std::strerror(errno));
+  std::string text;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof(buf), file.get())) > 0) text.append(buf, n);
+  if (std::ferror(file.get())) return make_error("cannot read " + path + ": " + std::strerror(errno));
+  return parse_config(text, std::filesystem::path(path).parent_path().string());
+}
+
+}  // namespace meshwire::dp
