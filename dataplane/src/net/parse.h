@@ -68,7 +68,7 @@ struct PacketInfo {
   uint8_t ttl = 0;          // TTL or hop limit
   bool is_fragment = false; // IPv4 MF or offset != 0, or an IPv6 fragment header (L4 not parsed past the first fragment)
   bool later_fragment = false;  // a fragment other than the first (fragment offset != 0)
-  bool has_l4 = false;      // l4 header (TCP with its options / UDP 8 / ICMP 8 / ICMPv6 4) is wholly inside the IP packet
+  bool has_l4 = false;      // L4 header (TCP with options / UDP 8 / ICMP 8 / ICMPv6 4) wholly inside the IP packet
   bool has_vlan = false;    // a single 802.1Q tag was present (result is then kUnsupported)
   uint16_t vlan_tci = 0;    // host order, valid if has_vlan
 };
