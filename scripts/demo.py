@@ -136,8 +136,8 @@ def main() -> int:
                 print(f"      {pod.name}: {pod.ipv4} {pod.ipv6}")
 
         heading("pods ping across nodes, IPv4")
-        print("   (a first packet to a pod the data plane has not heard from yet is dropped while it\n"
-              "    resolves the pod's MAC: counted as neighbor_miss; ping goes on until 3 replies)")
+        print("   (the first packet to a pod the data plane has not heard from waits while it\n"
+              "    resolves the pod's MAC, hence the slower first reply)")
         show_ping(cluster, n1.pods[0], n2.pods[0], 4)
         show_ping(cluster, n2.pods[1], n1.pods[1], 4)
         heading("pods ping across nodes, IPv6")

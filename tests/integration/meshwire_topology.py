@@ -881,8 +881,10 @@ def wait_counter(node: Node, name: str, at_least: int, timeout: float = 10) -> i
     try:
         wait_for(reached, timeout=timeout, what=f"{node.name} {name} >= {at_least}")
     except TimeoutError:
+        counters = node.counters()
+        drops = {k: v for k, v in counters.get("drops", {}).items() if v}
         raise AssertionError(f"{node.name}: counter {name} is {last[0]}, expected at least {at_least} "
-                             f"within {timeout}s") from None
+                             f"within {timeout}s; drops so far: {drops}") from None
     time.sleep(0.3)  # anything still in flight would be counted now
     return node.counter(name)
 
