@@ -11,11 +11,6 @@
 namespace meshwire::dp::esp {
 namespace {
 
-inline void put_be32(uint8_t* p, uint32_t v) {
-  const uint32_t be = rte_cpu_to_be_32(v);
-  std::memcpy(p, &be, 4);
-}
-
 // A packet whose SA lookup missed: was it from a peer at all?
 DropReason classify_miss(const Tables& tables, const SaKey& key) {
   for (const PeerRuntime* p : tables.peers) {
@@ -65,9 +60,7 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
       continue;
     }
     uint8_t* esp = rte_pktmbuf_mtod_offset(m, uint8_t*, meta[i].esp_offset);
-    put_be32(aad[nops], sa->spi);
-    put_be32(aad[nops] + 4, static_cast<uint32_t>(check.seq >> 32));
-    put_be32(aad[nops] + 8, static_cast<uint32_t>(check.seq));
+    write_aad(aad[nops], sa->spi, check.seq);
     GcmOp& op = ops[nops];
     op.key = &sa->key;
     op.iv8 = esp + kEspHeaderLen;

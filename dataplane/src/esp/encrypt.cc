@@ -14,11 +14,6 @@
 namespace meshwire::dp::esp {
 namespace {
 
-inline void put_be32(uint8_t* p, uint32_t v) {
-  const uint32_t be = rte_cpu_to_be_32(v);
-  std::memcpy(p, &be, 4);
-}
-
 // Pre-built padding: RFC 4303 monotonic bytes 1, 2, 3.
 constexpr uint8_t kPadBytes[4] = {1, 2, 3, 4};
 
@@ -103,13 +98,11 @@ uint16_t encrypt_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** 
     udp->dgram_cksum = 0;  // RFC 3948: zero for IPv4; IPv6 filled in after encryption
 
     uint8_t* esp = reinterpret_cast<uint8_t*>(udp) + kUdpLen;
-    put_be32(esp, sa->spi);
-    put_be32(esp + 4, static_cast<uint32_t>(seq));
-    put_be32(esp + 8, static_cast<uint32_t>(seq >> 32));  // IV = the 64-bit sequence number
-    put_be32(esp + 12, static_cast<uint32_t>(seq));
-    put_be32(aad[nops], sa->spi);
-    put_be32(aad[nops] + 4, static_cast<uint32_t>(seq >> 32));
-    put_be32(aad[nops] + 8, static_cast<uint32_t>(seq));
+    net::store_be32(esp, sa->spi);
+    net::store_be32(esp + 4, static_cast<uint32_t>(seq));
+    net::store_be32(esp + 8, static_cast<uint32_t>(seq >> 32));  // IV = the 64-bit sequence number
+    net::store_be32(esp + 12, static_cast<uint32_t>(seq));
+    write_aad(aad[nops], sa->spi, seq);
 
     GcmOp& op = ops[nops];
     op.key = &sa->key;

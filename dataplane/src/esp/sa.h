@@ -11,6 +11,7 @@
 
 #include "esp/gcm.h"
 #include "esp/replay.h"
+#include "net/parse.h"
 
 namespace meshwire::dp::esp {
 
@@ -31,6 +32,13 @@ inline constexpr uint16_t kEspOverheadNoIp = kUdpLen + kEspHeaderLen + kIvLen + 
 constexpr uint16_t udp_source_port_for_spi(uint32_t spi) {
   uint32_t h = spi * 0x9E3779B1u;  // Fibonacci hashing: neighbouring SPIs land far apart
   return static_cast<uint16_t>(0xC000u | (h >> 18));
+}
+
+// The ESN AAD of RFC 4303/4106: SPI || seq-hi || seq-lo, big-endian.
+inline void write_aad(uint8_t aad[kAadLen], uint32_t spi, uint64_t seq) {
+  net::store_be32(aad, spi);
+  net::store_be32(aad + 4, static_cast<uint32_t>(seq >> 32));
+  net::store_be32(aad + 8, static_cast<uint32_t>(seq));
 }
 
 struct alignas(64) OutboundSa {

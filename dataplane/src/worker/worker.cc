@@ -92,6 +92,26 @@ inline bool prepend_ethernet(rte_mbuf* m, const uint8_t src[6], const uint8_t ds
   return true;
 }
 
+// The first step of both RX stages: count the packet on its port, parse it.
+// On failure the packet is dropped (as `unsupported` for what parses but is
+// not carried, kMalformed otherwise) and false returned.
+inline bool rx_parse(WorkerContext& ctx, uint16_t port_index, rte_mbuf* m, DropReason unsupported,
+                     net::PacketInfo* info) {
+  auto& pc = ctx.counters->ports[port_index];
+  pc.rx_packets++;
+  pc.rx_bytes += m->pkt_len;
+  if (m->nb_segs != 1) {
+    drop(ctx, m, DropReason::kMalformed);
+    return false;
+  }
+  const net::ParseResult pr = net::parse_frame(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, info);
+  if (pr != net::ParseResult::kOk) {
+    drop(ctx, m, pr == net::ParseResult::kUnsupported ? unsupported : DropReason::kMalformed);
+    return false;
+  }
+  return true;
+}
+
 // Delivers an IP packet (data at its IP header) to a local pod.
 void deliver_local(WorkerContext& ctx, TxBuffers& tx, rte_mbuf* m, bool v6) {
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -150,22 +170,11 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   uint64_t v6_nh[kRxBurst];
   uint16_t n6 = 0;
 
-  auto& pc = ctx.counters->ports[port_index];
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    pc.rx_packets++;
-    pc.rx_bytes += m->pkt_len;
-    if (m->nb_segs != 1) {
-      drop(ctx, m, DropReason::kMalformed);
-      continue;
-    }
-    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
     net::PacketInfo info;
-    const net::ParseResult pr = net::parse_frame(frame, m->data_len, &info);
-    if (pr != net::ParseResult::kOk) {
-      drop(ctx, m, pr == net::ParseResult::kUnsupported ? DropReason::kUnsupported : DropReason::kMalformed);
-      continue;
-    }
+    if (!rx_parse(ctx, port_index, m, DropReason::kUnsupported, &info)) continue;
+    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
     if (info.ether_type == net::kEtherTypeArp) {
       punt(ctx, m, PuntKind::kArp, port_index);
       continue;
@@ -298,22 +307,11 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   esp::EspMeta meta[kRxBurst];
   uint16_t nesp = 0;
 
-  auto& pc = ctx.counters->ports[node.uplink];
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    pc.rx_packets++;
-    pc.rx_bytes += m->pkt_len;
-    if (m->nb_segs != 1) {
-      drop(ctx, m, DropReason::kMalformed);
-      continue;
-    }
-    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
     net::PacketInfo info;
-    const net::ParseResult pr = net::parse_frame(frame, m->data_len, &info);
-    if (pr != net::ParseResult::kOk) {
-      drop(ctx, m, pr == net::ParseResult::kUnsupported ? DropReason::kPlaintextOnUplink : DropReason::kMalformed);
-      continue;
-    }
+    if (!rx_parse(ctx, node.uplink, m, DropReason::kPlaintextOnUplink, &info)) continue;
+    const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
     if (info.ether_type == net::kEtherTypeArp) {
       punt(ctx, m, PuntKind::kArp, node.uplink);
       continue;
