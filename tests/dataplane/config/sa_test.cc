@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -196,14 +198,31 @@ TEST_F(SaFileTest, DirectoryIsNotAKeyFile) {
 }
 
 TEST_F(SaFileTest, UnreadableFileNamesFieldAndPath) {
-  if (geteuid() == 0) GTEST_SKIP() << "root reads any file";
   write("k", kKey1);
   write("s", kSalt1);
   ASSERT_EQ(chmod((dir_ / "k").c_str(), 0), 0);
-  const Result<Config> parsed = parse_with_files("k", "s");
-  ASSERT_FALSE(parsed.ok());
-  EXPECT_EQ(parsed.error(), "peers[0].sas.outbound[0].key_file: cannot read " + (dir_ / "k").string() +
-                                ": Permission denied");
+  // Root reads any file: parse in a child that runs as nobody.
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(fds[0]);
+    if (geteuid() == 0 && (chmod(dir_.c_str(), 0755) != 0 || setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
+    const Result<Config> parsed = parse_with_files("k", "s");
+    const std::string out = parsed.ok() ? std::string("ok") : parsed.error();
+    const ssize_t w = ::write(fds[1], out.data(), out.size());
+    _exit(w == static_cast<ssize_t>(out.size()) ? 0 : 3);
+  }
+  close(fds[1]);
+  std::string got;
+  char buf[512];
+  for (ssize_t r; (r = read(fds[0], buf, sizeof(buf))) > 0;) got.append(buf, static_cast<size_t>(r));
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_EQ(got, "peers[0].sas.outbound[0].key_file: cannot read " + (dir_ / "k").string() + ": Permission denied");
 }
 
 TEST_F(SaFileTest, BadContentNamesPathButNotContent) {
