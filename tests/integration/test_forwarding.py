@@ -180,6 +180,21 @@ def test_ttl_exhausted_is_dropped(cluster, node1, node2):
     topo.wait_counter(node1, "ttl_exceeded", before + 1)
 
 
+def test_ttl_hops_answer_like_routers(cluster, node1, node2):
+    """A traceroute's view: TTL 1 expires at node1 (answered from the pods'
+    gateway address), TTL 2 at node2 (answered through the tunnel, from
+    node2's tunnel address), TTL 3 reaches the pod."""
+    a, b = node1.pods[0], node2.pods[0]
+    assert cluster.ping(a, b, 4, count=1).returncode == 0  # both nodes know the pods
+    hop1 = cluster.ping(a, b, 4, count=1, deadline=3, extra=["-t", "1"])
+    assert "From 169.254.1.1" in hop1.stdout and "Time to live exceeded" in hop1.stdout, hop1.stdout
+    before = node2.counter("icmp_errors_sent")
+    hop2 = cluster.ping(a, b, 4, count=1, deadline=3, extra=["-t", "2"])
+    assert f"From {node2.tunnel_address}" in hop2.stdout and "Time to live exceeded" in hop2.stdout, hop2.stdout
+    assert node2.counter("icmp_errors_sent") > before
+    assert cluster.ping(a, b, 4, count=1, deadline=3, extra=["-t", "3"]).returncode == 0
+
+
 def test_sigint_and_sigterm_stop_cleanly(cluster):
     """Both signals end the data plane with exit code 0, promptly, leaving
     no process in its namespace (its own small cluster: this one dies)."""

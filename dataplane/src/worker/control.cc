@@ -83,8 +83,9 @@ void Control::handle(rte_mbuf* m) {
   }
 }
 
-void Control::send(uint16_t port_index, rte_mbuf* m) {
+void Control::send(uint16_t port_index, rte_mbuf* m, InjectKind kind) {
   m->port = port_index;
+  m->hash.usr = static_cast<uint32_t>(kind);
   if (rte_ring_sp_enqueue(workers_[0].inject, m) != 0) {
     ++counters_->drops[static_cast<size_t>(DropReason::kPuntQueueFull)];
     rte_pktmbuf_free(m);
@@ -92,7 +93,7 @@ void Control::send(uint16_t port_index, rte_mbuf* m) {
 }
 
 template <typename Build>
-void Control::send_built(uint16_t port_index, Build&& build) {
+void Control::send_built(uint16_t port_index, Build&& build, InjectKind kind) {
   rte_mbuf* m = rte_pktmbuf_alloc(pool_);
   if (!m) return;
   uint8_t* out = rte_pktmbuf_mtod(m, uint8_t*);
@@ -103,7 +104,7 @@ void Control::send_built(uint16_t port_index, Build&& build) {
   }
   m->data_len = static_cast<uint16_t>(len);
   m->pkt_len = static_cast<uint32_t>(len);
-  send(port_index, m);
+  send(port_index, m, kind);
 }
 
 void Control::learn_peer(const IpAddress& address, const uint8_t mac[6]) {
@@ -249,20 +250,34 @@ void Control::handle_icmp_error(rte_mbuf* m, PuntKind kind) {
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
   const bool v6 = m->data_len > 0 && (ip[0] >> 4) == 6;
   const IpAddress src = v6 ? v6_from(ip + 8) : v4_from(ip + 12);
+  const auto error = kind == PuntKind::kTooBig ? net::IcmpError::kFragNeeded : net::IcmpError::kTimeExceeded;
   uint8_t mac[6];
   uint16_t port_index;
+  size_t built = 0;
   if (neighbor_lookup(tables_, src, mac, &port_index)) {
+    // A pod of ours: answer it directly, from the gateway address.
     const IpAddress& from = v6 ? node_.gateway_v6 : node_.gateway_v4;
-    const auto error = kind == PuntKind::kTooBig ? net::IcmpError::kFragNeeded : net::IcmpError::kTimeExceeded;
     const PortRuntime& port = node_.ports[port_index];
-    size_t built = 0;
     send_built(port_index, [&](uint8_t* out, size_t cap) {
       built = net::build_icmp_error(error, node_.max_inner_len, ip, m->data_len, from.bytes.data(), port.mac, mac,
                                     out, cap);
       return built;
     });
-    if (built) counters_->icmp_errors_sent++;
+  } else if (route_lookup(tables_, src) >= kNextHopPeerBase && node_.tunnel_address.is_v6() == v6) {
+    // A pod behind a peer (its packet expired here): the error goes back
+    // through the tunnel, from our tunnel address (which the peer accepts as
+    // speaking for this node), routed and encrypted by a worker like pod traffic.
+    const PortRuntime& port = node_.ports[node_.local_default];
+    send_built(
+        node_.local_default,
+        [&](uint8_t* out, size_t cap) {
+          built = net::build_icmp_error(error, node_.max_inner_len, ip, m->data_len,
+                                        node_.tunnel_address.bytes.data(), port.mac, port.mac, out, cap);
+          return built;
+        },
+        InjectKind::kLocalRx);
   }
+  if (built) counters_->icmp_errors_sent++;
   rte_pktmbuf_free(m);
 }
 

@@ -53,8 +53,8 @@ class Control {
   void solicit(uint16_t port_index, const IpAddress& src, const IpAddress& target);
   // Allocates an mbuf, lets build() write a frame into it, sends it.
   template <typename Build>
-  void send_built(uint16_t port_index, Build&& build);
-  void send(uint16_t port_index, rte_mbuf* m);
+  void send_built(uint16_t port_index, Build&& build, InjectKind kind = InjectKind::kTransmit);
+  void send(uint16_t port_index, rte_mbuf* m, InjectKind kind = InjectKind::kTransmit);
 
   const NodeRuntime& node_;
   Tables& tables_;

@@ -39,6 +39,13 @@ enum class PuntKind : uint32_t {
   kNeighborMiss,  // a pod's MAC is unknown: resolve it (the packet starts at its IP header)
 };
 
+// What a worker does with a frame from its inject ring (in mbuf->hash.usr).
+enum class InjectKind : uint32_t {
+  kTransmit,  // send as is on port mbuf->port
+  kLocalRx,   // process as if received on local port mbuf->port (an ICMP error
+              // for a remote pod: it must be routed and encrypted like pod traffic)
+};
+
 struct NodeRuntime {
   IpAddress tunnel_address;
   IpAddress gateway_v4;

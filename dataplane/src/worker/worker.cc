@@ -388,8 +388,9 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
     src.family = dst.family = is_v6 ? 6 : 4;
     std::memcpy(src.bytes.data(), ip_src(ip, is_v6), is_v6 ? 16 : 4);
     std::memcpy(dst.bytes.data(), ip_dst(ip, is_v6), is_v6 ? 16 : 4);
-    // The sender may only speak for its own pods.
-    if (route_lookup(*ctx.tables, src) != kNextHopPeerBase + peer_of[i]) {
+    // The sender may only speak for its own pods, and for itself (ICMP errors).
+    if (route_lookup(*ctx.tables, src) != kNextHopPeerBase + peer_of[i] &&
+        src != ctx.tables->peers[peer_of[i]]->tunnel_address) {
       drop(ctx, m, DropReason::kInnerSpoofed);
       continue;
     }
@@ -398,7 +399,8 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
       continue;
     }
     if (info.ttl <= 1) {
-      drop(ctx, m, DropReason::kTtlExceeded);
+      punt(ctx, m, PuntKind::kTtlExceeded, node.uplink);  // answered through the tunnel
+      count_drop(ctx, DropReason::kTtlExceeded);
       continue;
     }
     // Trim any bytes after the inner IP packet (there should be none).
@@ -429,7 +431,13 @@ int worker_main(void* arg) {
     }
     // Frames built by the control thread (ARP/ND replies, ICMP errors).
     const unsigned ninj = rte_ring_sc_dequeue_burst(ctx.inject, reinterpret_cast<void**>(pkts), kRxBurst, nullptr);
-    for (unsigned i = 0; i < ninj; ++i) enqueue_tx(ctx, tx, pkts[i]->port, pkts[i]);
+    for (unsigned i = 0; i < ninj; ++i) {
+      if (static_cast<InjectKind>(pkts[i]->hash.usr) == InjectKind::kLocalRx) {
+        process_local_burst(ctx, tx, pkts[i]->port, &pkts[i], 1);
+      } else {
+        enqueue_tx(ctx, tx, pkts[i]->port, pkts[i]);
+      }
+    }
     work += ninj;
     flush_tx(ctx, tx);
 

@@ -402,6 +402,49 @@ TEST_F(WorkerTest, LocalSideVerdicts) {
   }
 }
 
+// TTL running out on the receiving node: the ICMP error goes back through the
+// tunnel, from that node's tunnel address, and the sender's node accepts it.
+TEST_F(WorkerTest, TtlExpiringOnTheReceivingNodeIsAnsweredThroughTheTunnel) {
+  a_->learn("10.11.0.2", "02:00:00:00:11:02");
+  local_rx(*a_, {pod_a_to_b(/*ttl=*/2)});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 1u);
+  uplink_rx(*b_, wire);
+  EXPECT_EQ(b_->drops(DropReason::kTtlExceeded), 1u);
+  EXPECT_EQ(b_->take(kLocal).size(), 0u);
+
+  std::vector<WorkerContext> workers{b_->ctx};
+  WorkerCounters control_counters{};
+  Control control(b_->node, *b_->tables, workers, pool_, &control_counters);
+  control.poll();
+  EXPECT_EQ(control_counters.icmp_errors_sent, 1u);
+  // The error comes back to the worker as local RX; it routes and encrypts it.
+  void* v;
+  rte_mbuf* reinjected = nullptr;
+  while (rte_ring_dequeue(b_->ctx.inject, &v) == 0) {
+    auto* m = static_cast<rte_mbuf*>(v);
+    if (static_cast<dp::InjectKind>(m->hash.usr) == dp::InjectKind::kLocalRx && !reinjected) {
+      reinjected = m;
+    } else {
+      rte_pktmbuf_free(m);  // peer resolution requests on the uplink
+    }
+  }
+  ASSERT_NE(reinjected, nullptr);
+  process_local_burst(b_->ctx, b_->tx, reinjected->port, &reinjected, 1);
+  auto back = b_->take(kUplink);
+  ASSERT_EQ(back.size(), 1u);
+  uplink_rx(*a_, back);
+  auto out = a_->take(kLocal);
+  ASSERT_EQ(out.size(), 1u);
+  net::PacketInfo info;
+  ASSERT_EQ(net::parse_frame(out[0].data(), out[0].size(), &info), net::ParseResult::kOk);
+  const uint8_t* ip = out[0].data() + info.l3_offset;
+  EXPECT_EQ(Bytes(ip + 12, ip + 20), Bytes({192, 0, 2, 2, 10, 11, 0, 2}));  // from node b, to the pod
+  EXPECT_EQ(info.l4_proto, net::kProtoIcmp);
+  EXPECT_EQ(out[0][info.l4_offset], 11);  // time exceeded
+  EXPECT_EQ(a_->drops(DropReason::kInnerSpoofed), 0u);
+}
+
 TEST_F(WorkerTest, TcpSynMssIsClampedToWhatFitsTheTunnel) {
   const Bytes syn = PacketBuilder()
                         .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
