@@ -1,6 +1,8 @@
 """Pod-to-pod forwarding through two meshwire data planes: ping (IPv4/IPv6)
 across nodes and on one node, iperf3 TCP, path MTU (ICMP errors for
 too-big DF packets) and TCP MSS clamping."""
+import json
+import subprocess
 import pytest
 from scapy.layers.inet import TCP
 from scapy.utils import rdpcap
@@ -132,6 +134,26 @@ def test_tcp_mss_is_clamped_across_nodes(cluster, node1, node2, family):
             f"{what} MSS {values} not clamped: a full segment would not fit the fabric MTU (limit {limit})"
     after = node1.counter("mss_clamped") + node2.counter("mss_clamped")
     assert after >= before + 2, f"mss_clamped went from {before} to {after}"
+
+
+def test_counters_through_dpdk_telemetry_py(cluster, node1, node2):
+    """The operator's tool: DPDK's own dpdk-telemetry.py reads /meshwire/...
+    (and lists the commands with their help)."""
+    a, b = node1.pods[0], node2.pods[0]
+    assert cluster.ping(a, b, 4, count=2).returncode == 0
+    done = subprocess.run(["dpdk-telemetry.py", "-f", node1.file_prefix],
+                          input="/\n/help,/meshwire/counters\n/meshwire/counters\n/meshwire/drop_reasons\n",
+                          capture_output=True, text=True, timeout=20)
+    replies = {}
+    for line in done.stdout.splitlines():
+        line = line.strip().removeprefix("--> ").strip()
+        if line.startswith("{"):
+            replies.update(json.loads(line))
+    assert "/meshwire/counters" in replies.get("/", []), done.stdout
+    assert "worker" in replies["/help"]["/meshwire/counters"]
+    counters = replies["/meshwire/counters"]
+    assert counters["encrypted_packets"] >= 2 and counters["decrypted_packets"] >= 2
+    assert set(counters["drops"]) == set(replies["/meshwire/drop_reasons"]) >= {"auth_failed", "replay", "no_sa"}
 
 
 def test_telemetry_ports_peers_and_sas(cluster, node1, node2):
