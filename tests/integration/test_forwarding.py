@@ -3,6 +3,7 @@ across nodes and on one node, iperf3 TCP, path MTU (ICMP errors for
 too-big DF packets) and TCP MSS clamping."""
 import json
 import subprocess
+
 import pytest
 from scapy.layers.inet import TCP
 from scapy.utils import rdpcap
