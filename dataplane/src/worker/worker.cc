@@ -78,6 +78,15 @@ inline bool is_tcp_syn(const uint8_t* ip, const net::PacketInfo& info) {
   return info.l4_proto == net::kProtoTcp && info.has_l4 && !info.is_fragment && (ip[info.l4_offset + 13] & 0x02);
 }
 
+// ICMP destination unreachable / time exceeded / parameter problem, ICMPv6
+// destination unreachable / packet too big / time exceeded / parameter problem.
+inline bool is_icmp_error(const uint8_t* ip, const net::PacketInfo& info) {
+  if (!info.has_l4 || info.is_fragment) return false;
+  const uint8_t type = ip[info.l4_offset];
+  if (info.l4_proto == net::kProtoIcmp) return type == 3 || type == 11 || type == 12;
+  return info.l4_proto == net::kProtoIcmpv6 && type >= 1 && type <= 4;
+}
+
 inline bool dont_fragment(const uint8_t* ip, bool v6) {
   return v6 || (ip[6] & 0x40);
 }
@@ -415,11 +424,13 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
     const bool is_v6 = info.ether_type == net::kEtherTypeIpv6;
     const uint64_t src_nh = is_v6 ? v6_nh[2 * v6_of[i]] : v4_nh[2 * v4_of[i]];
     const uint64_t dst_nh = is_v6 ? v6_nh[2 * v6_of[i] + 1] : v4_nh[2 * v4_of[i] + 1];
-    // The sender may only speak for its own pods, and for itself (ICMP errors).
+    // The sender may only speak for its own pods, and for itself in ICMP
+    // errors (a TTL that ran out on its side).
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
     const IpAddress& peer_address = ctx.tables->peers[peer_of[i]]->tunnel_address;
     if (src_nh != kNextHopPeerBase + peer_of[i] &&
-        !(peer_address.is_v6() == is_v6 && same_address(ip_src(rte_pktmbuf_mtod(m, const uint8_t*), is_v6),
-                                                        peer_address, is_v6))) {
+        !(is_icmp_error(ip, info) && peer_address.is_v6() == is_v6 &&
+          same_address(ip_src(ip, is_v6), peer_address, is_v6))) {
       drop(ctx, m, DropReason::kInnerSpoofed);
       continue;
     }

@@ -242,11 +242,17 @@ TEST_F(WorkerTest, InnerSourceMustBelongToTheSendingPeer) {
                             .ipv4(ip4("10.99.0.1"), ip4("10.12.0.2"))
                             .udp(1, 2)
                             .build();
-  local_rx(*a_, {spoofed});
+  // The peer's own tunnel address is a valid source only for ICMP errors.
+  const Bytes from_node = PacketBuilder()
+                              .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+                              .ipv4(ip4("192.0.2.1"), ip4("10.12.0.2"))
+                              .icmp(8, 0, 1, 1)
+                              .build();
+  local_rx(*a_, {spoofed, from_node});
   auto wire = a_->take(kUplink);
-  ASSERT_EQ(wire.size(), 1u);
+  ASSERT_EQ(wire.size(), 2u);
   uplink_rx(*b_, wire);
-  EXPECT_EQ(b_->drops(DropReason::kInnerSpoofed), 1u);
+  EXPECT_EQ(b_->drops(DropReason::kInnerSpoofed), 2u);
   EXPECT_EQ(b_->take(kLocal).size(), 0u);
 }
 
