@@ -60,19 +60,10 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
       continue;
     }
     uint8_t* esp = rte_pktmbuf_mtod_offset(m, uint8_t*, meta[i].esp_offset);
-    write_aad(aad[nops], sa->spi, check.seq);
-    GcmOp& op = ops[nops];
-    op.key = &sa->key;
-    op.iv8 = esp + kEspHeaderLen;
-    op.aad = aad[nops];
-    op.aad_len = kAadLen;
-    op.data = esp + kEspHeaderLen + kIvLen;
-    op.len = payload_len;
-    op.tag = op.data + payload_len;
+    prepare_esp_op(ops[nops], &sa->key, esp, payload_len, sa->spi, check.seq, aad[nops]);
     seqs[nops] = check.seq;
     op_of[nops] = i;
     peer_of[i] = sa->peer;
-    data[i] = sa;
     ++nops;
   }
 

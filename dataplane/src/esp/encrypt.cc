@@ -102,16 +102,7 @@ uint16_t encrypt_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** 
     net::store_be32(esp + 4, static_cast<uint32_t>(seq));
     net::store_be32(esp + 8, static_cast<uint32_t>(seq >> 32));  // IV = the 64-bit sequence number
     net::store_be32(esp + 12, static_cast<uint32_t>(seq));
-    write_aad(aad[nops], sa->spi, seq);
-
-    GcmOp& op = ops[nops];
-    op.key = &sa->key;
-    op.iv8 = esp + kEspHeaderLen;
-    op.aad = aad[nops];
-    op.aad_len = kAadLen;
-    op.data = esp + kEspHeaderLen + kIvLen;
-    op.len = payload_len;
-    op.tag = op.data + payload_len;
+    prepare_esp_op(ops[nops], &sa->key, esp, payload_len, sa->spi, seq, aad[nops]);
     op_of[nops] = i;
     ++nops;
     ok[i] = true;

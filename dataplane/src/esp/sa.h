@@ -41,6 +41,20 @@ inline void write_aad(uint8_t aad[kAadLen], uint32_t spi, uint64_t seq) {
   net::store_be32(aad + 8, static_cast<uint32_t>(seq));
 }
 
+// Points op at one ESP packet (esp: its ESP header; payload_len: the bytes
+// between IV and ICV) with the ESN AAD written into aad.
+inline void prepare_esp_op(GcmOp& op, const GcmKey* key, uint8_t* esp, uint32_t payload_len, uint32_t spi,
+                           uint64_t seq, uint8_t aad[kAadLen]) {
+  write_aad(aad, spi, seq);
+  op.key = key;
+  op.iv8 = esp + kEspHeaderLen;
+  op.aad = aad;
+  op.aad_len = kAadLen;
+  op.data = esp + kEspHeaderLen + kIvLen;
+  op.len = payload_len;
+  op.tag = op.data + payload_len;
+}
+
 struct alignas(64) OutboundSa {
   // Hot, written per packet by the owning worker only.
   uint64_t seq = 0;  // last sequence number used; the next packet uses seq + 1
