@@ -236,3 +236,36 @@ def test_sigint_and_sigterm_stop_cleanly(cluster):
             assert topo._netns_pids(node.ns) == []
     finally:
         small.teardown()
+
+
+def test_node_answers_arp_and_ping_for_its_tunnel_address(cluster, node2, injector):
+    """On the fabric a data plane is a host: it answers ARP and ICMP echo for
+    its tunnel address (from anyone), and nothing else of its own."""
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import ARP, Ether
+    uplink_mac = node2.uplink_mac()
+    with cluster.capture(cluster.fabric_ns, cluster.inject_if, "arp or icmp", name="tunnel-host") as pcap:
+        injector.send([
+            Ether(src=injector.mac, dst="ff:ff:ff:ff:ff:ff") /
+            ARP(op=1, hwsrc=injector.mac, psrc="192.0.2.99", pdst=node2.tunnel_address),
+            Ether(src=injector.mac, dst=uplink_mac) /
+            IP(src="192.0.2.99", dst=node2.tunnel_address) / ICMP(id=0x7475, seq=1) / b"meshwire",
+        ])
+        topo.wait_for(lambda: len([p for p in rdpcap(str(pcap)) if p.src == uplink_mac]) >= 2
+                      if pcap.exists() and pcap.stat().st_size > 24 else False,
+                      timeout=10, what="ARP reply and echo reply from node2")
+    answers = [p for p in rdpcap(str(pcap)) if p.src == uplink_mac]
+    arp = [p for p in answers if ARP in p]
+    assert arp and arp[0][ARP].op == 2 and arp[0][ARP].psrc == node2.tunnel_address
+    assert arp[0][ARP].hwsrc == uplink_mac and arp[0][ARP].pdst == "192.0.2.99"
+    echo = [p for p in answers if ICMP in p]
+    assert echo and echo[0][ICMP].type == 0 and echo[0][ICMP].id == 0x7475
+    assert echo[0][IP].src == node2.tunnel_address and echo[0][IP].len == 20 + 8 + 8
+    assert echo[0][ICMP].load == b"meshwire"
+
+
+@pytest.mark.parametrize("family,gateway", [(4, "169.254.1.1"), (6, "fe80::1%eth0")])
+def test_pods_can_ping_their_gateway(cluster, node1, family, gateway):
+    """The pods' gateway address answers echo (proxy ARP/ND makes it reachable)."""
+    done = cluster.ping(node1.pods[0], gateway, family, count=2)
+    assert done.returncode == 0, done.stdout
