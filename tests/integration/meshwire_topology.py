@@ -263,9 +263,10 @@ class Telemetry:
             sock.recv(1 << 16)  # greeting: {"version": ..., "pid": ..., "max_output_len": ...}
             sock.send(command.encode())
             reply = json.loads(sock.recv(1 << 20).decode())
-        if command not in reply:
+        key = command.split(",", 1)[0]  # the reply is keyed by the command without its parameter
+        if key not in reply:
             raise RuntimeError(f"telemetry {command}: unexpected reply {reply}")
-        return reply[command]
+        return reply[key]
 
     def counters(self) -> dict:
         return self.query("/meshwire/counters")
@@ -631,17 +632,21 @@ class Cluster:
 
     def _write_config(self, node: Node) -> None:
         import yaml
-        worker_cores = f"0-{self.workers}"
+        eal = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", node.file_prefix,
+               "--log-level", "lib.eal:notice"]
+        if self.workers + 1 <= (os.cpu_count() or 1):
+            eal += ["-l", f"0-{self.workers}"]
+        # else: no lcore option, so the data plane spreads its lcores over its CPU affinity
+        queues = f",qpairs={self.workers}" if self.workers > 1 else ""
         config = {
-            "eal": ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", node.file_prefix,
-                    "-l", worker_cores, "--log-level", "lib.eal:notice"],
+            "eal": eal,
             "workers": self.workers,
             "idle": "adaptive",
             "node": {"tunnel_address": node.tunnel_address,
                      "pod_cidrs": [node.pod_cidr_v4, node.pod_cidr_v6]},
             "ports": [
-                {"name": "pods", "device": f"net_af_packet0,iface={node.local_if}", "role": "local"},
-                {"name": "fabric", "device": f"net_af_packet1,iface={node.uplink_if}", "role": "uplink"},
+                {"name": "pods", "device": f"net_af_packet0,iface={node.local_if}{queues}", "role": "local"},
+                {"name": "fabric", "device": f"net_af_packet1,iface={node.uplink_if}{queues}", "role": "uplink"},
             ],
             "peers": [
                 {"name": peer.name, "tunnel_address": peer.tunnel_address,
