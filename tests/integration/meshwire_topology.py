@@ -874,6 +874,19 @@ def wait_for(predicate, timeout: float = 10, interval: float = 0.1, what: str = 
         time.sleep(interval)
 
 
+@contextlib.contextmanager
+def running_cluster(binary: Path, **kwargs) -> Iterator["Cluster"]:
+    """A further cluster (Cluster(**kwargs)), created and started for the
+    block and always torn down."""
+    c = Cluster(binary, **kwargs)
+    try:
+        c.create()
+        c.start()
+        yield c
+    finally:
+        c.teardown()
+
+
 def wait_counter(node: Node, name: str, at_least: int, timeout: float = 10) -> int:
     """Waits until counter `name` of `node` reaches `at_least`; returns the
     value then (the caller asserts the exact value it expects)."""

@@ -188,13 +188,8 @@ def test_scapy_encrypted_packets_are_delivered(cluster, node1, node2, esp_sender
 def v6_fabric(cluster):
     """A second, smaller cluster whose nodes talk over IPv6 tunnel addresses
     (2001:db8::1, ::2); `cluster` first so that the environment checks ran."""
-    c = topo.Cluster(cluster.binary, nodes=2, pods_per_node=1, tunnel_family=6)
-    try:
-        c.create()
-        c.start()
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=1, tunnel_family=6) as c:
         yield c
-    finally:
-        c.teardown()
 
 
 def test_ipv6_fabric_carries_esp_that_scapy_decrypts(v6_fabric):

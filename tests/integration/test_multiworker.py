@@ -11,13 +11,8 @@ import meshwire_topology as topo
 def two_workers(cluster):
     """A separate 2-node cluster with workers: 2 (`cluster` first so that the
     environment checks ran)."""
-    c = topo.Cluster(cluster.binary, nodes=2, pods_per_node=1, workers=2)
-    try:
-        c.create()
-        c.start()
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=1, workers=2) as c:
         yield c
-    finally:
-        c.teardown()
 
 
 def test_two_workers_forward_and_keep_per_worker_sas(two_workers):
