@@ -121,28 +121,43 @@ inline bool rx_parse(WorkerContext& ctx, uint16_t port_index, rte_mbuf* m, DropR
   return true;
 }
 
-// Delivers an IP packet (data at its IP header) to a local pod.
-void deliver_local(WorkerContext& ctx, TxBuffers& tx, rte_mbuf* m, bool v6) {
-  const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
-  IpAddress dst;
-  dst.family = v6 ? 6 : 4;
-  std::memcpy(dst.bytes.data(), ip_dst(ip, v6), v6 ? 16 : 4);
-  uint8_t mac[6];
-  uint16_t port_index;
-  if (!neighbor_lookup(*ctx.tables, dst, mac, &port_index)) {
-    // The control thread holds it while it asks for the MAC.
-    punt(ctx, m, PuntKind::kNeighborMiss, ctx.node->local_default);
-    return;
+// Delivers IP packets (data at their IP headers) to local pods: one bulk
+// neighbour lookup for the burst, then TTL, Ethernet header, TX. A pod whose
+// MAC is unknown gets its packet held by the control thread while it asks.
+void deliver_local_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, const bool* v6, uint16_t n) {
+  if (n == 0) return;
+  NeighborKey keys[kRxBurst];
+  const void* key_ptrs[kRxBurst];
+  void* data[kRxBurst];
+  uint64_t hits = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    NeighborKey& k = keys[i];
+    std::memset(&k, 0, sizeof(k));
+    k.family = v6[i] ? 6 : 4;
+    std::memcpy(k.addr, ip_dst(rte_pktmbuf_mtod(pkts[i], const uint8_t*), v6[i]), v6[i] ? 16 : 4);
+    key_ptrs[i] = &k;
   }
-  if (!net::ip_decrement_ttl(rte_pktmbuf_mtod(m, uint8_t*))) {
-    drop(ctx, m, DropReason::kTtlExceeded);
-    return;
+  rte_hash_lookup_bulk_data(ctx.tables->neighbors, key_ptrs, n, &hits, data);
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = pkts[i];
+    if (!(hits & (1ull << i))) {
+      punt(ctx, m, PuntKind::kNeighborMiss, ctx.node->local_default);
+      continue;
+    }
+    const auto packed = reinterpret_cast<uintptr_t>(data[i]);
+    uint8_t mac[6];
+    unpack_mac(packed, mac);
+    const uint16_t port_index = neighbor_port(packed);
+    if (!net::ip_decrement_ttl(rte_pktmbuf_mtod(m, uint8_t*))) {
+      drop(ctx, m, DropReason::kTtlExceeded);
+      continue;
+    }
+    if (!prepend_ethernet(m, ctx.node->ports[port_index].mac, mac, v6[i])) {
+      drop(ctx, m, DropReason::kMalformed);
+      continue;
+    }
+    enqueue_tx(ctx, tx, port_index, m);
   }
-  if (!prepend_ethernet(m, ctx.node->ports[port_index].mac, mac, v6)) {
-    drop(ctx, m, DropReason::kMalformed);
-    return;
-  }
-  enqueue_tx(ctx, tx, port_index, m);
 }
 
 }  // namespace
@@ -239,7 +254,10 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   if (n4) rte_fib_lookup_bulk(ctx.tables->fib4, v4_dst, v4_nh, n4);
   if (n6) rte_fib6_lookup_bulk(ctx.tables->fib6, v6_dst, v6_nh, n6);
 
-  // Encrypt batch.
+  // Same-node deliveries, then the encrypt batch.
+  rte_mbuf* local[kRxBurst];
+  bool local_v6[kRxBurst];
+  uint16_t nlocal = 0;
   rte_mbuf* enc[kRxBurst];
   esp::OutboundSa* enc_sa[kRxBurst];
   uint64_t enc_mac[kRxBurst];
@@ -262,7 +280,8 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
     }
     if (nh == kNextHopLocal) {
       ctx.counters->forwarded_local++;
-      deliver_local(ctx, tx, m, is_v6);
+      local_v6[nlocal] = is_v6;
+      local[nlocal++] = m;
       return;
     }
     const uint64_t peer = nh - kNextHopPeerBase;
@@ -292,6 +311,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   };
   for (uint16_t i = 0; i < n4; ++i) route_one(v4[i], v4_info[i], v4_nh[i], false);
   for (uint16_t i = 0; i < n6; ++i) route_one(v6[i], v6_info[i], v6_nh[i], true);
+  deliver_local_burst(ctx, tx, local, local_v6, nlocal);
 
   if (nenc == 0) return;
   const PortRuntime& up = node.ports[node.uplink];
@@ -414,6 +434,9 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   if (n4) rte_fib_lookup_bulk(ctx.tables->fib4, v4_addr, v4_nh, 2 * n4);
   if (n6) rte_fib6_lookup_bulk(ctx.tables->fib6, v6_addr, v6_nh, 2 * n6);
 
+  rte_mbuf* deliver[kRxBurst];
+  bool deliver_v6[kRxBurst];
+  uint16_t ndeliver = 0;
   for (uint16_t i = 0; i < good; ++i) {
     rte_mbuf* m = esp_pkts[i];
     if (!inner_ok[i]) {
@@ -445,8 +468,10 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
     }
     // Trim any bytes after the inner IP packet (there should be none).
     if (m->data_len > info.l3_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - info.l3_len));
-    deliver_local(ctx, tx, m, is_v6);
+    deliver_v6[ndeliver] = is_v6;
+    deliver[ndeliver++] = m;
   }
+  deliver_local_burst(ctx, tx, deliver, deliver_v6, ndeliver);
 }
 
 int worker_main(void* arg) {
