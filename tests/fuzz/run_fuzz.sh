@@ -50,7 +50,7 @@ for src in tests/fuzz/*_fuzz.cc; do
 
   echo "-- $name: building"
   if ! "$CXX" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-      -I dataplane/include -I dataplane/src "${dpdk_cflags[@]}" \
+      -I dataplane/include -I dataplane/src -I tests "${dpdk_cflags[@]}" \
       "$src" "${sources[@]}" "${libs[@]}" -o "$out/$name" >"$work/build.log" 2>&1; then
     cat "$work/build.log"
     echo "-- $name: build failed"
