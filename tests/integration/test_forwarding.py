@@ -102,6 +102,19 @@ def test_too_big_gets_icmp_error(cluster, node1, node2, family, too_big, fits, m
         flush_pmtu(a)
 
 
+def test_ipv4_without_df_is_fragmented_to_fit_the_tunnel(cluster, node1, node2):
+    """A 1488-byte IPv4 packet without DF (ping -M dont) does not fit the
+    1438 bytes the tunnel leaves: the data plane fragments it before
+    encryption and the pod on the other node reassembles it."""
+    a, b = node1.pods[0], node2.pods[0]
+    flush_pmtu(a)
+    before = node1.counter("fragmented")
+    done = cluster.ping(a, b, 4, count=3, size=1460, extra=["-M", "dont"])
+    assert done.returncode == 0, done.stdout
+    assert node1.counter("fragmented") >= before + 3
+    assert "1468 bytes from" in done.stdout  # 1460 + 8: the whole reply came back
+
+
 @pytest.mark.parametrize("family", [4, 6])
 def test_tcp_mss_is_clamped_across_nodes(cluster, node1, node2, family):
     a, b = node1.pods[0], node2.pods[0]

@@ -47,6 +47,7 @@ int cmd_counters(const char*, const char* params, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "forwarded_local", value([](const WorkerCounters& c) -> const uint64_t& { return c.forwarded_local; }));
   rte_tel_data_add_dict_u64(d, "punted", value([](const WorkerCounters& c) -> const uint64_t& { return c.punted; }));
   rte_tel_data_add_dict_u64(d, "mss_clamped", value([](const WorkerCounters& c) -> const uint64_t& { return c.mss_clamped; }));
+  rte_tel_data_add_dict_u64(d, "fragmented", value([](const WorkerCounters& c) -> const uint64_t& { return c.fragmented; }));
   rte_tel_data_add_dict_u64(d, "icmp_errors_sent", value([](const WorkerCounters& c) -> const uint64_t& { return c.icmp_errors_sent; }));
   rte_tel_data* drops = rte_tel_data_alloc();
   if (!drops) return -1;

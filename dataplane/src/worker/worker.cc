@@ -14,6 +14,7 @@
 #include "esp/decrypt.h"
 #include "esp/encrypt.h"
 #include "net/checksum.h"
+#include "net/frag.h"
 #include "net/mss.h"
 #include "net/parse.h"
 
@@ -25,6 +26,8 @@ constexpr uint8_t kIcmp6EchoRequest = 128;
 constexpr uint8_t kNdRouterSolicit = 133;
 constexpr uint8_t kNdNeighborSolicit = 135;
 constexpr uint8_t kNdNeighborAdvert = 136;
+// A 9000-byte jumbo over a 1500-byte fabric needs 7.
+constexpr size_t kMaxFragments = 8;
 
 inline void count_drop(WorkerContext& ctx, DropReason r) {
   ++ctx.counters->drops[static_cast<size_t>(r)];
@@ -258,10 +261,57 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   rte_mbuf* local[kRxBurst];
   bool local_v6[kRxBurst];
   uint16_t nlocal = 0;
-  rte_mbuf* enc[kRxBurst];
-  esp::OutboundSa* enc_sa[kRxBurst];
-  uint64_t enc_mac[kRxBurst];
+  // Fragments can make more packets than came in: the batch is sent
+  // whenever it is full.
+  rte_mbuf* enc[esp::kMaxBurst];
+  esp::OutboundSa* enc_sa[esp::kMaxBurst];
+  uint64_t enc_mac[esp::kMaxBurst];
   uint16_t nenc = 0;
+  auto encrypt_batch = [&] {
+    if (nenc == 0) return;
+    const PortRuntime& up = node.ports[node.uplink];
+    esp::EncryptContext ectx{};
+    std::memcpy(ectx.src_mac, up.mac, 6);
+    ectx.offload_ipv4_cksum = up.offload_ipv4_cksum;
+    ectx.offload_udp_cksum = up.offload_udp_cksum;
+    DropReason reasons[esp::kMaxBurst];
+    const uint16_t good = esp::encrypt_burst(*ctx.engine, ectx, enc, enc_sa, enc_mac, nenc, reasons);
+    for (uint16_t i = 0; i < good; ++i) {
+      ctx.counters->encrypted_packets++;
+      ctx.counters->encrypted_bytes += enc[i]->pkt_len;
+      enqueue_tx(ctx, tx, node.uplink, enc[i]);
+    }
+    for (uint16_t i = good; i < nenc; ++i) drop(ctx, enc[i], reasons[i]);
+    nenc = 0;
+  };
+  auto add_to_batch = [&](rte_mbuf* m, esp::OutboundSa* sa, uint64_t mac) {
+    if (nenc == esp::kMaxBurst) encrypt_batch();
+    enc[nenc] = m;
+    enc_sa[nenc] = sa;
+    enc_mac[nenc] = mac;
+    ++nenc;
+  };
+  // An IPv4 packet without DF that does not fit the tunnel: split before
+  // encryption (RFC 4459 section 3) into fresh mbufs from the same pool.
+  auto fragment_into_batch = [&](rte_mbuf* m, esp::OutboundSa* sa, uint64_t mac) {
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+    const size_t count = net::ipv4_fragment_count(ip, m->data_len, node.max_inner_len);
+    rte_mbuf* frags[kMaxFragments];
+    if (count == 0 || count > kMaxFragments || rte_pktmbuf_alloc_bulk(m->pool, frags, static_cast<unsigned>(count)) != 0) {
+      drop(ctx, m, DropReason::kTooBig);
+      return;
+    }
+    for (size_t k = 0; k < count; ++k) {
+      uint8_t* out = rte_pktmbuf_mtod(frags[k], uint8_t*);
+      const size_t len = net::ipv4_build_fragment(ip, m->data_len, node.max_inner_len, k, out,
+                                                  rte_pktmbuf_tailroom(frags[k]));
+      frags[k]->data_len = static_cast<uint16_t>(len);
+      frags[k]->pkt_len = static_cast<uint32_t>(len);
+    }
+    rte_pktmbuf_free(m);
+    ctx.counters->fragmented++;
+    for (size_t k = 0; k < count; ++k) add_to_batch(frags[k], sa, mac);
+  };
 
   auto route_one = [&](rte_mbuf* m, const net::PacketInfo& info, uint64_t nh, bool is_v6) {
     if (nh == kNextHopNone) {
@@ -285,9 +335,10 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
       return;
     }
     const uint64_t peer = nh - kNextHopPeerBase;
-    if (info.l3_len > node.max_inner_len) {
-      if (dont_fragment(ip, is_v6) && !info.is_fragment) {
-        punt(ctx, m, PuntKind::kTooBig, port_index);
+    const bool too_big = info.l3_len > node.max_inner_len;
+    if (too_big && dont_fragment(ip, is_v6)) {
+      if (!info.is_fragment) {
+        punt(ctx, m, PuntKind::kTooBig, port_index);  // the control thread answers with the MTU
       } else {
         rte_pktmbuf_free(m);
       }
@@ -300,33 +351,22 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
       return;
     }
     net::ip_decrement_ttl(ip);
+    esp::OutboundSa* sa = ctx.tables->outbound[peer][ctx.index];
+    if (too_big) {
+      fragment_into_batch(m, sa, mac);  // IPv4 without DF
+      return;
+    }
     if (is_tcp_syn(ip, ip_info) &&
         net::clamp_tcp_mss(ip, m->data_len, ip_info, is_v6 ? node.mss_v6 : node.mss_v4)) {
       ctx.counters->mss_clamped++;
     }
-    enc[nenc] = m;
-    enc_sa[nenc] = ctx.tables->outbound[peer][ctx.index];
-    enc_mac[nenc] = mac;
-    ++nenc;
+    add_to_batch(m, sa, mac);
   };
   for (uint16_t i = 0; i < n4; ++i) route_one(v4[i], v4_info[i], v4_nh[i], false);
   for (uint16_t i = 0; i < n6; ++i) route_one(v6[i], v6_info[i], v6_nh[i], true);
   deliver_local_burst(ctx, tx, local, local_v6, nlocal);
 
-  if (nenc == 0) return;
-  const PortRuntime& up = node.ports[node.uplink];
-  esp::EncryptContext ectx{};
-  std::memcpy(ectx.src_mac, up.mac, 6);
-  ectx.offload_ipv4_cksum = up.offload_ipv4_cksum;
-  ectx.offload_udp_cksum = up.offload_udp_cksum;
-  DropReason reasons[kRxBurst];
-  const uint16_t good = esp::encrypt_burst(*ctx.engine, ectx, enc, enc_sa, enc_mac, nenc, reasons);
-  for (uint16_t i = 0; i < good; ++i) {
-    ctx.counters->encrypted_packets++;
-    ctx.counters->encrypted_bytes += enc[i]->pkt_len;
-    enqueue_tx(ctx, tx, node.uplink, enc[i]);
-  }
-  for (uint16_t i = good; i < nenc; ++i) drop(ctx, enc[i], reasons[i]);
+  encrypt_batch();
 }
 
 void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, uint16_t n) {

@@ -86,6 +86,7 @@ class WorkerTest : public ::testing::Test {
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     EXPECT_NE(m, nullptr);
     uint8_t* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())));
+    if (!d) std::abort();  // a test frame larger than one mbuf
     std::memcpy(d, frame.data(), frame.size());
     return m;
   }
@@ -449,6 +450,42 @@ TEST_F(WorkerTest, TtlExpiringOnTheReceivingNodeIsAnsweredThroughTheTunnel) {
   EXPECT_EQ(info.l4_proto, net::kProtoIcmp);
   EXPECT_EQ(out[0][info.l4_offset], 11);  // time exceeded
   EXPECT_EQ(a_->drops(DropReason::kInnerSpoofed), 0u);
+}
+
+// IPv4 without DF that does not fit the tunnel is fragmented before
+// encryption; the pod on the other node gets fragments it can reassemble.
+TEST_F(WorkerTest, Ipv4WithoutDfIsFragmentedBeforeEncryption) {
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  const Bytes big = PacketBuilder()
+                        .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
+                        .ipv4(ip4("10.11.0.2"), ip4("10.12.0.2"))
+                        .dont_fragment(false)
+                        .udp(5060, 5060)
+                        .payload(Bytes(1900, 0x5a))  // 1928-byte packet: two fragments
+                        .build();
+  local_rx(*a_, {big, pod_a_to_b()});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 3u);  // 2 fragments + the small packet
+  EXPECT_EQ(a_->counters.fragmented, 1u);
+  EXPECT_EQ(a_->drops(DropReason::kTooBig), 0u);
+  for (const Bytes& f : wire) EXPECT_LE(f.size(), 14u + 1500u) << "fits the fabric MTU";
+  uplink_rx(*b_, wire);
+  auto out = b_->take(kLocal);
+  ASSERT_EQ(out.size(), 3u);
+  // Reassemble the UDP datagram from the fragments by offset.
+  Bytes payload;
+  size_t more = 0;
+  for (size_t k = 0; k < 2; ++k) {
+    const uint8_t* ip = out[k].data() + 14;
+    const uint16_t fo = static_cast<uint16_t>(ip[6] << 8 | ip[7]);
+    EXPECT_EQ(static_cast<size_t>(fo & 0x1FFF) * 8, payload.size());
+    more += (fo & 0x2000) ? 1 : 0;
+    EXPECT_EQ(ip[8], 62) << "TTL decremented once per node";
+    const size_t total = static_cast<size_t>(ip[2] << 8 | ip[3]);
+    payload.insert(payload.end(), ip + 20, ip + total);
+  }
+  EXPECT_EQ(more, 1u);
+  EXPECT_EQ(payload, Bytes(big.begin() + 14 + 20, big.end()));
 }
 
 TEST_F(WorkerTest, TcpSynMssIsClampedToWhatFitsTheTunnel) {

@@ -25,7 +25,7 @@ enum class DropReason : uint8_t {
   kInnerSpoofed,       // decrypted source not in the sending peer's pod CIDRs
   kPlaintextOnUplink,  // anything on the uplink that is not ESP-in-UDP/4500, ARP, ND or ICMP to us
   kTtlExceeded,        // TTL/hop limit would reach 0
-  kTooBig,             // does not fit the uplink MTU after encapsulation (ICMP error sent when allowed)
+  kTooBig,             // does not fit the uplink MTU after encapsulation (ICMP error sent for DF/IPv6; too many fragments otherwise)
   kNeighborMiss,       // destination pod's MAC not known yet (resolution requested)
   kPeerUnresolved,     // peer's MAC on the fabric not known yet
   kNotForUs,           // addressed to neither a pod CIDR nor this node
@@ -78,6 +78,7 @@ struct alignas(64) WorkerCounters {
   uint64_t forwarded_local;  // same-node pod to pod
   uint64_t punted;           // handed to the control thread (ARP, ND, ICMP to us)
   uint64_t mss_clamped;
+  uint64_t fragmented;       // IPv4 packets without DF split to fit the tunnel
   uint64_t icmp_errors_sent;
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
 };
