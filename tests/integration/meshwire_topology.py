@@ -475,7 +475,14 @@ class Cluster:
     """
 
     def __init__(self, binary: Path, nodes: int = 2, pods_per_node: int = 2, workers: int = 1,
-                 tunnel_family: int = 4, extra_inbound: int = 2, keep_dir: bool = False):
+                 tunnel_family: int = 4, extra_inbound: int = 2, keep_dir: bool = False,
+                 fabric: str = "af_packet"):
+        """fabric: "af_packet" (uplinks on veths bridged in the fabric
+        namespace) or "memif" (two nodes, uplinks joined by one net_memif
+        link through shared memory: no kernel between the data planes)."""
+        if fabric not in ("af_packet", "memif") or (fabric == "memif" and nodes != 2):
+            raise ValueError(f"fabric {fabric!r} with {nodes} nodes")
+        self.fabric = fabric
         self.binary = Path(binary)
         self.workers = workers
         self.tunnel_family = tunnel_family
@@ -630,6 +637,14 @@ class Cluster:
         for c in cmds:
             run(["ip", "-n", p] + c)
 
+    def _uplink_device(self, node: Node, queues: str) -> str:
+        if self.fabric == "memif":
+            role = "server" if node.index == 1 else "client"
+            # A path socket: abstract ones are per network namespace.
+            return (f"net_memif1,role={role},id=0,socket={self.tmpdir}/fabric.memif,socket-abstract=no"
+                    + (f",rx_queues={self.workers},tx_queues={self.workers}" if self.workers > 1 else ""))
+        return f"net_af_packet1,iface={node.uplink_if}{queues}"
+
     def _write_config(self, node: Node) -> None:
         import yaml
         eal = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", node.file_prefix,
@@ -646,7 +661,7 @@ class Cluster:
                      "pod_cidrs": [node.pod_cidr_v4, node.pod_cidr_v6]},
             "ports": [
                 {"name": "pods", "device": f"net_af_packet0,iface={node.local_if}{queues}", "role": "local"},
-                {"name": "fabric", "device": f"net_af_packet1,iface={node.uplink_if}{queues}", "role": "uplink"},
+                {"name": "fabric", "device": self._uplink_device(node, queues), "role": "uplink"},
             ],
             "peers": [
                 {"name": peer.name, "tunnel_address": peer.tunnel_address,
