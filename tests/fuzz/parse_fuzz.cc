@@ -9,8 +9,7 @@
 // Input: 4 parameter bytes (output capacity, max MSS, MTU / offsets), then
 // the frame. Seeds: tests/fuzz/corpus/parse/.
 //
-// fuzz-sources: dataplane/src/net/parse.cc dataplane/src/net/checksum.cc dataplane/src/net/arp.cc
-// fuzz-sources: dataplane/src/net/nd.cc dataplane/src/net/icmp.cc dataplane/src/net/mss.cc
+// fuzz-sources: dataplane/src/net/*.cc
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -2,7 +2,7 @@
 # Builds and runs every libFuzzer target tests/fuzz/<name>_fuzz.cc.
 #
 # A target names what it links in comment lines of its own:
-#   // fuzz-sources: dataplane/src/net/parse.cc ...   (repo-relative, may repeat)
+#   // fuzz-sources: dataplane/src/net/*.cc ...       (repo-relative, globs allowed, may repeat)
 #   // fuzz-pkgs: libdpdk                             (pkg-config --libs of these)
 #   // fuzz-libs: -lIPSec_MB                          (raw linker flags)
 # Seeds come from tests/fuzz/corpus/<name without _fuzz>/ if present; the
@@ -40,7 +40,9 @@ for src in tests/fuzz/*_fuzz.cc; do
   if [ -n "${FUZZ_TARGETS:-}" ] && [[ " $FUZZ_TARGETS " != *" $name "* ]]; then continue; fi
   work="$out/work/$name"
   mkdir -p "$work/corpus" "$work/artifacts"
-  read -r -a sources <<<"$(directive fuzz-sources "$src")"
+  # Unquoted on purpose: a directive may name globs (dataplane/src/net/*.cc).
+  # shellcheck disable=SC2207
+  sources=($(directive fuzz-sources "$src"))
   read -r -a libs <<<"$(directive fuzz-libs "$src")"
   pkgs=$(directive fuzz-pkgs "$src")
   if [ -n "${pkgs// /}" ]; then

@@ -11,11 +11,8 @@
 // Input: 1 mode byte (0: frame to b's uplink, 1: frame to a's local port,
 // 2: sealed plaintext to b's uplink), then the bytes.
 //
-// fuzz-sources: dataplane/src/net/parse.cc dataplane/src/net/checksum.cc dataplane/src/net/arp.cc
-// fuzz-sources: dataplane/src/net/nd.cc dataplane/src/net/icmp.cc dataplane/src/net/mss.cc
-// fuzz-sources: dataplane/src/esp/gcm.cc dataplane/src/esp/encrypt.cc dataplane/src/esp/decrypt.cc
-// fuzz-sources: dataplane/src/route/tables.cc dataplane/src/worker/worker.cc dataplane/src/worker/control.cc
-// fuzz-sources: dataplane/src/config/ip.cc
+// fuzz-sources: dataplane/src/net/*.cc dataplane/src/esp/*.cc dataplane/src/route/*.cc
+// fuzz-sources: dataplane/src/worker/*.cc dataplane/src/config/ip.cc
 // fuzz-pkgs: libdpdk
 // fuzz-libs: -lIPSec_MB
 #include <rte_eal.h>
