@@ -12,7 +12,7 @@ namespace meshwire::dp::esp {
 namespace {
 
 // A packet whose SA lookup missed: was it from a peer at all?
-DropReason classify_miss(const Tables& tables, const SaKey& key) {
+DropReason classify_miss(const Tables& tables, const InboundSaTable::Key& key) {
   for (const PeerRuntime* p : tables.peers) {
     if (p->tunnel_address.family == key.family &&
         std::memcmp(p->tunnel_address.bytes.data(), key.addr, 16) == 0) {
@@ -26,11 +26,8 @@ DropReason classify_miss(const Tables& tables, const SaKey& key) {
 
 uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts, const EspMeta* meta,
                        uint16_t n, DropReason* reasons, uint16_t* peer_of) {
-  const void* keys[kMaxBurst];
-  void* data[kMaxBurst];
-  uint64_t hits = 0;
-  for (uint16_t i = 0; i < n; ++i) keys[i] = &meta[i].key;
-  rte_hash_lookup_bulk_data(tables.inbound_sas, keys, n, &hits, data);
+  InboundSa* sas[kMaxBurst];
+  for (uint16_t i = 0; i < n; ++i) sas[i] = tables.inbound_sas.lookup(meta[i].key);
 
   GcmOp ops[kMaxBurst];
   uint8_t aad[kMaxBurst][kAadLen];
@@ -41,11 +38,11 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
 
   for (uint16_t i = 0; i < n; ++i) {
     ok[i] = false;
-    if (!(hits & (1ull << i))) {
+    InboundSa* sa = sas[i];
+    if (sa == nullptr) {
       reasons[i] = classify_miss(tables, meta[i].key);
       continue;
     }
-    auto* sa = static_cast<InboundSa*>(data[i]);
     rte_mbuf* m = pkts[i];
     const uint32_t min_len = kEspHeaderLen + kIvLen + kTrailerLen + kIcvLen;
     const uint32_t payload_len = meta[i].esp_len - kEspHeaderLen - kIvLen - kIcvLen;
@@ -76,7 +73,7 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
       continue;
     }
     // Only an authenticated packet may move the window (RFC 4303 3.4.3).
-    if (!static_cast<InboundSa*>(data[i])->window.commit(seqs[k])) {
+    if (!sas[i]->window.commit(seqs[k])) {
       reasons[i] = DropReason::kReplay;
       continue;
     }

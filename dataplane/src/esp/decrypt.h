@@ -10,13 +10,14 @@
 #include <meshwire/dp/counters.h>
 
 #include "esp/gcm.h"
+#include "esp/sad.h"
 #include "route/tables.h"
 
 namespace meshwire::dp::esp {
 
 // What the classify stage learned about one ESP-in-UDP frame.
 struct EspMeta {
-  SaKey key;            // outer source address and SPI
+  InboundSaTable::Key key;  // outer source address and SPI
   uint32_t seq_low;     // host order
   uint16_t esp_offset;  // ESP header offset from the frame start
   uint16_t esp_len;     // ESP header through ICV

@@ -91,16 +91,6 @@ Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int s
     if (!s.ok()) return fail(s.error());
   }
 
-  rte_hash_parameters hp{};
-  std::snprintf(name, sizeof(name), "mw_sa_in_%d", id);
-  hp.name = name;
-  hp.entries = 1024;
-  hp.key_len = sizeof(SaKey);
-  hp.hash_func = rte_jhash;
-  hp.socket_id = socket_id;
-  t->inbound_sas = rte_hash_create(&hp);
-  if (!t->inbound_sas) return fail(std::string("peers: cannot create the inbound SA table: ") + rte_strerror(rte_errno));
-
   char nname[RTE_HASH_NAMESIZE];
   std::snprintf(nname, sizeof(nname), "mw_neigh_%d", id);
   rte_hash_parameters np{};
@@ -151,12 +141,9 @@ Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int s
       sa->peer = static_cast<uint16_t>(p);
       Status s = expand_sa_key(engine, pc.inbound[i], &sa->key, sfield);
       if (!s.ok()) return fail(s.error());
-      SaKey key{};
-      key.spi = sa->spi;
-      key.family = pc.tunnel_address.family;
-      std::memcpy(key.addr, pc.tunnel_address.bytes.data(), 16);
-      int rc = rte_hash_add_key_data(t->inbound_sas, &key, sa);
-      if (rc != 0) return fail(sfield + ": cannot add to the inbound SA table: " + rte_strerror(-rc));
+      if (!t->inbound_sas.add(pc.tunnel_address, sa->spi, sa)) {
+        return fail(sfield + ".spi: " + std::to_string(sa->spi) + " is already an inbound SA of this peer");
+      }
     }
   }
   return t;
@@ -166,7 +153,6 @@ void free_tables(Tables* t) {
   if (!t) return;
   if (t->fib4) rte_fib_free(t->fib4);
   if (t->fib6) rte_fib6_free(t->fib6);
-  if (t->inbound_sas) rte_hash_free(t->inbound_sas);
   if (t->neighbors) rte_hash_free(t->neighbors);
   for (auto* p : t->peers) free_aligned(p);
   for (auto& per_peer : t->outbound) {

@@ -19,6 +19,7 @@
 #include <meshwire/dp/result.h>
 
 #include "esp/sa.h"
+#include "esp/sad.h"
 
 namespace meshwire::dp {
 
@@ -48,15 +49,6 @@ struct PeerRuntime {
   alignas(64) std::atomic<uint64_t> fabric_mac{0};
 };
 
-// Key of the inbound SA hash: (outer source address, SPI).
-struct SaKey {
-  uint32_t spi;  // host order
-  uint8_t family;
-  uint8_t pad[3];
-  uint8_t addr[16];
-};
-static_assert(sizeof(SaKey) == 24);
-
 // Key of the neighbour hash: a pod address.
 struct NeighborKey {
   uint8_t family;
@@ -76,7 +68,7 @@ struct Tables {
   rte_fib* fib4 = nullptr;   // destination -> next hop (kNextHop*)
   rte_fib6* fib6 = nullptr;  // likewise for IPv6
   std::vector<PeerRuntime*> peers;
-  rte_hash* inbound_sas = nullptr;  // SaKey -> InboundSa*; written at startup only
+  esp::InboundSaTable inbound_sas;  // (outer source, SPI) -> InboundSa*; written at startup only
   std::vector<esp::InboundSa*> inbound_list;
   // outbound[peer][worker], each block written only by its worker.
   std::vector<std::vector<esp::OutboundSa*>> outbound;

@@ -405,7 +405,7 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
         switch (net::classify_esp_in_udp(frame, m->data_len, info.l4_offset, &view)) {
           case net::EspClass::kEsp: {
             esp::EspMeta& em = meta[nesp];
-            std::memset(&em.key, 0, sizeof(em.key));
+            std::memset(&em.key, 0, sizeof(em.key));  // IPv4 leaves 12 address bytes zero
             em.key.spi = view.spi;
             em.key.family = is_v6 ? 6 : 4;
             std::memcpy(em.key.addr, ip_src(ip, is_v6), is_v6 ? 16 : 4);
