@@ -164,13 +164,19 @@ def _bad_salt(cfg):
     cfg["peers"][0]["sas"]["inbound"][0]["salt"] = "zz" * 4
 
 
+def _missing_device(cfg):
+    # Valid YAML, refused only once DPDK looks for the interface.
+    cfg["ports"][0]["device"] = "net_af_packet0,iface=mwnothere0"
+
+
 @pytest.mark.parametrize("mutate,path", [
     (_mutate_key, "peers[0].sas.outbound[0].key"),
     (_unknown_top_field, "colour"),
     (_unknown_port_field, "ports[1].speed"),
     (_bad_tunnel_address, "node.tunnel_address"),
     (_bad_salt, "peers[0].sas.inbound[0].salt"),
-], ids=["key-length", "unknown-field", "unknown-port-field", "tunnel-address", "salt"])
+    (_missing_device, "ports[0].device"),
+], ids=["key-length", "unknown-field", "unknown-port-field", "tunnel-address", "salt", "missing-device"])
 def test_bad_config_is_refused(cluster, node1, tmp_path, mutate, path):
     cfg = yaml.safe_load(node1.config_path.read_text())
     prefix = f"{cluster.prefix}-bad"
