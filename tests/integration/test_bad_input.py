@@ -169,6 +169,10 @@ def _missing_device(cfg):
     cfg["ports"][0]["device"] = "net_af_packet0,iface=mwnothere0"
 
 
+def _uplink_too_small_for_ipv6_pods(cfg):
+    cfg["ports"][1]["mtu"] = 1300   # leaves 1238 bytes inside the tunnel; IPv6 needs 1280
+
+
 @pytest.mark.parametrize("mutate,path", [
     (_mutate_key, "peers[0].sas.outbound[0].key"),
     (_unknown_top_field, "colour"),
@@ -176,7 +180,9 @@ def _missing_device(cfg):
     (_bad_tunnel_address, "node.tunnel_address"),
     (_bad_salt, "peers[0].sas.inbound[0].salt"),
     (_missing_device, "ports[0].device"),
-], ids=["key-length", "unknown-field", "unknown-port-field", "tunnel-address", "salt", "missing-device"])
+    (_uplink_too_small_for_ipv6_pods, "ports[1].mtu"),
+], ids=["key-length", "unknown-field", "unknown-port-field", "tunnel-address", "salt", "missing-device",
+        "uplink-mtu"])
 def test_bad_config_is_refused(cluster, node1, tmp_path, mutate, path):
     cfg = yaml.safe_load(node1.config_path.read_text())
     prefix = f"{cluster.prefix}-bad"

@@ -39,6 +39,26 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
   }
   const int socket = static_cast<int>(rte_socket_id());
 
+  // IPv6 links carry 1280-byte packets at least (RFC 8200): an uplink that
+  // leaves less than that for an inner packet cannot serve IPv6 pods.
+  bool v6_pods = false;
+  for (const IpPrefix& p : config.pod_cidrs) v6_pods = v6_pods || p.address.is_v6();
+  for (const PeerConfig& peer : config.peers) {
+    for (const IpPrefix& p : peer.pod_cidrs) v6_pods = v6_pods || p.address.is_v6();
+  }
+  for (size_t i = 0; i < config.ports.size(); ++i) {
+    const PortConfig& port = config.ports[i];
+    if (port.role != PortRole::kUplink) continue;
+    const uint16_t inner = max_inner_len(port.mtu, config.tunnel_address.is_v6());
+    if (v6_pods && inner < 1280) {
+      int needed = port.mtu;
+      while (max_inner_len(static_cast<uint16_t>(needed), config.tunnel_address.is_v6()) < 1280) ++needed;
+      return make_error("ports[" + std::to_string(i) + "].mtu: " + std::to_string(port.mtu) + " leaves " +
+                        std::to_string(inner) + " bytes for a pod's packet after encapsulation; IPv6 pods need " +
+                        "1280 (set mtu to " + std::to_string(needed) + " or more)");
+    }
+  }
+
   auto control_engine = esp::GcmEngine::create();
   if (!control_engine.ok()) return make_error("crypto: " + control_engine.error());
   for (unsigned w = 0; w < nworkers; ++w) {
