@@ -65,9 +65,7 @@ void drain_tx(TestNode& n) {
 // back through the worker; frames it would transmit are freed.
 void run_control(TestNode& n, dp::Control& control) {
   control.poll();
-  void* v;
-  while (rte_ring_dequeue(n.ctx.inject, &v) == 0) {
-    auto* m = static_cast<rte_mbuf*>(v);
+  for (rte_mbuf* m : n.take_injected()) {
     if (static_cast<dp::InjectKind>(m->hash.usr) == dp::InjectKind::kLocalRx) {
       dp::process_local_burst(n.ctx, n.tx, m->port, &m, 1);
     } else {

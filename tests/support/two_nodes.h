@@ -107,7 +107,7 @@ struct TestNode {
     node.tunnel_address = config.tunnel_address;
     node.gateway_v4 = config.gateway_v4;
     node.gateway_v6 = config.gateway_v6;
-    node.max_inner_len = v6_fabric ? 1418 : 1438;
+    node.max_inner_len = dp::inner_mtu_for(1500, v6_fabric);
     node.mss_v4 = node.max_inner_len - 40;
     node.mss_v6 = node.max_inner_len - 60;
     // The peer's fabric MAC as ARP would have found it.
@@ -162,6 +162,13 @@ struct TestNode {
       out.emplace_back(static_cast<PuntKind>(m->hash.usr), Bytes(d, d + m->data_len));
       rte_pktmbuf_free(m);
     }
+    return out;
+  }
+  // Takes what the control thread handed to this worker (the caller owns it).
+  std::vector<rte_mbuf*> take_injected() {
+    std::vector<rte_mbuf*> out;
+    void* v;
+    while (rte_ring_dequeue(ctx.inject, &v) == 0) out.push_back(static_cast<rte_mbuf*>(v));
     return out;
   }
   void learn(const char* ip, const char* mac_text) {

@@ -19,14 +19,6 @@ namespace {
 
 constexpr unsigned kRingSize = 1024;
 
-// Largest inner IP packet that still fits the uplink MTU once encapsulated:
-// outer IP + UDP 8 + ESP 8 + IV 8 + roundup4(inner + 2) + ICV 16 <= mtu.
-uint16_t max_inner_len(uint16_t mtu, bool outer_v6) {
-  const int outer_ip = outer_v6 ? 40 : 20;
-  const int avail = mtu - outer_ip - 8 - 8 - 8 - 16;
-  return static_cast<uint16_t>((avail & ~3) - 2);
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Node>> Node::create(const Config& config) {
@@ -49,10 +41,10 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
   for (size_t i = 0; i < config.ports.size(); ++i) {
     const PortConfig& port = config.ports[i];
     if (port.role != PortRole::kUplink) continue;
-    const uint16_t inner = max_inner_len(port.mtu, config.tunnel_address.is_v6());
+    const uint16_t inner = inner_mtu_for(port.mtu, config.tunnel_address.is_v6());
     if (v6_pods && inner < 1280) {
       int needed = port.mtu;
-      while (max_inner_len(static_cast<uint16_t>(needed), config.tunnel_address.is_v6()) < 1280) ++needed;
+      while (inner_mtu_for(static_cast<uint16_t>(needed), config.tunnel_address.is_v6()) < 1280) ++needed;
       return make_error("ports[" + std::to_string(i) + "].mtu: " + std::to_string(port.mtu) + " leaves " +
                         std::to_string(inner) + " bytes for a pod's packet after encapsulation; IPv6 pods need " +
                         "1280 (set mtu to " + std::to_string(needed) + " or more)");
@@ -95,7 +87,7 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
       have_local = true;
     }
   }
-  node.max_inner_len = max_inner_len(node.ports[node.uplink].mtu, config.tunnel_address.is_v6());
+  node.max_inner_len = inner_mtu_for(node.ports[node.uplink].mtu, config.tunnel_address.is_v6());
   node.mss_v4 = static_cast<uint16_t>(node.max_inner_len - 40);
   node.mss_v6 = static_cast<uint16_t>(node.max_inner_len - 60);
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include <rte_telemetry.h>
 
@@ -23,6 +24,19 @@ uint64_t sum(const Node& node, Field field) {
   return total;
 }
 
+// The plain counters of /meshwire/counters, in the order shown.
+constexpr std::pair<const char*, uint64_t WorkerCounters::*> kScalarCounters[] = {
+    {"encrypted_packets", &WorkerCounters::encrypted_packets},
+    {"encrypted_bytes", &WorkerCounters::encrypted_bytes},
+    {"decrypted_packets", &WorkerCounters::decrypted_packets},
+    {"decrypted_bytes", &WorkerCounters::decrypted_bytes},
+    {"forwarded_local", &WorkerCounters::forwarded_local},
+    {"punted", &WorkerCounters::punted},
+    {"mss_clamped", &WorkerCounters::mss_clamped},
+    {"fragmented", &WorkerCounters::fragmented},
+    {"icmp_errors_sent", &WorkerCounters::icmp_errors_sent},
+};
+
 const char* algorithm_name(const esp::GcmKey& key) { return key.key_len == 32 ? "aes-256-gcm" : "aes-128-gcm"; }
 
 int cmd_counters(const char*, const char* params, rte_tel_data* d) {
@@ -40,15 +54,9 @@ int cmd_counters(const char*, const char* params, rte_tel_data* d) {
     return sum(*node, field);
   };
   rte_tel_data_start_dict(d);
-  rte_tel_data_add_dict_u64(d, "encrypted_packets", value([](const WorkerCounters& c) -> const uint64_t& { return c.encrypted_packets; }));
-  rte_tel_data_add_dict_u64(d, "encrypted_bytes", value([](const WorkerCounters& c) -> const uint64_t& { return c.encrypted_bytes; }));
-  rte_tel_data_add_dict_u64(d, "decrypted_packets", value([](const WorkerCounters& c) -> const uint64_t& { return c.decrypted_packets; }));
-  rte_tel_data_add_dict_u64(d, "decrypted_bytes", value([](const WorkerCounters& c) -> const uint64_t& { return c.decrypted_bytes; }));
-  rte_tel_data_add_dict_u64(d, "forwarded_local", value([](const WorkerCounters& c) -> const uint64_t& { return c.forwarded_local; }));
-  rte_tel_data_add_dict_u64(d, "punted", value([](const WorkerCounters& c) -> const uint64_t& { return c.punted; }));
-  rte_tel_data_add_dict_u64(d, "mss_clamped", value([](const WorkerCounters& c) -> const uint64_t& { return c.mss_clamped; }));
-  rte_tel_data_add_dict_u64(d, "fragmented", value([](const WorkerCounters& c) -> const uint64_t& { return c.fragmented; }));
-  rte_tel_data_add_dict_u64(d, "icmp_errors_sent", value([](const WorkerCounters& c) -> const uint64_t& { return c.icmp_errors_sent; }));
+  for (const auto& [name, member] : kScalarCounters) {
+    rte_tel_data_add_dict_u64(d, name, value([member](const WorkerCounters& c) -> const uint64_t& { return c.*member; }));
+  }
   rte_tel_data* drops = rte_tel_data_alloc();
   if (!drops) return -1;
   rte_tel_data_start_dict(drops);

@@ -13,6 +13,7 @@
 #include "net/icmp.h"
 #include "net/nd.h"
 #include "net/parse.h"
+#include "worker/deliver.h"
 
 namespace meshwire::dp {
 namespace {
@@ -132,17 +133,12 @@ void Control::release_held(const IpAddress& address, const uint8_t mac[6], uint1
   const PortRuntime& port = node_.ports[port_index];
   for (rte_mbuf* m : it->second.pkts) {
     --held_count_;
-    uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
-    const bool v6 = (ip[0] >> 4) == 6;
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
-    if (!net::ip_decrement_ttl(ip) || !eth) {
-      ++counters_->drops[static_cast<size_t>(eth ? DropReason::kTtlExceeded : DropReason::kMalformed)];
+    const DropReason verdict = frame_for_pod(m, port.mac, mac);
+    if (verdict != DropReason::kCount) {
+      ++counters_->drops[static_cast<size_t>(verdict)];
       rte_pktmbuf_free(m);
       continue;
     }
-    std::memcpy(eth->dst_addr.addr_bytes, mac, 6);
-    std::memcpy(eth->src_addr.addr_bytes, port.mac, 6);
-    eth->ether_type = rte_cpu_to_be_16(v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
     send(port_index, m);
   }
   held_.erase(it);

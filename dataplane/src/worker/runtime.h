@@ -46,6 +46,13 @@ enum class InjectKind : uint32_t {
               // for a remote pod: it must be routed and encrypted like pod traffic)
 };
 
+// Largest inner IP packet that still fits an uplink MTU once encapsulated:
+// outer IP + UDP 8 + ESP 8 + IV 8 + roundup4(inner + 2) + ICV 16 <= mtu.
+inline uint16_t inner_mtu_for(uint16_t uplink_mtu, bool outer_v6) {
+  const int avail = uplink_mtu - (outer_v6 ? 40 : 20) - 8 - 8 - 8 - 16;
+  return static_cast<uint16_t>((avail & ~3) - 2);
+}
+
 struct NodeRuntime {
   IpAddress tunnel_address;
   IpAddress gateway_v4;

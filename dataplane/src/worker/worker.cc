@@ -17,6 +17,7 @@
 #include "net/frag.h"
 #include "net/mss.h"
 #include "net/parse.h"
+#include "worker/deliver.h"
 
 namespace meshwire::dp {
 namespace {
@@ -94,16 +95,6 @@ inline bool dont_fragment(const uint8_t* ip, bool v6) {
   return v6 || (ip[6] & 0x40);
 }
 
-// Writes a fresh Ethernet header in front of an IP packet at the mbuf's data.
-inline bool prepend_ethernet(rte_mbuf* m, const uint8_t src[6], const uint8_t dst[6], bool v6) {
-  auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
-  if (!eth) return false;
-  std::memcpy(eth->dst_addr.addr_bytes, dst, 6);
-  std::memcpy(eth->src_addr.addr_bytes, src, 6);
-  eth->ether_type = rte_cpu_to_be_16(v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
-  return true;
-}
-
 // The first step of both RX stages: count the packet on its port, parse it.
 // On failure the packet is dropped (as `unsupported` for what parses but is
 // not carried, kMalformed otherwise) and false returned.
@@ -151,12 +142,9 @@ void deliver_local_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, con
     uint8_t mac[6];
     unpack_mac(packed, mac);
     const uint16_t port_index = neighbor_port(packed);
-    if (!net::ip_decrement_ttl(rte_pktmbuf_mtod(m, uint8_t*))) {
-      drop(ctx, m, DropReason::kTtlExceeded);
-      continue;
-    }
-    if (!prepend_ethernet(m, ctx.node->ports[port_index].mac, mac, v6[i])) {
-      drop(ctx, m, DropReason::kMalformed);
+    const DropReason verdict = frame_for_pod(m, ctx.node->ports[port_index].mac, mac);
+    if (verdict != DropReason::kCount) {
+      drop(ctx, m, verdict);
       continue;
     }
     enqueue_tx(ctx, tx, port_index, m);

@@ -331,9 +331,7 @@ TEST_F(WorkerTest, ControlHoldsPacketsUntilThePodIsResolved) {
   std::vector<Bytes> sent;  // on the local port (the uplink carries peer resolution)
   auto drain = [&] {
     sent.clear();
-    void* v;
-    while (rte_ring_dequeue(a_->ctx.inject, &v) == 0) {
-      auto* m = static_cast<rte_mbuf*>(v);
+    for (rte_mbuf* m : a_->take_injected()) {
       const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
       if (m->port == kLocal) sent.emplace_back(d, d + m->data_len);
       rte_pktmbuf_free(m);
@@ -426,10 +424,8 @@ TEST_F(WorkerTest, TtlExpiringOnTheReceivingNodeIsAnsweredThroughTheTunnel) {
   control.poll();
   EXPECT_EQ(control_counters.icmp_errors_sent, 1u);
   // The error comes back to the worker as local RX; it routes and encrypts it.
-  void* v;
   rte_mbuf* reinjected = nullptr;
-  while (rte_ring_dequeue(b_->ctx.inject, &v) == 0) {
-    auto* m = static_cast<rte_mbuf*>(v);
+  for (rte_mbuf* m : b_->take_injected()) {
     if (static_cast<dp::InjectKind>(m->hash.usr) == dp::InjectKind::kLocalRx && !reinjected) {
       reinjected = m;
     } else {
