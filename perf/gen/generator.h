@@ -1,0 +1,132 @@
+// meshwire-perf's traffic generator and sink: one polling lcore that offers
+// frames at a set rate on one port and counts, times and checks what comes
+// back on another (or the same) port, while answering ARP and IPv6 neighbour
+// solicitations for every address on both ports (it plays all the pods and
+// the peer node the system under test talks to).
+//
+// Threading: everything here runs on the one EAL lcore that owns the ports;
+// nothing is shared with other threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <rte_mbuf.h>
+
+#include <meshwire/dp/config.h>
+#include <meshwire/dp/result.h>
+
+#include "esp/gcm.h"
+#include "esp/sa.h"
+#include "gen/histogram.h"
+#include "gen/traffic.h"
+
+namespace meshwire::perf {
+
+struct GenPort {
+  std::string name;
+  uint16_t port_id = 0;
+  uint16_t queues = 1;
+  uint8_t mac[6]{};
+};
+
+// An SA whose ESP the sink expects (the system under test's outbound SA).
+struct SinkSa {
+  uint32_t spi = 0;
+  dp::esp::GcmKey key;
+  bool esn = true;  // AAD carries the high 32 bits of the sequence number (always 0 here)
+};
+
+// A named traffic profile from the generator's configuration.
+struct Traffic {
+  std::string name;
+  uint16_t tx_port = 0;  // index into the generator's ports
+  uint16_t rx_port = 0;
+  FlowSet flows;  // src_mac is filled from tx_port's MAC
+  // Decrypt path: the generator encrypts each frame's IP packet as the peer
+  // node would (ESP-in-UDP/4500, the data plane's own encrypt stage).
+  bool encrypt = false;
+  dp::esp::OutboundSa* out_sa = nullptr;  // owned by the Generator
+  uint8_t out_dst_mac[6]{};
+  // Encrypt path: received frames are ESP of these SAs, in UDP/4500 or
+  // plain (protocol 50). Every sample_every-th (by ESP sequence number) is
+  // decrypted to read its probe; the others count by SPI and length.
+  std::vector<SinkSa*> sink_sas;  // owned by the Generator
+  bool sink_udp = true;
+  uint32_t sample_every = 1;
+};
+
+struct TrialRequest {
+  uint16_t traffic = 0;
+  uint16_t frame_size = 64;  // 0: IMIX
+  double rate_pps = 0;       // 0: as fast as the generator can
+  double duration_s = 1;
+  double drain_s = 0.1;      // keep receiving after the last frame
+  double bin_s = 0.01;       // width of the received-per-bin timeline
+};
+
+struct TrialResult {
+  uint32_t trial = 0;
+  double duration_s = 0;      // measured sending time
+  uint64_t attempted = 0;     // frames the generator tried to send (sent + refused by a full TX ring)
+  uint64_t sent = 0;
+  uint64_t alloc_failed = 0;  // generator out of mbufs: not offered, counts against the generator
+  uint64_t received = 0;      // expected frames of this trial that came back
+  uint64_t sent_bytes = 0;    // frame bytes with FCS
+  uint64_t received_bytes = 0;
+  uint64_t stale = 0;         // probe of an earlier trial
+  uint64_t unexpected = 0;    // anything else not ARP/ND
+  uint64_t bad_icv = 0;       // sampled ESP whose ICV did not verify
+  uint64_t control = 0;       // ARP/ND answered during the trial
+  uint16_t frame_size = 0;    // effective size (0 for IMIX)
+  LatencyHistogram latency;   // ns, from the probes read
+  std::vector<uint64_t> rx_bins;
+};
+
+class Generator {
+ public:
+  // ports: set up and started by the caller; pool: their mbuf pool; engine:
+  // this lcore's ipsec-mb manager.
+  Generator(std::vector<GenPort> ports, rte_mempool* pool, std::unique_ptr<dp::esp::GcmEngine> engine);
+  ~Generator();
+  Generator(const Generator&) = delete;
+  Generator& operator=(const Generator&) = delete;
+
+  const std::vector<GenPort>& ports() const { return ports_; }
+  const std::vector<Traffic>& traffics() const { return traffic_; }
+  dp::esp::GcmEngine& engine() { return *engine_; }
+
+  // Adds a profile (validated by the caller). Takes ownership of the SAs.
+  void add_traffic(Traffic t, std::unique_ptr<dp::esp::OutboundSa> out_sa,
+                   std::vector<std::unique_ptr<SinkSa>> sink_sas);
+
+  // Runs one trial: offers frames for duration_s at rate_pps (token bucket on
+  // the TSC, bursts of up to 32), then only receives for drain_s.
+  TrialResult run_trial(const TrialRequest& request);
+
+  // Polls every port once, answering ARP/ND and dropping the rest. Returns
+  // the frames handled (0: the caller may sleep).
+  unsigned poll_idle();
+
+  uint64_t control_answered() const { return control_answered_; }
+
+ private:
+  struct TrialState;
+  void receive(uint16_t port_index, rte_mbuf** pkts, uint16_t n, TrialState* st, uint64_t now);
+  bool answer_control(uint16_t port_index, rte_mbuf* m);
+
+  std::vector<GenPort> ports_;
+  rte_mempool* pool_;
+  std::unique_ptr<dp::esp::GcmEngine> engine_;
+  std::vector<Traffic> traffic_;
+  std::vector<std::unique_ptr<dp::esp::OutboundSa>> out_sas_;
+  std::vector<std::unique_ptr<SinkSa>> sink_sas_;
+  std::vector<Template> templates_;  // the current trial's: flows x sizes
+  uint32_t trial_counter_ = 0;
+  uint64_t control_answered_ = 0;
+};
+
+}  // namespace meshwire::perf
