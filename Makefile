@@ -5,7 +5,7 @@ BUILD      ?= build
 MESON_ARGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build test unit integration fuzz demo bench-micro clean
+.PHONY: all deps build test unit integration fuzz demo bench bench-micro clean
 
 all: build
 
@@ -35,6 +35,14 @@ integration: build
 
 demo: build
 	@BUILD=$(BUILD) scripts/demo.sh
+
+# The benchmark suite (meshwire-perf): meshwire against testpmd, ipsec-secgw
+# and raw AES-GCM measured in the same run; NDR/PDR, latency, scenarios.
+# Writes perf/results/<time>/{results.json,report.md,*.png}. BENCH_ARGS
+# passes options (e.g. --quick, --skip ipsec-secgw, --trial-s 1).
+BENCH_ARGS ?=
+bench: build
+	cd perf && /usr/bin/python3 -m meshwire_perf --build $(abspath $(BUILD)) $(BENCH_ARGS)
 
 bench-micro: build
 	$(BUILD)/perf/micro/dp_micro_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true

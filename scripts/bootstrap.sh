@@ -14,7 +14,8 @@ packages=(
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-scapy python3-cryptography python3-pytest python3-yaml tshark tcpdump iperf3
+  python3 python3-scapy python3-cryptography python3-pytest python3-yaml python3-matplotlib
+  tshark tcpdump iperf3
   iputils-ping iproute2 procps util-linux
 )
 

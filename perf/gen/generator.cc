@@ -37,7 +37,23 @@ struct Generator::TrialState {
 };
 
 Generator::Generator(std::vector<GenPort> ports, rte_mempool* pool, std::unique_ptr<dp::esp::GcmEngine> engine)
-    : ports_(std::move(ports)), pool_(pool), engine_(std::move(engine)) {}
+    : ports_(std::move(ports)), pool_(pool), engine_(std::move(engine)), next_link_check_(ports_.size(), 0) {}
+
+unsigned Generator::maintain_links(uint64_t now) {
+  unsigned restarted = 0;
+  for (size_t p = 0; p < ports_.size(); ++p) {
+    if (now < next_link_check_[p]) continue;
+    next_link_check_[p] = now + rte_get_tsc_hz() / 50;
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(ports_[p].port_id, &link) != 0 || link.link_status == RTE_ETH_LINK_UP) continue;
+    rte_eth_dev_stop(ports_[p].port_id);
+    if (rte_eth_dev_start(ports_[p].port_id) == 0) {
+      ++restarted;
+      ++reconnects_;
+    }
+  }
+  return restarted;
+}
 
 Generator::~Generator() {
   for (auto& sa : out_sas_) dp::esp::wipe(&sa->key);
@@ -105,6 +121,7 @@ bool Generator::answer_control(uint16_t port_index, rte_mbuf* m) {
 
 unsigned Generator::poll_idle() {
   unsigned handled = 0;
+  maintain_links(rte_rdtsc());
   rte_mbuf* pkts[kBurst];
   for (uint16_t p = 0; p < ports_.size(); ++p) {
     for (uint16_t q = 0; q < ports_[p].queues; ++q) {
@@ -267,6 +284,7 @@ TrialResult Generator::run_trial(const TrialRequest& req) {
   std::vector<uint64_t> per_queue(tx.queues, 0);
   uint64_t pkt_index = 0;
   uint32_t burst_no = 0;
+  uint32_t loops = 0;
   rte_mbuf* pkts[kBurst];
   rte_mbuf* rx[kBurst];
 
@@ -328,12 +346,14 @@ TrialResult Generator::run_trial(const TrialRequest& req) {
     }
     poll_rx(now);
     now = rte_rdtsc();
+    if ((++loops & 1023) == 0) res.reconnects += maintain_links(now);
   }
   res.duration_s = static_cast<double>(now - t0) / static_cast<double>(hz);
   const uint64_t t_stop = now + drain_cycles;
   while (now < t_stop) {
     poll_rx(now);
     now = rte_rdtsc();
+    if ((++loops & 1023) == 0) res.reconnects += maintain_links(now);
   }
   return res;
 }

@@ -81,6 +81,7 @@ struct TrialResult {
   uint64_t unexpected = 0;    // anything else not ARP/ND
   uint64_t bad_icv = 0;       // sampled ESP whose ICV did not verify
   uint64_t control = 0;       // ARP/ND answered during the trial
+  uint64_t reconnects = 0;    // ports restarted because their link went down
   uint16_t frame_size = 0;    // effective size (0 for IMIX)
   LatencyHistogram latency;   // ns, from the probes read
   std::vector<uint64_t> rx_bins;
@@ -113,6 +114,12 @@ class Generator {
 
   uint64_t control_answered() const { return control_answered_; }
 
+  // A memif client does not reconnect by itself when its server restarts
+  // (a scenario that kills the system under test): a port whose link is
+  // down is restarted, at most every 20 ms. Returns restarts done.
+  unsigned maintain_links(uint64_t now);
+  uint64_t reconnects() const { return reconnects_; }
+
  private:
   struct TrialState;
   void receive(uint16_t port_index, rte_mbuf** pkts, uint16_t n, TrialState* st, uint64_t now);
@@ -127,6 +134,8 @@ class Generator {
   std::vector<Template> templates_;  // the current trial's: flows x sizes
   uint32_t trial_counter_ = 0;
   uint64_t control_answered_ = 0;
+  uint64_t reconnects_ = 0;
+  std::vector<uint64_t> next_link_check_;
 };
 
 }  // namespace meshwire::perf

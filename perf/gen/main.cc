@@ -115,6 +115,7 @@ json trial_json(const perf::TrialResult& r, const perf::TrialRequest& req, const
          {"unexpected", r.unexpected},
          {"bad_icv", r.bad_icv},
          {"control", r.control},
+         {"reconnects", r.reconnects},
          {"offered_pps", static_cast<double>(r.attempted) / d},
          {"received_pps", static_cast<double>(r.received) / d},
          {"loss", loss},
@@ -156,7 +157,8 @@ json handle(perf::Generator& gen, const std::string& line, bool* quit) {
                 {"traffic", traffic},
                 {"tsc_hz", rte_get_tsc_hz()},
                 {"crypto_arch", std::string(gen.engine().arch())},
-                {"control_answered", gen.control_answered()}};
+                {"control_answered", gen.control_answered()},
+                {"reconnects", gen.reconnects()}};
   }
   if (name == "trial") {
     auto req = perf::parse_trial_request(cmd, gen.traffics());

@@ -1,0 +1,312 @@
+"""`make bench`: the whole benchmark suite, with its baselines measured in
+the same run, written as JSON, Markdown and PNG plots under perf/results/.
+
+    /usr/bin/python3 -m meshwire_perf [--quick] [--out DIR] [--trial-s S] ...
+
+Suites (every frame size is the pod-side Ethernet frame, FCS included):
+  encrypt  pod frames in, ESP-in-UDP out      meshwire vs ipsec-secgw, vs the crypto bound
+  decrypt  ESP-in-UDP in, pod frames out      meshwire (vs its own encrypt path)
+  local    pod to pod on the same node        meshwire vs testpmd io forwarding
+Each point is an RFC 2544 search (NDR: no loss; PDR: <= 0.5 % loss) with
+fixed-length trials; scenarios follow. --quick is the smoke version that
+`make test` runs: one size, short trials, same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from . import report, scenarios as scen
+from .processes import Generator
+from .search import search
+from .systems import MeshwireDut, SecgwDut, TestpmdDut, Topology, generator_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZES = [64, 128, 256, 512, 1024, 1400, "imix"]
+EDGE_SIZES = [64, 1400]
+
+
+def full_plan() -> dict:
+    return {
+        "meshwire": [("encrypt/ipv4-udp", SIZES), ("encrypt/ipv6-udp", EDGE_SIZES), ("encrypt/ipv4-tcp", EDGE_SIZES),
+                     ("decrypt/ipv4-udp", SIZES), ("decrypt/ipv6-udp", EDGE_SIZES),
+                     ("local/ipv4-udp", SIZES)],
+        "ipsec-secgw": [("encrypt/ipv4-udp", SIZES)],
+        "testpmd": [("local/ipv4-udp", SIZES)],
+    }
+
+
+def quick_plan() -> dict:
+    return {
+        "meshwire": [("encrypt/ipv4-udp", [64]), ("decrypt/ipv4-udp", [64]), ("local/ipv6-tcp", [64])],
+        "testpmd": [("local/ipv4-udp", [64])],
+    }
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def summary(trial: Optional[dict]) -> Optional[dict]:
+    """A trial as the report shows it: rates, loss, latency."""
+    if trial is None:
+        return None
+    avg_frame = trial["sent_bytes"] / max(trial["attempted"], 1)
+    return {"pps": trial["offered_pps"], "bps": trial["offered_pps"] * avg_frame * 8, "loss": trial["loss"],
+            "offered_pps": trial["offered_pps"], "received_pps": trial["received_pps"],
+            "avg_frame_bytes": round(avg_frame, 1), "latency_ns": trial["latency_ns"]}
+
+
+def compact(trial: dict) -> dict:
+    return {k: trial[k] for k in ("rate_pps", "offered_pps", "received_pps", "loss", "attempted", "received",
+                                  "alloc_failed", "unexpected", "stale", "bad_icv")}
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.build = Path(args.build).resolve()
+        self.dataplane = self.build / "dataplane" / "meshwire-dataplane"
+        self.generator = self.build / "perf" / "gen" / "meshwire-perf"
+        for b in (self.dataplane, self.generator):
+            if not b.exists():
+                raise SystemExit(f"meshwire-perf: {b} is missing: build first (make build)")
+        self.workdir = Path(tempfile.mkdtemp(prefix="meshwire-bench-"))
+        self.results: dict = {}
+
+    def system(self, name: str, topo: Topology):
+        if name == "meshwire":
+            return MeshwireDut(topo, self.dataplane, workers=self.args.workers)
+        if name == "testpmd":
+            return TestpmdDut(topo)
+        if name == "ipsec-secgw":
+            return SecgwDut(topo, Path(self.args.secgw_build))
+        raise ValueError(name)
+
+    def run_system(self, name: str, items: list, with_scenarios: bool) -> None:
+        topo = Topology(self.workdir / name)
+        system = self.system(name, topo)
+        log(f"{name}: starting")
+        system.start()
+        gen = None
+        try:
+            gen = Generator(self.generator, generator_config(topo, system), topo.workdir)
+            self.results["host"].setdefault("crypto_arch", gen.ready.get("crypto_arch"))
+            for traffic, sizes in items:
+                self.warm_up(gen, traffic, name)
+                for size in sizes:
+                    self.point(gen, name, traffic, size)
+            if with_scenarios:
+                self.run_scenarios(system, gen)
+        finally:
+            if gen is not None:
+                gen.stop()
+            system.stop()
+
+    def warm_up(self, gen: Generator, traffic: str, system: str) -> None:
+        """A slow trial first: the system under test resolves every pod's
+        and the peer's MAC (it holds or drops the first packets meanwhile)."""
+        for _ in range(3):
+            r = gen.trial(traffic, 64, 20_000, 0.3, drain_s=0.2)
+            if r["received"] > 0 and r["loss"] < 0.01:
+                return
+        raise RuntimeError(f"{system} {traffic}: warm-up lost {r['loss']:.1%} of {r['attempted']} frames "
+                           f"(received {r['received']}, unexpected {r['unexpected']}, bad ICV {r['bad_icv']})")
+
+    def point(self, gen: Generator, system: str, traffic: str, size) -> None:
+        suite, kind = traffic.split("/")
+        a = self.args
+        res = search(lambda rate: gen.trial(traffic, size, rate, a.trial_s, drain_s=a.drain_s),
+                     resolution=a.resolution, pdr_loss=a.pdr_loss, max_trials=a.max_trials)
+        entry = {"suite": suite, "system": system, "traffic": kind, "frame_size": size,
+                 "ndr": summary(res.ndr), "pdr": summary(res.pdr), "max_offered_pps": res.max_offered_pps,
+                 "generator_bound": res.generator_bound, "trials": [compact(t) for t in res.trials]}
+        self.results["results"].append(entry)
+        ndr = entry["ndr"]["pps"] / 1e6 if entry["ndr"] else 0.0
+        pdr = entry["pdr"]["pps"] / 1e6 if entry["pdr"] else 0.0
+        log(f"{system:12s} {traffic:18s} {str(size):>5s} B  NDR {ndr:6.3f} Mpps  PDR {pdr:6.3f} Mpps"
+            f"  ({len(res.trials)} trials{', generator-bound' if res.generator_bound else ''})")
+
+    def run_scenarios(self, system, gen: Generator) -> None:
+        for name in self.args.scenarios:
+            s = scen.SCENARIOS[name]()
+            if self.args.quick:
+                s.duration_s, s.at_s = 1.5, 0.5
+            ndr = self.ndr_of("meshwire", *s.traffic.split("/"), s.frame_size)
+            out = s.run(scen.Context(system=system, generator=gen, ndr_pps=ndr))
+            self.results["scenarios"].append(out)
+            r = out["result"]
+            log(f"scenario {name}: loss {r['loss']:.2%}, longest gap {r['longest_gap_ms']} ms")
+
+    def ndr_of(self, system: str, suite: str, traffic: str, size) -> Optional[float]:
+        for e in self.results["results"]:
+            if (e["system"], e["suite"], e["traffic"], e["frame_size"]) == (system, suite, traffic, size) and e["ndr"]:
+                return e["ndr"]["pps"]
+        return None
+
+    def crypto_bound(self, sizes: list[int]) -> None:
+        from .baselines import cryptoperf
+        log(f"crypto bound: dpdk-test-crypto-perf, sizes {sizes}")
+        got = cryptoperf.run(sizes, repeats=1 if self.args.quick else 3)
+        self.results["crypto_bound"] = {str(s): {"mops": r.mops, "gbps": r.gbps, "cycles_per_op": r.cycles_per_op}
+                                        for s, r in got.items()}
+
+    def run(self) -> dict:
+        a = self.args
+        started = time.time()
+        self.results = {"meshwire_perf": 1,
+                        "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "host": host_info(),
+                        "settings": {"trial_s": a.trial_s, "drain_s": a.drain_s, "resolution": a.resolution,
+                                     "pdr_loss": a.pdr_loss, "quick": a.quick, "workers": a.workers},
+                        "crypto_bound": {}, "results": [], "targets": [], "scenarios": []}
+        plan = quick_plan() if a.quick else full_plan()
+        topo = Topology(self.workdir / "probe")
+        self.results["settings"].update({"generator_cpu": topo.cpus.generator, "dut_worker_cpu": topo.cpus.worker,
+                                         "dut_main_cpu": topo.cpus.main, "port": "net_memif (copy mode, no hugepages)"})
+        try:
+            if not a.no_crypto:
+                sizes = sorted({s for items in plan.values() for _, ss in items for s in ss if isinstance(s, int)})
+                self.crypto_bound(sizes)
+            for name in ("meshwire", "ipsec-secgw", "testpmd"):
+                if name in plan and name not in a.skip:
+                    self.run_system(name, plan[name], with_scenarios=(name == "meshwire"))
+        finally:
+            self.results["duration_s"] = round(time.time() - started, 1)
+            self.results["targets"] = targets(self.results)
+            if not a.keep:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        return self.results
+
+
+def host_info() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    def cmd(*argv) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    return {"cpus": len(os.sched_getaffinity(0)), "cpu_model": model, "kernel": platform.release(),
+            "dpdk": cmd("pkg-config", "--modversion", "libdpdk"), "git": cmd("git", "rev-parse", "--short", "HEAD")}
+
+
+def _find(results: dict, system: str, suite: str, traffic: str, size) -> Optional[dict]:
+    for e in results["results"]:
+        if (e["system"], e["suite"], e["traffic"], e["frame_size"]) == (system, suite, traffic, size):
+            return e
+    return None
+
+
+def _rate(e: Optional[dict], which: str = "ndr") -> Optional[float]:
+    return e[which]["pps"] if e and e.get(which) else None
+
+
+def targets(results: dict) -> list[dict]:
+    """The issue's targets as ratios of rates measured in this run. A target
+    whose inputs are missing is left out (never reported as met)."""
+    out = []
+
+    def add(name, metric, num, den, goal, op, detail):
+        if num is None or den is None or den <= 0:
+            return
+        value = num / den
+        met = value >= goal if op == ">=" else value <= goal
+        out.append({"name": name, "metric": metric, "value": round(value, 3), "goal": goal, "op": op,
+                    "met": met, "detail": detail})
+
+    for which in ("ndr", "pdr"):
+        label = which.upper()
+        mw = _rate(_find(results, "meshwire", "encrypt", "ipv4-udp", 64), which)
+        sg = _rate(_find(results, "ipsec-secgw", "encrypt", "ipv4-udp", 64), which)
+        add(f"encrypt 64 B vs ipsec-secgw ({label})", f"{label} ratio", mw, sg, 1.3, ">=",
+            f"meshwire {fmt(mw)} / ipsec-secgw {fmt(sg)}")
+        mw14 = _rate(_find(results, "meshwire", "encrypt", "ipv4-udp", 1400), which)
+        cb = results.get("crypto_bound", {}).get("1400")
+        add(f"encrypt 1400 B vs raw AES-GCM ({label})", f"{label} / crypto Mops", mw14,
+            cb["mops"] * 1e6 if cb else None, 0.85, ">=",
+            f"meshwire {fmt(mw14)} / dpdk-test-crypto-perf {cb['mops']:.2f} Mops" if cb else "")
+        for size in (64, 1400):
+            enc = _rate(_find(results, "meshwire", "encrypt", "ipv4-udp", size), which)
+            dec = _rate(_find(results, "meshwire", "decrypt", "ipv4-udp", size), which)
+            add(f"decrypt vs encrypt {size} B ({label})", f"{label} ratio", dec, enc, 0.9, ">=",
+                f"decrypt {fmt(dec)} / encrypt {fmt(enc)}")
+        loc = _rate(_find(results, "meshwire", "local", "ipv4-udp", 64), which)
+        tp = _rate(_find(results, "testpmd", "local", "ipv4-udp", 64), which)
+        add(f"same-node 64 B vs testpmd io ({label})", f"{label} ratio", loc, tp, 0.9, ">=",
+            f"meshwire {fmt(loc)} / testpmd {fmt(tp)}")
+    return out
+
+
+def fmt(pps: Optional[float]) -> str:
+    return "—" if pps is None else f"{pps / 1e6:.3f} Mpps"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="meshwire_perf", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", default=str(ROOT / "build"), help="meson build folder (default: build)")
+    p.add_argument("--out", help="results folder (default: perf/results/<UTC time>)")
+    p.add_argument("--quick", action="store_true", help="smoke run: one size, short trials (make test)")
+    p.add_argument("--trial-s", type=float, help="trial length in seconds (default 0.5; quick 0.1)")
+    p.add_argument("--drain-s", type=float, default=0.05, help="receive time after each trial")
+    p.add_argument("--resolution", type=float, default=0.02, help="binary search stops at this fraction of the top rate")
+    p.add_argument("--pdr-loss", type=float, default=0.005, help="loss allowed at PDR (default 0.5 %%)")
+    p.add_argument("--max-trials", type=int, help="trials per search point at most (default 16; quick 8)")
+    p.add_argument("--workers", type=int, default=1, help="meshwire workers")
+    p.add_argument("--skip", action="append", default=[], choices=["meshwire", "ipsec-secgw", "testpmd"],
+                   help="leave a system out (repeatable)")
+    p.add_argument("--no-crypto", action="store_true", help="skip the dpdk-test-crypto-perf bound")
+    p.add_argument("--scenarios", nargs="*", default=None, help=f"of {sorted(scen.SCENARIOS)} (default: all)")
+    p.add_argument("--secgw-build", default="/var/tmp/meshwire-secgw-build",
+                   help="where ipsec-secgw is built from dpdk-doc's sources (reused between runs)")
+    p.add_argument("--keep", action="store_true", help="keep the process logs and configs")
+    args = p.parse_args(argv)
+    if args.trial_s is None:
+        args.trial_s = 0.1 if args.quick else 0.5
+    if args.max_trials is None:
+        args.max_trials = 8 if args.quick else 16
+    if args.scenarios is None:
+        args.scenarios = sorted(scen.SCENARIOS)
+    for s in args.scenarios:
+        if s not in scen.SCENARIOS:
+            p.error(f"--scenarios: unknown scenario {s!r} (known: {', '.join(sorted(scen.SCENARIOS))})")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out) if args.out else ROOT / "perf" / "results" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    bench = Bench(args)
+    log(f"meshwire-perf: {'quick' if args.quick else 'full'} run, results in {out}")
+    try:
+        results = bench.run()
+    except RuntimeError as e:
+        print(f"meshwire-perf: {e}", file=sys.stderr)
+        return 1
+    written = report.write_all(results, out)
+    latest = out.parent / "latest"
+    if out.parent == ROOT / "perf" / "results":
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(out.name)
+    met = sum(1 for t in results["targets"] if t["met"])
+    log(f"done in {results['duration_s']} s: {met} of {len(results['targets'])} targets met; "
+        f"report {written['markdown']}")
+    return 0

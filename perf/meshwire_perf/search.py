@@ -1,0 +1,98 @@
+"""RFC 2544 throughput search: the highest offered rate whose loss stays
+within an allowance, found by binary search over fixed-length trials.
+
+NDR (non-drop rate) allows no loss; PDR (partial drop rate) allows a
+fraction (0.5 % by default). Both searches share one cache of trials, so a
+trial run for one also serves the other.
+
+Pure code: `trial(rate_pps)` is the caller's; it returns a dict with at
+least "loss" (0..1), "offered_pps" and "received_pps" (as meshwire-perf's
+trial command does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+Trial = Callable[[float], dict]
+
+
+@dataclass
+class SearchResult:
+    ndr: Optional[dict]            # the passing trial at the NDR rate (None: nothing passed)
+    pdr: Optional[dict]
+    max_offered_pps: float         # what the generator offered flat out
+    generator_bound: bool          # the generator could not offer enough to find a limit
+    trials: list[dict] = field(default_factory=list)
+
+
+class Searcher:
+    """Runs trials through `trial` and remembers every result by rate."""
+
+    def __init__(self, trial: Trial, resolution: float = 0.02, min_rate: float = 1000.0, max_trials: int = 16):
+        self.trial = trial
+        self.resolution = resolution
+        self.min_rate = min_rate
+        self.max_trials = max_trials
+        self.trials: list[dict] = []
+
+    def run(self, rate: float) -> dict:
+        result = dict(self.trial(rate))
+        result["rate_pps"] = rate
+        self.trials.append(result)
+        return result
+
+    def highest_passing(self, lo: float, hi: float, max_loss: float,
+                        lo_result: Optional[dict] = None) -> Optional[dict]:
+        """Binary search in [lo, hi] (hi already failed, lo passed with
+        lo_result or is the floor): the best passing trial, to within
+        resolution x the current upper bound (so a limit far below the top
+        is still found to that precision), in at most max_trials trials."""
+        best = lo_result
+        while hi - lo > max(self.resolution * hi, self.min_rate) and len(self.trials) < self.max_trials:
+            mid = (lo + hi) / 2
+            cached = self._cached(mid, max_loss)
+            r = cached if cached is not None else self.run(mid)
+            if r["loss"] <= max_loss:
+                lo, best = mid, r
+            else:
+                hi = mid
+        return best
+
+    def _cached(self, rate: float, max_loss: float) -> Optional[dict]:
+        """A trial already run at this rate (within 0.1 %), passing or not."""
+        for r in self.trials:
+            if abs(r["rate_pps"] - rate) <= 0.001 * rate:
+                return r
+        return None
+
+
+def search(trial: Trial, resolution: float = 0.02, pdr_loss: float = 0.005,
+           max_rate: Optional[float] = None, max_trials: int = 16) -> SearchResult:
+    """Finds NDR and PDR.
+
+    First one trial flat out (rate 0) measures what the generator can offer;
+    the search range is [0, that rate] (or max_rate if lower). If even that
+    passes, the result is generator-bound: the system under test was not the
+    limit. Otherwise NDR by binary search, then PDR between NDR and the top.
+    """
+    s = Searcher(trial, resolution, max_trials=max_trials)
+    flat = s.run(0.0)
+    top = flat["offered_pps"]
+    if max_rate is not None:
+        top = min(top, max_rate)
+    if top <= 0:
+        return SearchResult(None, None, 0.0, True, s.trials)
+    # The flat-out trial is a trial at its offered rate.
+    flat["rate_pps"] = flat["offered_pps"]
+    at_top = flat if max_rate is None or flat["offered_pps"] <= max_rate else s.run(top)
+    if at_top["loss"] == 0:
+        return SearchResult(at_top, at_top, top, True, s.trials)
+    ndr = s.highest_passing(0.0, top, 0.0)
+    if at_top["loss"] <= pdr_loss:
+        pdr = at_top
+    else:
+        lo = ndr["rate_pps"] if ndr else 0.0
+        pdr = s.highest_passing(lo, top, pdr_loss, lo_result=ndr)
+    return SearchResult(ndr, pdr, top, False, s.trials)

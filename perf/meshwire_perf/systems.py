@@ -1,0 +1,261 @@
+"""Systems under test and the generator configuration that matches each.
+
+Topology (all on one machine, no kernel in the packet path):
+
+    meshwire-perf  --memif pod.sock-->     system under test
+    (lcore on CPU A)  --memif fabric.sock-->  (worker on CPU B)
+
+The generator plays every pod behind the local port and the peer node
+behind the fabric port: it answers ARP/ND there, sends pod traffic or ESP
+that it encrypts itself, and counts what comes back. The system under test
+is the memif server, so it may be restarted under a running generator.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from .processes import Process
+
+READY_LINE = "meshwire-dataplane: ready"
+
+# Addresses of the benchmark's world: this node (node1) and its peer (node2).
+NODE_TUNNEL, PEER_TUNNEL = "192.0.2.1", "192.0.2.2"
+LOCAL_PODS = {4: "10.11.0.100", 6: "fd00:11::100"}
+LOCAL_PODS_B = {4: "10.11.0.200", 6: "fd00:11::200"}    # same-node destinations
+REMOTE_PODS = {4: "10.12.0.10", 6: "fd00:12::10"}
+POD_COUNT = 16       # addresses on each side
+FLOWS = 1024         # distinct 5-tuples per traffic profile
+
+DUT_POD_MAC, DUT_FABRIC_MAC = "02:00:00:00:01:01", "02:00:00:00:01:02"
+GEN_POD_MAC, GEN_FABRIC_MAC = "02:00:00:00:02:01", "02:00:00:00:02:02"
+
+
+@dataclass
+class Sa:
+    spi: int
+    key: bytes
+    salt: bytes
+
+    @staticmethod
+    def fresh(spi: int) -> "Sa":
+        return Sa(spi, os.urandom(16), os.urandom(4))
+
+    def dataplane(self) -> dict:
+        return {"spi": f"0x{self.spi:x}", "algorithm": "aes-128-gcm", "key": self.key.hex(),
+                "salt": self.salt.hex()}
+
+    def generator(self) -> dict:
+        return {"spi": self.spi, "key": self.key.hex(), "salt": self.salt.hex()}
+
+
+@dataclass
+class Cpus:
+    """Which CPUs the generator and the system under test's worker run on."""
+    generator: int
+    worker: int
+    main: int   # the DUT's main (control) lcore: shares the generator's CPU
+
+    @staticmethod
+    def from_affinity() -> "Cpus":
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) == 1:
+            return Cpus(cpus[0], cpus[0], cpus[0])
+        return Cpus(generator=cpus[0], worker=cpus[1], main=cpus[0])
+
+
+class Topology:
+    """One benchmark run's folder, prefixes and memif sockets."""
+
+    def __init__(self, workdir: Path, cpus: Optional[Cpus] = None):
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cpus = cpus or Cpus.from_affinity()
+        self.tag = "mwb" + secrets.token_hex(3)
+        self.pod_sock = workdir / "pod.sock"
+        self.fabric_sock = workdir / "fabric.sock"
+
+    def clear_sockets(self) -> None:
+        for sock in (self.pod_sock, self.fabric_sock):
+            sock.unlink(missing_ok=True)
+
+    def memif(self, index: int, sock: Path, role: str, mac: str, queues: int = 1) -> str:
+        dev = f"net_memif{index},role={role},id=0,socket={sock},socket-abstract=no,mac={mac}"
+        if queues > 1:
+            dev += f",rx_queues={queues},tx_queues={queues}"
+        return dev
+
+    def eal(self, who: str, memory_mb: int = 1024) -> list[str]:
+        return ["--no-huge", "-m", str(memory_mb), "--no-pci", "--file-prefix", f"{self.tag}-{who}",
+                "--log-level", "lib.eal:notice"]
+
+
+# ---- systems under test
+
+class MeshwireDut:
+    """meshwire-dataplane with its local port on pod.sock and its uplink on
+    fabric.sock; one peer (the generator) with one SA each way per worker."""
+
+    name = "meshwire"
+
+    def __init__(self, topo: Topology, binary: Path, workers: int = 1):
+        self.topo = topo
+        self.binary = binary
+        self.workers = workers
+        self.outbound = [Sa.fresh(0x1201 + w) for w in range(workers)]   # node1 -> node2: the sink's
+        self.inbound = [Sa.fresh(0x2101 + w) for w in range(workers)]    # node2 -> node1: the generator's
+        self.config_path = topo.workdir / "dataplane.yaml"
+        self.proc: Optional[Process] = None
+
+    def config(self) -> dict:
+        c = self.topo.cpus
+        eal = self.topo.eal("dut")
+        if self.workers == 1 and c.main != c.worker:
+            eal += ["-l", f"{c.main},{c.worker}"]
+        # else: the data plane spreads its lcores over its CPU affinity
+        return {
+            "eal": eal,
+            "workers": self.workers,
+            "idle": "busy",
+            "node": {"tunnel_address": NODE_TUNNEL, "pod_cidrs": ["10.11.0.0/16", "fd00:11::/64"]},
+            "ports": [
+                {"name": "pods", "role": "local",
+                 "device": self.topo.memif(0, self.topo.pod_sock, "server", DUT_POD_MAC, self.workers)},
+                {"name": "fabric", "role": "uplink",
+                 "device": self.topo.memif(1, self.topo.fabric_sock, "server", DUT_FABRIC_MAC, self.workers)},
+            ],
+            "peers": [{"name": "node2", "tunnel_address": PEER_TUNNEL,
+                       "pod_cidrs": ["10.12.0.0/16", "fd00:12::/64"],
+                       "sas": {"outbound": [sa.dataplane() for sa in self.outbound],
+                               "inbound": [sa.dataplane() for sa in self.inbound]}}],
+        }
+
+    def start(self) -> None:
+        self.topo.clear_sockets()  # a killed server leaves its socket file behind
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        self.config_path.chmod(0o600)
+        self.proc = Process("meshwire-dataplane", [self.binary, "--config", self.config_path],
+                            self.topo.workdir / "dataplane.log", ready=READY_LINE)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+    def generator_ports(self) -> list[dict]:
+        t = self.topo
+        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "client", GEN_POD_MAC, self.workers),
+                 "queues": self.workers},
+                {"name": "fabric", "device": t.memif(1, t.fabric_sock, "client", GEN_FABRIC_MAC, self.workers),
+                 "queues": self.workers}]
+
+    def traffic(self) -> list[dict]:
+        out = []
+        for fam in (4, 6):
+            for l4 in ("udp", "tcp"):
+                kind = f"ipv{fam}-{l4}"
+                out.append(flows(f"encrypt/{kind}", "pod", "fabric", DUT_POD_MAC, LOCAL_PODS[fam],
+                                 REMOTE_PODS[fam], l4,
+                                 sink={"sas": [sa.generator() for sa in self.outbound], "udp": True,
+                                       "esn": True, "sample_every": 16}))
+                out.append(flows(f"decrypt/{kind}", "fabric", "pod", DUT_FABRIC_MAC, REMOTE_PODS[fam],
+                                 LOCAL_PODS[fam], l4,
+                                 encrypt={**self.inbound[0].generator(), "tunnel_src": PEER_TUNNEL,
+                                          "tunnel_dst": NODE_TUNNEL, "dst_mac": DUT_FABRIC_MAC}))
+                out.append(flows(f"local/{kind}", "pod", "pod", DUT_POD_MAC, LOCAL_PODS[fam],
+                                 LOCAL_PODS_B[fam], l4))
+        return out
+
+
+class TestpmdDut:
+    """dpdk-testpmd io forwarding on one memif port, looped: every frame goes
+    back out where it came from, the shape of meshwire's same-node path."""
+
+    name = "testpmd"
+
+    def __init__(self, topo: Topology):
+        self.topo = topo
+        self.proc: Optional[Process] = None
+
+    def start(self) -> None:
+        from .baselines import testpmd
+        t = self.topo
+        cmd = testpmd.command([t.memif(0, t.pod_sock, "server", DUT_POD_MAC)], t.eal("testpmd"),
+                              fwd_lcore=t.cpus.worker, main_lcore=t.cpus.main, topology="loop")
+        self.proc = testpmd.start(cmd, t.workdir / "testpmd.log")
+
+    def stop(self) -> None:
+        if self.proc:
+            from .baselines import testpmd
+            testpmd.stop(self.proc)
+
+    def generator_ports(self) -> list[dict]:
+        t = self.topo
+        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "client", GEN_POD_MAC)}]
+
+    def traffic(self) -> list[dict]:
+        return [flows("local/ipv4-udp", "pod", "pod", DUT_POD_MAC, LOCAL_PODS[4], LOCAL_PODS_B[4], "udp")]
+
+
+class SecgwDut:
+    """DPDK's ipsec-secgw example, built at bench time, encrypting the same
+    pod traffic with one AES-128-GCM tunnel SA (port 0 protected, 1 not)."""
+
+    name = "ipsec-secgw"
+
+    def __init__(self, topo: Topology, build_dir: Path):
+        self.topo = topo
+        self.build_dir = build_dir
+        self.sa = Sa.fresh(0x5301)
+        self.proc: Optional[Process] = None
+        self.udp = False
+        self.esn = True
+
+    def start(self) -> None:
+        from .baselines import secgw
+        t = self.topo
+        binary = secgw.build(self.build_dir)
+        sa = secgw.SecgwSa(spi=self.sa.spi, key=self.sa.key, salt=self.sa.salt, tunnel_src=NODE_TUNNEL,
+                           tunnel_dst=PEER_TUNNEL)
+        mode = getattr(secgw, "DEFAULT_MODE", "cpu-crypto")
+        sa.udp_encap = secgw.supports_udp_encap(mode)
+        self.udp = sa.udp_encap
+        self.esn = getattr(secgw, "USES_ESN", True)
+        config = secgw.write_config(t.workdir, sa, ["10.12.0.0/16", "fd00:12::/64"], GEN_FABRIC_MAC, mode=mode)
+        cmd = secgw.command(binary, t.eal("secgw"),
+                            [t.memif(0, t.pod_sock, "server", DUT_POD_MAC),
+                             t.memif(1, t.fabric_sock, "server", DUT_FABRIC_MAC)],
+                            config, GEN_FABRIC_MAC, lcores=f"{t.cpus.main},{t.cpus.worker}")
+        ready = getattr(secgw, "READY_MARKER", None)
+        self.proc = Process("ipsec-secgw", cmd, t.workdir / "secgw.log", ready=ready, timeout=60)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+    def generator_ports(self) -> list[dict]:
+        t = self.topo
+        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "client", GEN_POD_MAC)},
+                {"name": "fabric", "device": t.memif(1, t.fabric_sock, "client", GEN_FABRIC_MAC)}]
+
+    def traffic(self) -> list[dict]:
+        return [flows(f"encrypt/ipv{fam}-udp", "pod", "fabric", DUT_POD_MAC, LOCAL_PODS[fam], REMOTE_PODS[fam],
+                      "udp", sink={"sas": [self.sa.generator()], "udp": self.udp, "esn": self.esn,
+                                   "sample_every": 16})
+                for fam in (4, 6)]
+
+
+def flows(name: str, tx: str, rx: str, dst_mac: str, src: str, dst: str, l4: str, **extra) -> dict:
+    return {"name": name, "tx_port": tx, "rx_port": rx, "dst_mac": dst_mac, "l4": l4,
+            "src": src, "src_count": POD_COUNT, "dst": dst, "dst_count": POD_COUNT, "flows": FLOWS, **extra}
+
+
+def generator_config(topo: Topology, system) -> dict:
+    return {"eal": topo.eal("gen", 512) + ["-l", str(topo.cpus.generator)],
+            "ports": system.generator_ports(),
+            "traffic": system.traffic()}
