@@ -21,6 +21,10 @@ echo "== integration tests (network namespaces, real data planes)"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider --junitxml="$out/integration.xml" \
   tests/integration || status=1
 
+echo "== benchmark harness (meshwire-perf: unit tests, baselines, a smoke run)"
+BUILD=$BUILD /usr/bin/python3 -m pytest -v -p no:cacheprovider --junitxml="$out/perf.xml" \
+  tests/perf || status=1
+
 /usr/bin/python3 tests/summarize.py "$out" | tee "$out/summary.txt"
 # A suite that crashed before writing its report counts as failed above.
 tail -n 1 "$out/summary.txt" | grep -q ', 0 failed' || status=1

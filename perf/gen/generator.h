@@ -74,6 +74,9 @@ struct TrialResult {
   uint64_t attempted = 0;     // frames the generator tried to send (sent + refused by a full TX ring)
   uint64_t sent = 0;
   uint64_t alloc_failed = 0;  // generator out of mbufs: not offered, counts against the generator
+  uint64_t stalls = 0;        // loop iterations that took over 50 us (the generator's CPU was taken)
+  uint64_t max_stall_ns = 0;
+  uint64_t skipped = 0;       // frames the generator was too late to send (its backlog is capped at 64)
   uint64_t received = 0;      // expected frames of this trial that came back
   uint64_t sent_bytes = 0;    // frame bytes with FCS
   uint64_t received_bytes = 0;

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
 
 #include <rte_ethdev.h>
 
@@ -232,6 +233,9 @@ Result<std::unique_ptr<Generator>> build_generator(const GeneratorConfig& config
   auto engine = dp::esp::GcmEngine::create();
   if (!engine) return make_error(engine.error());
   auto gen = std::make_unique<Generator>(std::move(ports), pool, std::move(*engine));
+  // One sender SA per SPI, whatever the traffic: the receiver's anti-replay
+  // window would drop a second sequence counter on the same SA as replays.
+  std::map<uint32_t, dp::esp::OutboundSa*> senders;
 
   for (size_t i = 0; i < config.traffic.size(); ++i) {
     const GenTrafficConfig& tc = config.traffic[i];
@@ -242,7 +246,15 @@ Result<std::unique_ptr<Generator>> build_generator(const GeneratorConfig& config
     t.rx_port = tc.rx_port;
     t.flows = tc.flows;
     std::unique_ptr<dp::esp::OutboundSa> out;
-    if (tc.encrypt) {
+    if (tc.encrypt && senders.count(tc.encrypt->spi) != 0) {
+      t.out_sa = senders[tc.encrypt->spi];
+      if (t.out_sa->family != tc.tunnel_src.family ||
+          std::memcmp(t.out_sa->outer_src, tc.tunnel_src.bytes.data(), 16) != 0) {
+        return field_error(f + ".encrypt.spi", "is used with another tunnel_src by an earlier traffic");
+      }
+      t.encrypt = true;
+      std::memcpy(t.out_dst_mac, tc.encrypt_dst_mac, 6);
+    } else if (tc.encrypt) {
       out = std::make_unique<dp::esp::OutboundSa>();
       out->spi = tc.encrypt->spi;
       out->udp_sport = dp::esp::udp_source_port_for_spi(tc.encrypt->spi);
@@ -254,6 +266,7 @@ Result<std::unique_ptr<Generator>> build_generator(const GeneratorConfig& config
       if (!s) return field_error(f + ".encrypt.key", s.error());
       t.encrypt = true;
       std::memcpy(t.out_dst_mac, tc.encrypt_dst_mac, 6);
+      senders[tc.encrypt->spi] = out.get();
     }
     std::vector<std::unique_ptr<SinkSa>> sinks;
     for (size_t k = 0; k < tc.sink_sas.size(); ++k) {

@@ -101,6 +101,8 @@ class Bench:
         gen = None
         try:
             gen = Generator(self.generator, generator_config(topo, system), topo.workdir)
+            if hasattr(system, "wait_ready"):  # servers that wait for their links first
+                system.wait_ready()
             self.results["host"].setdefault("crypto_arch", gen.ready.get("crypto_arch"))
             for traffic, sizes in items:
                 self.warm_up(gen, traffic, name)
@@ -268,7 +270,7 @@ def parse_args(argv):
     p.add_argument("--drain-s", type=float, default=0.05, help="receive time after each trial")
     p.add_argument("--resolution", type=float, default=0.02, help="binary search stops at this fraction of the top rate")
     p.add_argument("--pdr-loss", type=float, default=0.005, help="loss allowed at PDR (default 0.5 %%)")
-    p.add_argument("--max-trials", type=int, help="trials per search point at most (default 16; quick 8)")
+    p.add_argument("--max-trials", type=int, help="trials per search point at most (default 20; quick 8)")
     p.add_argument("--workers", type=int, default=1, help="meshwire workers")
     p.add_argument("--skip", action="append", default=[], choices=["meshwire", "ipsec-secgw", "testpmd"],
                    help="leave a system out (repeatable)")
@@ -281,7 +283,7 @@ def parse_args(argv):
     if args.trial_s is None:
         args.trial_s = 0.1 if args.quick else 0.5
     if args.max_trials is None:
-        args.max_trials = 8 if args.quick else 16
+        args.max_trials = 8 if args.quick else 20
     if args.scenarios is None:
         args.scenarios = sorted(scen.SCENARIOS)
     for s in args.scenarios:

@@ -30,14 +30,28 @@ class SearchResult:
 class Searcher:
     """Runs trials through `trial` and remembers every result by rate."""
 
-    def __init__(self, trial: Trial, resolution: float = 0.02, min_rate: float = 1000.0, max_trials: int = 16):
+    def __init__(self, trial: Trial, resolution: float = 0.02, min_rate: float = 1000.0, max_trials: int = 16,
+                 retry_failures: bool = True):
         self.trial = trial
+        self.retry_failures = retry_failures
         self.resolution = resolution
         self.min_rate = min_rate
         self.max_trials = max_trials
         self.trials: list[dict] = []
 
-    def run(self, rate: float) -> dict:
+    def run(self, rate: float, max_loss: Optional[float] = None) -> dict:
+        """One trial at rate; with max_loss, a failing trial is run once more
+        and the better of the two counts (a host that steals a vCPU for a
+        few ms fails a zero-loss trial whatever the system under test)."""
+        result = self._one(rate)
+        if max_loss is not None and result["loss"] > max_loss and self.retry_failures \
+                and len(self.trials) < self.max_trials:
+            again = self._one(rate)
+            if again["loss"] < result["loss"]:
+                result = again
+        return result
+
+    def _one(self, rate: float) -> dict:
         result = dict(self.trial(rate))
         result["rate_pps"] = rate
         self.trials.append(result)
@@ -53,7 +67,7 @@ class Searcher:
         while hi - lo > max(self.resolution * hi, self.min_rate) and len(self.trials) < self.max_trials:
             mid = (lo + hi) / 2
             cached = self._cached(mid, max_loss)
-            r = cached if cached is not None else self.run(mid)
+            r = cached if cached is not None else self.run(mid, max_loss)
             if r["loss"] <= max_loss:
                 lo, best = mid, r
             else:
@@ -61,15 +75,13 @@ class Searcher:
         return best
 
     def _cached(self, rate: float, max_loss: float) -> Optional[dict]:
-        """A trial already run at this rate (within 0.1 %), passing or not."""
-        for r in self.trials:
-            if abs(r["rate_pps"] - rate) <= 0.001 * rate:
-                return r
-        return None
+        """The best trial already run at this rate (within 0.1 %), if any."""
+        same = [r for r in self.trials if abs(r["rate_pps"] - rate) <= 0.001 * rate]
+        return min(same, key=lambda r: r["loss"]) if same else None
 
 
 def search(trial: Trial, resolution: float = 0.02, pdr_loss: float = 0.005,
-           max_rate: Optional[float] = None, max_trials: int = 16) -> SearchResult:
+           max_rate: Optional[float] = None, max_trials: int = 16, retry_failures: bool = True) -> SearchResult:
     """Finds NDR and PDR.
 
     First one trial flat out (rate 0) measures what the generator can offer;
@@ -77,7 +89,7 @@ def search(trial: Trial, resolution: float = 0.02, pdr_loss: float = 0.005,
     passes, the result is generator-bound: the system under test was not the
     limit. Otherwise NDR by binary search, then PDR between NDR and the top.
     """
-    s = Searcher(trial, resolution, max_trials=max_trials)
+    s = Searcher(trial, resolution, max_trials=max_trials, retry_failures=retry_failures)
     flat = s.run(0.0)
     top = flat["offered_pps"]
     if max_rate is not None:

@@ -1,0 +1,72 @@
+"""The benchmark harness end to end, in seconds: `python -m meshwire_perf
+--quick` brings up meshwire-dataplane and testpmd on memif, searches NDR/PDR
+at 64 B, runs the scenarios and writes JSON, Markdown and plots. No timing
+thresholds: it checks that every part measured something real."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("BUILD", ROOT / "build"))
+if not BUILD.is_absolute():
+    BUILD = ROOT / BUILD
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    if not (BUILD / "perf" / "gen" / "meshwire-perf").exists():
+        pytest.fail(f"{BUILD}/perf/gen/meshwire-perf is not built")
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, "-m", "meshwire_perf", "--quick", "--build", str(BUILD),
+                           "--out", str(out)], cwd=ROOT / "perf", capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text()), proc.stdout
+
+
+def test_every_point_moved_traffic(quick_run):
+    _, results, _ = quick_run
+    got = {(e["system"], e["suite"], e["traffic"]) for e in results["results"]}
+    assert got == {("meshwire", "encrypt", "ipv4-udp"), ("meshwire", "decrypt", "ipv4-udp"),
+                   ("meshwire", "local", "ipv6-tcp"), ("testpmd", "local", "ipv4-udp")}
+    for e in results["results"]:
+        assert e["trials"], e
+        best = max(t["received_pps"] for t in e["trials"])
+        assert best > 0, e
+        assert all(t["unexpected"] == 0 and t["bad_icv"] == 0 for t in e["trials"]), e
+        assert e["pdr"] is not None, f"{e['system']} {e['suite']}: no rate passed PDR"
+        lat = e["pdr"]["latency_ns"]
+        assert lat["samples"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+
+
+def test_crypto_bound_measured(quick_run):
+    _, results, _ = quick_run
+    assert results["crypto_bound"]["64"]["mops"] > 0
+
+
+def test_scenarios_ran(quick_run):
+    _, results, _ = quick_run
+    by_name = {s["name"]: s for s in results["scenarios"]}
+    assert set(by_name) == {"steady", "dataplane-restart"}
+    steady = by_name["steady"]["result"]
+    assert steady["received"] > 0 and steady["recovered"]
+    restart = by_name["dataplane-restart"]
+    # The data plane really went away and came back: a gap, then traffic again.
+    assert restart["result"]["longest_gap_ms"] > 0
+    assert restart["result"]["recovered"], restart["result"]
+    assert restart["facts"]["restart_s"] > 0
+
+
+def test_report_written(quick_run):
+    out, results, stdout = quick_run
+    md = (out / "report.md").read_text()
+    assert "encrypt" in md and "testpmd" in md
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "throughput_encrypt.png" in pngs and "scenario_dataplane-restart.png" in pngs
+    for p in out.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "targets met" in stdout
