@@ -53,6 +53,10 @@ unsigned Generator::maintain_links(uint64_t now) {
       ++restarted;
       ++reconnects_;
     }
+    // Give the memif handshake time to finish: restarting the port in the
+    // middle of it makes DPDK 22.11's memif server panic (seen: a broken
+    // pipe, then epoll_ctl on a closed fd in its interrupt thread).
+    next_link_check_[p] = now + rte_get_tsc_hz() / 2;
   }
   return restarted;
 }

@@ -129,7 +129,12 @@ class Generator(Process):
                     raise RuntimeError(f"meshwire-perf exited with {self.proc.returncode}\n{self.log_tail()}")
                 self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except ValueError:  # DPDK prints some of its errors on stdout: keep them, read on
+            with open(self.log, "ab") as f:
+                f.write(b"stdout: " + line + b"\n")
+            return self._read_json(max(deadline - time.monotonic(), 0.1))
 
     def command(self, cmd: dict, timeout: float = 60) -> dict:
         self.proc.stdin.write((json.dumps(cmd) + "\n").encode())

@@ -311,11 +311,11 @@ def _targets(results):
     return out
 
 
-def _baseline_pps(idx, suite, traffic, size):
+def _baseline_pps(idx, suite, traffic, size, point="ndr"):
     b = BASELINES.get(suite)
     if not b:
         return None
-    return _get(idx.get((b["suite"], b["system"], traffic, size)), "ndr", "pps")
+    return _get(idx.get((b["suite"], b["system"], traffic, size)), point, "pps")
 
 
 def _suite_section(results, idx, suite):
@@ -336,11 +336,11 @@ def _suite_section(results, idx, suite):
     out = [f"## {suite}" + (f" ({title})" if title else ""), ""]
     header = ["Traffic", "Frame (B)"]
     for s in systems:
-        header += [f"{s} NDR Mpps", f"{s} NDR Gbit/s", f"{s} PDR Mpps",
+        header += [f"{s} NDR Mpps", f"{s} NDR Gbit/s", f"{s} PDR Mpps", f"{s} overload Mpps",
                    f"{s} p50 / p99 / p99.9 µs"]
     if b:
         base = b["system"] if b["suite"] == suite else f"{b['system']} {b['suite']}"
-        header += [f"{s} ÷ {base} (NDR)" for s in ratio_systems]
+        header += [f"{s} ÷ {base} (NDR / PDR / overload)" for s in ratio_systems]
     if crypto_col:
         header.append("meshwire % of crypto bound")
 
@@ -355,12 +355,15 @@ def _suite_section(results, idx, suite):
                 gen_bound = True
             lat = [_latency(r, "ndr", p) for p in ("p50", "p99", "p99.9")]
             row += [ndr, _gbps(_get(r, "ndr", "bps")), _mpps(_get(r, "pdr", "pps")),
+                    _mpps(_get(r, "overload", "pps")),
                     DASH if all(v is None for v in lat) else " / ".join(_us(v) for v in lat)]
             if r and r.get("note"):
                 notes.append(f"- {_cell(traffic)} {_size_label(size)} B, {_cell(s)}: {_cell(r['note'])}")
-        base_pps = _baseline_pps(idx, suite, traffic, size)
         for s in ratio_systems:
-            row.append(_ratio(_get(idx.get((suite, s, traffic, size)), "ndr", "pps"), base_pps))
+            row.append(" / ".join(
+                _ratio(_get(idx.get((suite, s, traffic, size)), point, "pps"),
+                       _baseline_pps(idx, suite, traffic, size, point))
+                for point in ("ndr", "pdr", "overload")))
         if crypto_col:
             c = _crypto(results, size)
             mops = _num(c.get("mops")) if c else None
@@ -418,6 +421,14 @@ def _scenarios(results):
     return out
 
 
+def _errors(results):
+    errors = results.get("errors") or []
+    if not errors:
+        return []
+    return ["## Errors", "", "Parts of this run failed; their results are missing below.", ""] + \
+        [f"- {_cell(e.splitlines()[0])}" for e in errors]
+
+
 def markdown(results, plot_files=None):
     """The report as GitHub-flavoured Markdown.
 
@@ -425,7 +436,7 @@ def markdown(results, plot_files=None):
     """
     idx = _index(results)
     out = _header(results)
-    for section in [_targets(results)] + [_suite_section(results, idx, s) for s in _suites(idx)] \
+    for section in [_errors(results), _targets(results)] + [_suite_section(results, idx, s) for s in _suites(idx)] \
             + [_crypto_section(results), _scenarios(results)]:
         if section:
             out += [""] + section

@@ -22,6 +22,7 @@ Trial = Callable[[float], dict]
 class SearchResult:
     ndr: Optional[dict]            # the passing trial at the NDR rate (None: nothing passed)
     pdr: Optional[dict]
+    flat: Optional[dict]           # the flat-out trial: what the system forwards when overloaded
     max_offered_pps: float         # what the generator offered flat out
     generator_bound: bool          # the generator could not offer enough to find a limit
     trials: list[dict] = field(default_factory=list)
@@ -84,27 +85,41 @@ def search(trial: Trial, resolution: float = 0.02, pdr_loss: float = 0.005,
            max_rate: Optional[float] = None, max_trials: int = 16, retry_failures: bool = True) -> SearchResult:
     """Finds NDR and PDR.
 
-    First one trial flat out (rate 0) measures what the generator can offer;
-    the search range is [0, that rate] (or max_rate if lower). If even that
-    passes, the result is generator-bound: the system under test was not the
-    limit. Otherwise NDR by binary search, then PDR between NDR and the top.
+    First one trial flat out (rate 0) measures what the generator can offer
+    and what the system under test forwards when overloaded. If nothing is
+    lost even then, the result is generator-bound: the system under test was
+    not the limit. Otherwise the search range tops at what it forwarded flat
+    out (+5 %, and at most what the generator offered or max_rate): NDR by
+    binary search below it, then PDR between NDR and the top.
     """
     s = Searcher(trial, resolution, max_trials=max_trials, retry_failures=retry_failures)
     flat = s.run(0.0)
-    top = flat["offered_pps"]
+    offered = flat["offered_pps"]
     if max_rate is not None:
-        top = min(top, max_rate)
-    if top <= 0:
-        return SearchResult(None, None, 0.0, True, s.trials)
-    # The flat-out trial is a trial at its offered rate.
-    flat["rate_pps"] = flat["offered_pps"]
-    at_top = flat if max_rate is None or flat["offered_pps"] <= max_rate else s.run(top)
+        offered = min(offered, max_rate)
+    if offered <= 0:
+        return SearchResult(None, None, flat, 0.0, True, s.trials)
+    flat["rate_pps"] = flat["offered_pps"]  # the flat-out trial is a trial at its offered rate
+    if flat["loss"] == 0 and (max_rate is None or flat["offered_pps"] <= max_rate):
+        return SearchResult(flat, flat, flat, offered, True, s.trials)
+    top = min(offered, max(flat["received_pps"] * 1.05, s.min_rate))
+    at_top = s.run(top, 0.0)
     if at_top["loss"] == 0:
-        return SearchResult(at_top, at_top, top, True, s.trials)
-    ndr = s.highest_passing(0.0, top, 0.0)
+        ndr = at_top
+    else:
+        ndr = s.highest_passing(0.0, top, 0.0)
     if at_top["loss"] <= pdr_loss:
         pdr = at_top
     else:
         lo = ndr["rate_pps"] if ndr else 0.0
         pdr = s.highest_passing(lo, top, pdr_loss, lo_result=ndr)
-    return SearchResult(ndr, pdr, top, False, s.trials)
+    # The generator may offer less than it was asked (a stalled vCPU): any
+    # trial that passed shows its offered rate is sustainable, so the result
+    # is the passing trial with the highest offered rate.
+    ndr = best_offered([t for t in s.trials if t["loss"] == 0]) or ndr
+    pdr = best_offered([t for t in s.trials if t["loss"] <= pdr_loss]) or pdr
+    return SearchResult(ndr, pdr, flat, offered, False, s.trials)
+
+
+def best_offered(trials: list[dict]) -> Optional[dict]:
+    return max(trials, key=lambda t: t["offered_pps"]) if trials else None

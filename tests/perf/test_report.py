@@ -137,19 +137,19 @@ def test_ratio_columns(sample, md):
 
     enc = section(md, "encrypt")
     want = pps("encrypt", "meshwire", "ipv4-udp", 64) / pps("encrypt", "ipsec-secgw", "ipv4-udp", 64)
-    assert cell(enc, ("ipv4-udp", "64"), "meshwire ÷ ipsec-secgw (NDR)") == f"{want:.2f}×" == "1.41×"
+    assert cell(enc, ("ipv4-udp", "64"), "meshwire ÷ ipsec-secgw (NDR / PDR / overload)").split(" / ")[0] == f"{want:.2f}×" == "1.41×"
     want = pps("encrypt", "meshwire", "ipv4-udp", "imix") / pps("encrypt", "ipsec-secgw", "ipv4-udp", "imix")
-    assert cell(enc, ("ipv4-udp", "imix"), "meshwire ÷ ipsec-secgw (NDR)") == f"{want:.2f}×"
+    assert cell(enc, ("ipv4-udp", "imix"), "meshwire ÷ ipsec-secgw (NDR / PDR / overload)").split(" / ")[0] == f"{want:.2f}×"
     # no ipsec-secgw point at ipv4-tcp 64 B
-    assert cell(enc, ("ipv4-tcp", "64"), "meshwire ÷ ipsec-secgw (NDR)") == "—"
+    assert cell(enc, ("ipv4-tcp", "64"), "meshwire ÷ ipsec-secgw (NDR / PDR / overload)").split(" / ")[0] == "—"
 
     dec = section(md, "decrypt")
     want = pps("decrypt", "meshwire", "ipv4-udp", 64) / pps("encrypt", "meshwire", "ipv4-udp", 64)
-    assert cell(dec, ("ipv4-udp", "64"), "meshwire ÷ meshwire encrypt (NDR)") == f"{want:.2f}×" == "1.07×"
+    assert cell(dec, ("ipv4-udp", "64"), "meshwire ÷ meshwire encrypt (NDR / PDR / overload)").split(" / ")[0] == f"{want:.2f}×" == "1.07×"
 
     loc = section(md, "local")
     want = pps("local", "meshwire", "ipv4-udp", 64) / pps("local", "testpmd", "ipv4-udp", 64)
-    assert cell(loc, ("ipv4-udp", "64"), "meshwire ÷ testpmd (NDR)") == f"{want:.2f}×" == "0.73×"
+    assert cell(loc, ("ipv4-udp", "64"), "meshwire ÷ testpmd (NDR / PDR / overload)").split(" / ")[0] == f"{want:.2f}×" == "0.73×"
     assert "testpmd ÷" not in loc        # the baseline has no ratio to itself
 
 
@@ -172,7 +172,7 @@ def test_null_ndr_renders_dash(md):
     assert cell(enc, key, "ipsec-secgw NDR Gbit/s") == "—"
     assert cell(enc, key, "ipsec-secgw p50 / p99 / p99.9 µs") == "—"
     assert cell(enc, key, "ipsec-secgw PDR Mpps") == "1.02"     # PDR survived
-    assert cell(enc, key, "meshwire ÷ ipsec-secgw (NDR)") == "—"
+    assert cell(enc, key, "meshwire ÷ ipsec-secgw (NDR / PDR / overload)").split(" / ")[0] == "—"
     assert "NDR search failed" in enc                            # the note is shown
 
 
@@ -181,7 +181,7 @@ def test_null_ndr_and_pdr_and_missing_sections():
         {"suite": "encrypt", "system": "meshwire", "traffic": "ipv4-udp", "frame_size": 64,
          "ndr": None, "pdr": None, "trials": [], "generator_bound": False}]}
     text = report.markdown(doc)
-    assert row(section(text, "encrypt"), "ipv4-udp", "64")[2:] == ["—"] * 4
+    assert row(section(text, "encrypt"), "ipv4-udp", "64")[2:] == ["—"] * 5
     assert "## Targets" not in text and "## Scenarios" not in text
 
 
@@ -311,3 +311,10 @@ def test_cli(tmp_path):
     bad.write_text("{}")
     r = subprocess.run([sys.executable, str(script), str(bad)], capture_output=True, text=True)
     assert r.returncode == 1 and "not a meshwire_perf" in r.stderr
+
+
+def test_errors_are_listed_first():
+    doc = {"meshwire_perf": 1, "results": [], "errors": ["ipsec-secgw: build failed\nlong log"]}
+    text = report.markdown(doc)
+    assert "## Errors" in text and "- ipsec-secgw: build failed" in text and "long log" not in text
+    assert "## Errors" not in report.markdown({"meshwire_perf": 1, "results": []})

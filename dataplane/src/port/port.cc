@@ -87,11 +87,11 @@ Result<PortRuntime> setup_port(const PortConfig& config, const std::string& fiel
   // Local ports answer for every address (proxy ARP/ND); both sides need the
   // multicast of neighbour discovery. A VF may refuse either without trust.
   if (config.role == PortRole::kLocal && rte_eth_promiscuous_enable(port_id) != 0) {
-    std::fprintf(stderr, "meshwire-dataplane: %s: promiscuous mode refused; relying on the VF's MAC filter\n",
+    std::fprintf(stderr, "%s: promiscuous mode refused; relying on the VF's MAC filter\n",
                  field.c_str());
   }
   if (rte_eth_allmulticast_enable(port_id) != 0) {
-    std::fprintf(stderr, "meshwire-dataplane: %s: all-multicast refused; IPv6 neighbour discovery may not reach us\n",
+    std::fprintf(stderr, "%s: all-multicast refused; IPv6 neighbour discovery may not reach us\n",
                  field.c_str());
   }
   rte_ether_addr mac;
