@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include <sys/stat.h>
+
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
@@ -39,7 +41,20 @@ struct Generator::TrialState {
 };
 
 Generator::Generator(std::vector<GenPort> ports, rte_mempool* pool, std::unique_ptr<dp::esp::GcmEngine> engine)
-    : ports_(std::move(ports)), pool_(pool), engine_(std::move(engine)), next_link_check_(ports_.size(), 0) {}
+    : ports_(std::move(ports)), pool_(pool), engine_(std::move(engine)), next_link_check_(ports_.size(), 0),
+      links_(ports_.size()) {}
+
+namespace {
+
+// Identity of a memif socket file (its change time in ns: a new file may
+// reuse the inode number of a deleted one), 0 if there is none.
+uint64_t socket_inode(const std::string& path) {
+  struct stat st;
+  if (path.empty() || stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_ctim.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(st.st_ctim.tv_nsec) + 1;
+}
+
+}  // namespace
 
 unsigned Generator::maintain_links(uint64_t now) {
   unsigned restarted = 0;
@@ -47,16 +62,30 @@ unsigned Generator::maintain_links(uint64_t now) {
     if (now < next_link_check_[p]) continue;
     next_link_check_[p] = now + rte_get_tsc_hz() / 50;
     rte_eth_link link{};
-    if (rte_eth_link_get_nowait(ports_[p].port_id, &link) != 0 || link.link_status == RTE_ETH_LINK_UP) continue;
+    if (rte_eth_link_get_nowait(ports_[p].port_id, &link) != 0) continue;
+    LinkWatch& w = links_[p];
+    if (link.link_status == RTE_ETH_LINK_UP) {
+      if (!w.was_up) w.server_inode = socket_inode(ports_[p].memif_socket);
+      w.was_up = true;
+      continue;
+    }
+    // Only a link that was up and went down: at start the memif client
+    // connects by itself. And only once a new server listens (a new socket
+    // file): DPDK 22.11's memif client does not survive start attempts that
+    // fail, nor a restart in the middle of a handshake (seen: segfaults, and
+    // in the server a panic on epoll_ctl with a closed fd).
+    if (!w.was_up) continue;
+    const uint64_t inode = socket_inode(ports_[p].memif_socket);
+    if (!ports_[p].memif_socket.empty() && (inode == 0 || inode == w.server_inode)) continue;
     rte_eth_dev_stop(ports_[p].port_id);
     if (rte_eth_dev_start(ports_[p].port_id) == 0) {
       ++restarted;
       ++reconnects_;
     }
-    // Give the memif handshake time to finish: restarting the port in the
-    // middle of it makes DPDK 22.11's memif server panic (seen: a broken
-    // pipe, then epoll_ctl on a closed fd in its interrupt thread).
-    next_link_check_[p] = now + rte_get_tsc_hz() / 2;
+    // If the link is still down after the handshake's time (the server's
+    // socket exists from its probe on, but its port starts later), retry.
+    w.server_inode = 0;
+    next_link_check_[p] = now + rte_get_tsc_hz() / 5;  // a local handshake takes milliseconds
   }
   return restarted;
 }

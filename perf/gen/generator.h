@@ -31,6 +31,7 @@ struct GenPort {
   uint16_t port_id = 0;
   uint16_t queues = 1;
   uint8_t mac[6]{};
+  std::string memif_socket;  // a memif client's server socket path ("socket=" of its device), else empty
 };
 
 // An SA whose ESP the sink expects (the system under test's outbound SA).
@@ -118,8 +119,9 @@ class Generator {
   uint64_t control_answered() const { return control_answered_; }
 
   // A memif client does not reconnect by itself when its server restarts
-  // (a scenario that kills the system under test): a port whose link is
-  // down is restarted, at most every 20 ms. Returns restarts done.
+  // (a scenario that kills the system under test): a port whose link went
+  // down is restarted once its server's socket file is a new one (checked
+  // every 20 ms). Returns restarts done.
   unsigned maintain_links(uint64_t now);
   uint64_t reconnects() const { return reconnects_; }
 
@@ -138,7 +140,12 @@ class Generator {
   uint32_t trial_counter_ = 0;
   uint64_t control_answered_ = 0;
   uint64_t reconnects_ = 0;
+  struct LinkWatch {
+    bool was_up = false;
+    uint64_t server_inode = 0;  // the memif server's socket file when the link was up
+  };
   std::vector<uint64_t> next_link_check_;
+  std::vector<LinkWatch> links_;
 };
 
 }  // namespace meshwire::perf

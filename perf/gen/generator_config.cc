@@ -225,6 +225,13 @@ Result<std::unique_ptr<Generator>> build_generator(const GeneratorConfig& config
     if (!rt) return make_error(rt.error());
     GenPort gp;
     gp.name = pc.name;
+    if (pc.device.rfind("net_memif", 0) == 0 && pc.device.find("role=server") == std::string::npos) {
+      const size_t at = pc.device.find(",socket=");
+      if (at != std::string::npos) {
+        const size_t from = at + 8;
+        gp.memif_socket = pc.device.substr(from, pc.device.find(',', from) - from);
+      }
+    }
     gp.port_id = rt->port_id;
     gp.queues = pc.queues;
     std::memcpy(gp.mac, rt->mac, 6);
