@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import report, scenarios as scen
+from . import report, scenarios as scen, stages
 from .processes import Generator
 from .search import search
 from .systems import MeshwireDut, SecgwDut, TestpmdDut, Topology, generator_config
@@ -205,6 +205,15 @@ class Bench:
                 except RuntimeError as e:
                     log(f"crypto bound: FAILED: {e}")
                     self.results["errors"].append(f"crypto bound: {e}")
+            if not a.no_stages:
+                try:
+                    log("fast-path stages: dp_micro_bench (no ports)")
+                    self.results["stages"] = stages.run(self.build / "perf" / "micro" / "dp_micro_bench",
+                                                        repetitions=1 if a.quick else 3,
+                                                        min_time=0.05 if a.quick else 0.3)
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+                    log(f"stages: FAILED: {e}")
+                    self.results["errors"].append(f"stages: {e}")
             for name in ("meshwire", "ipsec-secgw", "testpmd"):
                 if name in plan and name not in a.skip:
                     try:
@@ -282,6 +291,15 @@ def targets(results: dict) -> list[dict]:
         tp = _rate(_find(results, "testpmd", "local", "ipv4-udp", 64), which)
         add(f"same-node 64 B vs testpmd io ({label})", f"{label} ratio", loc, tp, 0.9, ">=",
             f"meshwire {fmt(loc)} / testpmd {fmt(tp)}")
+    st = results.get("stages") or {}
+    for size in ("64", "1400"):
+        e = st.get(size, {})
+        add(f"encrypt stage {size} B vs raw AES-GCM (no port)", "pkt/s ratio", e.get("encrypt_pps"),
+            e.get("raw_gcm_pps"), 0.85, ">=",
+            f"stage {fmt(e.get('encrypt_pps'))} / ipsec-mb {fmt(e.get('raw_gcm_pps'))}")
+        enc, dec = e.get("enc_cyc_pkt"), e.get("dec_cyc_pkt")
+        add(f"decrypt stage vs encrypt stage {size} B (no port)", "encrypt ÷ decrypt cycles", enc, dec, 0.9, ">=",
+            f"encrypt {enc:.0f} / decrypt {dec:.0f} TSC cycles per packet" if enc and dec else "")
     return out
 
 
@@ -304,6 +322,7 @@ def parse_args(argv):
     p.add_argument("--skip", action="append", default=[], choices=["meshwire", "ipsec-secgw", "testpmd"],
                    help="leave a system out (repeatable)")
     p.add_argument("--no-crypto", action="store_true", help="skip the dpdk-test-crypto-perf bound")
+    p.add_argument("--no-stages", action="store_true", help="skip the per-stage microbenchmarks")
     p.add_argument("--scenarios", nargs="*", default=None, help=f"of {sorted(scen.SCENARIOS)} (default: all)")
     p.add_argument("--secgw-build", default="/var/tmp/meshwire-secgw-build",
                    help="where ipsec-secgw is built from dpdk-doc's sources (reused between runs)")

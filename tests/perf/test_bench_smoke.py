@@ -43,9 +43,12 @@ def test_every_point_moved_traffic(quick_run):
         assert lat["samples"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
 
 
-def test_crypto_bound_measured(quick_run):
+def test_baselines_and_stages_measured(quick_run):
     _, results, _ = quick_run
     assert results["crypto_bound"]["64"]["mops"] > 0
+    st = results["stages"]["64"]
+    assert st["raw_gcm_pps"] > 0 and st["enc_cyc_pkt"] > 0 and st["dec_cyc_pkt"] > 0
+    assert results["errors"] == []
 
 
 def test_scenarios_ran(quick_run):
