@@ -93,22 +93,14 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  std::vector<std::string> eal{argv[0]};
-  eal.insert(eal.end(), config->eal_args.begin(), config->eal_args.end());
+  std::vector<std::string> eal = config->eal_args;
   if (!has_lcore_option(config->eal_args)) {
     eal.push_back("--lcores");
     eal.push_back(lcores_from_affinity(config->workers));
   }
-  for (const PortConfig& p : config->ports) {
-    eal.push_back(is_vdev(p.device) ? "--vdev" : "-a");
-    eal.push_back(p.device);
-  }
-  std::vector<char*> eal_argv;
-  for (std::string& s : eal) eal_argv.push_back(s.data());
-  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    std::fprintf(stderr, "meshwire-dataplane: eal: DPDK initialisation failed (see the EAL messages above)\n");
-    return 1;
-  }
+  std::vector<std::string> devices;
+  for (const PortConfig& p : config->ports) devices.push_back(p.device);
+  if (!init_eal("meshwire-dataplane", eal, devices)) return 1;
 
   int rc = 0;
   {

@@ -205,18 +205,9 @@ int main(int argc, char** argv) {
   }
 
   rte_openlog_stream(stderr);
-  std::vector<std::string> eal{argv[0]};
-  eal.insert(eal.end(), config->eal.begin(), config->eal.end());
-  for (const auto& p : config->ports) {
-    eal.push_back(dp::is_vdev(p.device) ? "--vdev" : "-a");
-    eal.push_back(p.device);
-  }
-  std::vector<char*> eal_argv;
-  for (std::string& s : eal) eal_argv.push_back(s.data());
-  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    std::fprintf(stderr, "meshwire-perf: eal: DPDK initialisation failed (see the EAL messages above)\n");
-    return 1;
-  }
+  std::vector<std::string> devices;
+  for (const auto& p : config->ports) devices.push_back(p.device);
+  if (!dp::init_eal("meshwire-perf", config->eal, devices)) return 1;
 
   int rc = 0;
   {

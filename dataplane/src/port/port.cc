@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include <rte_eal.h>
 #include <rte_ethdev.h>
 
 namespace meshwire::dp {
@@ -98,6 +99,22 @@ Result<PortRuntime> setup_port(const PortConfig& config, const std::string& fiel
   rte_eth_macaddr_get(port_id, &mac);
   std::copy(mac.addr_bytes, mac.addr_bytes + 6, rt.mac);
   return rt;
+}
+
+bool init_eal(const char* program, const std::vector<std::string>& eal_args, const std::vector<std::string>& devices) {
+  std::vector<std::string> args{program};
+  args.insert(args.end(), eal_args.begin(), eal_args.end());
+  for (const std::string& d : devices) {
+    args.push_back(is_vdev(d) ? "--vdev" : "-a");
+    args.push_back(d);
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0) {
+    std::fprintf(stderr, "%s: eal: DPDK initialisation failed (see the EAL messages above)\n", program);
+    return false;
+  }
+  return true;
 }
 
 void stop_port(const PortRuntime& port) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <rte_mempool.h>
 
@@ -19,6 +20,12 @@ namespace meshwire::dp {
 // -> "net_af_packet0"; a PCI address stays as it is.
 std::string device_name(const std::string& device);
 bool is_vdev(const std::string& device);
+
+// rte_eal_init() with argv: program, eal_args, then one "--vdev D" (or "-a D"
+// for a PCI address) per device. On failure prints "<program>: eal: DPDK
+// initialisation failed" and returns false. Shared by every meshwire program
+// that brings up ports from a config.
+bool init_eal(const char* program, const std::vector<std::string>& eal_args, const std::vector<std::string>& devices);
 
 // field is the config path of the port ("ports[1]") for error messages.
 // queues: RX and TX queue pairs to configure (one per worker).
