@@ -201,7 +201,9 @@ bool neighbor_lookup(const Tables& t, const IpAddress& ip, uint8_t mac[6], uint1
 int neighbor_update(Tables& t, const IpAddress& ip, const uint8_t mac[6], uint16_t port) {
   NeighborKey k = neighbor_key(ip);
   const uint64_t packed = pack_neighbor(mac, port);
-  return rte_hash_add_key_data(t.neighbors, &k, reinterpret_cast<void*>(static_cast<uintptr_t>(packed)));
+  const int rc = rte_hash_add_key_data(t.neighbors, &k, reinterpret_cast<void*>(static_cast<uintptr_t>(packed)));
+  if (rc == 0) t.neighbor_epoch.fetch_add(1, std::memory_order_release);  // workers' caches are stale
+  return rc;
 }
 
 }  // namespace meshwire::dp

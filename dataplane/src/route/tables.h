@@ -78,6 +78,10 @@ struct Tables {
   // (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF). Entries are updated in place,
   // never deleted in this release.
   rte_hash* neighbors = nullptr;
+  // Bumped (release) by the control thread after every change to neighbors;
+  // workers drop their NeighborCache when it moves. Starts at 1 so that a
+  // new cache (epoch 0) is empty and synced on first use.
+  alignas(64) std::atomic<uint64_t> neighbor_epoch{1};
 };
 
 // Builds the route, peer and SA tables from the config. Errors name the field.

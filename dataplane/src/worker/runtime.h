@@ -14,6 +14,7 @@
 #include <meshwire/dp/counters.h>
 
 #include "esp/gcm.h"
+#include "route/neighbor_cache.h"
 #include "route/tables.h"
 
 namespace meshwire::dp {
@@ -79,6 +80,7 @@ struct WorkerContext {
   rte_ring* punt = nullptr;    // worker -> control (single producer, single consumer)
   rte_ring* inject = nullptr;  // control -> worker: frames to send, port index in mbuf->port
   const std::atomic<bool>* stop = nullptr;
+  NeighborCache neighbor_cache;  // this worker's own
 };
 
 }  // namespace meshwire::dp

@@ -120,28 +120,45 @@ inline bool rx_parse(WorkerContext& ctx, uint16_t port_index, rte_mbuf* m, DropR
 // MAC is unknown gets its packet held by the control thread while it asks.
 void deliver_local_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, const bool* v6, uint16_t n) {
   if (n == 0) return;
+  NeighborCache& cache = ctx.neighbor_cache;
+  cache.sync(ctx.tables->neighbor_epoch.load(std::memory_order_acquire));
   NeighborKey keys[kRxBurst];
-  const void* key_ptrs[kRxBurst];
-  void* data[kRxBurst];
-  uint64_t hits = 0;
+  uint64_t packed[kRxBurst];
+  // The worker's cache first; one bulk lookup in the shared table for the rest.
+  const void* miss_keys[kRxBurst];
+  uint16_t miss_of[kRxBurst];
+  uint16_t nmiss = 0;
   for (uint16_t i = 0; i < n; ++i) {
     NeighborKey& k = keys[i];
     std::memset(&k, 0, sizeof(k));
     k.family = v6[i] ? 6 : 4;
     std::memcpy(k.addr, ip_dst(rte_pktmbuf_mtod(pkts[i], const uint8_t*), v6[i]), v6[i] ? 16 : 4);
-    key_ptrs[i] = &k;
+    packed[i] = cache.find(k);
+    if (packed[i] == 0) {
+      miss_keys[nmiss] = &k;
+      miss_of[nmiss++] = i;
+    }
   }
-  rte_hash_lookup_bulk_data(ctx.tables->neighbors, key_ptrs, n, &hits, data);
+  if (nmiss != 0) {
+    void* data[kRxBurst];
+    uint64_t hits = 0;
+    rte_hash_lookup_bulk_data(ctx.tables->neighbors, miss_keys, nmiss, &hits, data);
+    for (uint16_t j = 0; j < nmiss; ++j) {
+      if (!(hits & (1ull << j))) continue;
+      const uint16_t i = miss_of[j];
+      packed[i] = reinterpret_cast<uintptr_t>(data[j]);
+      cache.insert(keys[i], packed[i]);
+    }
+  }
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
-    if (!(hits & (1ull << i))) {
+    if (packed[i] == 0) {
       punt(ctx, m, PuntKind::kNeighborMiss, ctx.node->local_default);
       continue;
     }
-    const auto packed = reinterpret_cast<uintptr_t>(data[i]);
     uint8_t mac[6];
-    unpack_mac(packed, mac);
-    const uint16_t port_index = neighbor_port(packed);
+    unpack_mac(packed[i], mac);
+    const uint16_t port_index = neighbor_port(packed[i]);
     const DropReason verdict = frame_for_pod(m, ctx.node->ports[port_index].mac, mac);
     if (verdict != DropReason::kCount) {
       drop(ctx, m, verdict);

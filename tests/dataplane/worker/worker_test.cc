@@ -236,6 +236,24 @@ TEST_F(WorkerTest, UplinkDropsEachBadInputUnderItsOwnReason) {
   EXPECT_EQ(b_->drops(DropReason::kReplay), 1u);
 }
 
+TEST_F(WorkerTest, APodThatChangesItsMacIsDeliveredToTheNewOne) {
+  // The worker caches neighbours; a change in the shared table must reach it
+  // by the next burst.
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  for (const char* now : {"02:00:00:00:12:02", "02:00:00:00:12:99", "02:00:00:00:12:02"}) {
+    b_->learn("10.12.0.2", now);
+    for (int round = 0; round < 2; ++round) {  // the second round is served from the cache
+      local_rx(*a_, {pod_a_to_b()});
+      uplink_rx(*b_, a_->take(kUplink));
+      auto delivered = b_->take(kLocal);
+      ASSERT_EQ(delivered.size(), 1u);
+      const auto want = mac(now);
+      EXPECT_EQ(Bytes(delivered[0].begin(), delivered[0].begin() + 6), Bytes(want.begin(), want.end()))
+          << now << " round " << round;
+    }
+  }
+}
+
 TEST_F(WorkerTest, AGenuinePacketLeftOfTheWindowIsAReplayNotAForgery) {
   // One worker's packet waits (e.g. on another RX queue) while the SA moves
   // on by more than the window: ESN inference takes it for the next 2^32
