@@ -74,9 +74,9 @@ unsigned Generator::maintain_links(uint64_t now) {
     // file): DPDK 22.11's memif client does not survive start attempts that
     // fail, nor a restart in the middle of a handshake (seen: segfaults, and
     // in the server a panic on epoll_ctl with a closed fd).
-    if (!w.was_up) continue;
+    if (!w.was_up || ports_[p].memif_socket.empty()) continue;  // only memif clients need this
     const uint64_t inode = socket_inode(ports_[p].memif_socket);
-    if (!ports_[p].memif_socket.empty() && (inode == 0 || inode == w.server_inode)) continue;
+    if (inode == 0 || inode == w.server_inode) continue;
     rte_eth_dev_stop(ports_[p].port_id);
     if (rte_eth_dev_start(ports_[p].port_id) == 0) {
       ++restarted;

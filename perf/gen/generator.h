@@ -118,10 +118,11 @@ class Generator {
 
   uint64_t control_answered() const { return control_answered_; }
 
-  // A memif client does not reconnect by itself when its server restarts
-  // (a scenario that kills the system under test): a port whose link went
-  // down is restarted once its server's socket file is a new one (checked
-  // every 20 ms). Returns restarts done.
+  // A memif client does not reconnect by itself when its server restarts: a
+  // client port whose link went down is restarted once its server's socket
+  // file is a new one (checked every 20 ms). Other ports are left alone (the
+  // harness makes the generator the memif server, whose clients simply
+  // reconnect). Returns restarts done.
   unsigned maintain_links(uint64_t now);
   uint64_t reconnects() const { return reconnects_; }
 

@@ -109,11 +109,13 @@ class Bench:
         topo = Topology(self.workdir / name)
         system = self.system(name, topo)
         log(f"{name}: starting")
-        system.start()
         gen = None
         try:
+            # The generator is the memif server: it first, then the system.
+            topo.clear_sockets()
             gen = Generator(self.generator, generator_config(topo, system), topo.workdir)
-            if hasattr(system, "wait_ready"):  # servers that wait for their links first
+            system.start()
+            if hasattr(system, "wait_ready"):  # systems that wait for their links first
                 system.wait_ready()
             self.results["host"].setdefault("crypto_arch", gen.ready.get("crypto_arch"))
             for traffic, sizes in items:

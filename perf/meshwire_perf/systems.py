@@ -7,8 +7,12 @@ Topology (all on one machine, no kernel in the packet path):
 
 The generator plays every pod behind the local port and the peer node
 behind the fabric port: it answers ARP/ND there, sends pod traffic or ESP
-that it encrypts itself, and counts what comes back. The system under test
-is the memif server, so it may be restarted under a running generator.
+that it encrypts itself, and counts what comes back. The generator is the
+memif server and starts first; the system under test is the client, so it
+may be killed and started again under a running generator and simply
+reconnects (DPDK 22.11's memif client does not survive being restarted
+against a server that went away; its server copes with clients that come
+and go).
 """
 
 from __future__ import annotations
@@ -129,9 +133,9 @@ class MeshwireDut:
             "node": {"tunnel_address": NODE_TUNNEL, "pod_cidrs": ["10.11.0.0/16", "fd00:11::/64"]},
             "ports": [
                 {"name": "pods", "role": "local",
-                 "device": self.topo.memif(0, self.topo.pod_sock, "server", DUT_POD_MAC, self.workers)},
+                 "device": self.topo.memif(0, self.topo.pod_sock, "client", DUT_POD_MAC, self.workers)},
                 {"name": "fabric", "role": "uplink",
-                 "device": self.topo.memif(1, self.topo.fabric_sock, "server", DUT_FABRIC_MAC, self.workers)},
+                 "device": self.topo.memif(1, self.topo.fabric_sock, "client", DUT_FABRIC_MAC, self.workers)},
             ],
             "peers": [{"name": "node2", "tunnel_address": PEER_TUNNEL,
                        "pod_cidrs": ["10.12.0.0/16", "fd00:12::/64"],
@@ -140,7 +144,6 @@ class MeshwireDut:
         }
 
     def start(self) -> None:
-        self.topo.clear_sockets()  # a killed server leaves its socket file behind
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self.config_path.chmod(0o600)
         self.proc = Process("meshwire-dataplane", [self.binary, "--config", self.config_path],
@@ -152,9 +155,9 @@ class MeshwireDut:
 
     def generator_ports(self) -> list[dict]:
         t = self.topo
-        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "client", GEN_POD_MAC, self.workers),
+        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "server", GEN_POD_MAC, self.workers),
                  "queues": self.workers},
-                {"name": "fabric", "device": t.memif(1, t.fabric_sock, "client", GEN_FABRIC_MAC, self.workers),
+                {"name": "fabric", "device": t.memif(1, t.fabric_sock, "server", GEN_FABRIC_MAC, self.workers),
                  "queues": self.workers}]
 
     def traffic(self) -> list[dict]:
@@ -188,7 +191,7 @@ class TestpmdDut:
     def start(self) -> None:
         from .baselines import testpmd
         t = self.topo
-        cmd = testpmd.command([t.memif(0, t.pod_sock, "server", DUT_POD_MAC)], t.eal("testpmd"),
+        cmd = testpmd.command([t.memif(0, t.pod_sock, "client", DUT_POD_MAC)], t.eal("testpmd"),
                               fwd_lcore=t.cpus.worker, main_lcore=t.cpus.main, topology="loop")
         self.proc = testpmd.start(cmd, t.workdir / "testpmd.log")
 
@@ -199,7 +202,7 @@ class TestpmdDut:
 
     def generator_ports(self) -> list[dict]:
         t = self.topo
-        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "client", GEN_POD_MAC)}]
+        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "server", GEN_POD_MAC)}]
 
     def traffic(self) -> list[dict]:
         return [flows("local/ipv4-udp", "pod", "pod", DUT_POD_MAC, LOCAL_PODS[4], LOCAL_PODS_B[4], "udp")]
@@ -229,17 +232,15 @@ class SecgwDut:
     def start(self) -> None:
         from .baselines import secgw
         t = self.topo
-        t.clear_sockets()
         binary = secgw.build(self.build_dir)
         config = secgw.write_config(t.workdir, self._secgw_sa(), self.CIDRS, GEN_FABRIC_MAC,
                                     mode=secgw.DEFAULT_MODE)
         # One lcore, as meshwire's one worker: it polls both ports (main = forwarding lcore).
         cmd = secgw.command(binary, t.eal("secgw"),
-                            [t.memif(0, t.pod_sock, "server", DUT_POD_MAC),
-                             t.memif(1, t.fabric_sock, "server", DUT_FABRIC_MAC)],
+                            [t.memif(0, t.pod_sock, "client", DUT_POD_MAC),
+                             t.memif(1, t.fabric_sock, "client", DUT_FABRIC_MAC)],
                             config, GEN_FABRIC_MAC, lcores=str(t.cpus.worker))
-        # It waits for its links (up to 9 s) before the main loop: the
-        # generator connects meanwhile (see start_generator).
+        # It waits for its links before its main loop (wait_ready).
         self.proc = Process("ipsec-secgw", cmd, t.workdir / "secgw.log")
 
     def wait_ready(self) -> None:
@@ -252,8 +253,8 @@ class SecgwDut:
 
     def generator_ports(self) -> list[dict]:
         t = self.topo
-        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "client", GEN_POD_MAC)},
-                {"name": "fabric", "device": t.memif(1, t.fabric_sock, "client", GEN_FABRIC_MAC)}]
+        return [{"name": "pod", "device": t.memif(0, t.pod_sock, "server", GEN_POD_MAC)},
+                {"name": "fabric", "device": t.memif(1, t.fabric_sock, "server", GEN_FABRIC_MAC)}]
 
     def traffic(self) -> list[dict]:
         from .baselines import secgw
