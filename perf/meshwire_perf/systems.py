@@ -123,8 +123,12 @@ class MeshwireDut:
     def config(self) -> dict:
         c = self.topo.cpus
         eal = self.topo.eal("dut")
-        if self.workers == 1 and c.main != c.worker:
-            eal += ["-l", f"{c.main},{c.worker}"]
+        if self.workers == 1:
+            # The control thread (main lcore) shares the worker's CPU: on the
+            # generator's, its wake-ups (about 1000/s when idle) stalled the
+            # generator 250-500 times per trial (each a VM exit), and
+            # ipsec-secgw runs on one lcore too.
+            eal += ["--lcores", f"0@{c.worker},1@{c.worker}"]
         # else: the data plane spreads its lcores over its CPU affinity
         return {
             "eal": eal,
