@@ -210,9 +210,12 @@ class Bench:
             if not a.no_stages:
                 try:
                     log("fast-path stages: dp_micro_bench (no ports)")
-                    self.results["stages"] = stages.run(self.build / "perf" / "micro" / "dp_micro_bench",
-                                                        repetitions=1 if a.quick else 3,
+                    micro = self.build / "perf" / "micro" / "dp_micro_bench"
+                    self.results["stages"] = stages.run(micro, repetitions=1 if a.quick else 3,
                                                         min_time=0.05 if a.quick else 0.3)
+                    log("fast-path stages: instructions per packet (callgrind)")
+                    for size in ((64,) if a.quick else stages.SIZES):
+                        self.results["stages"].setdefault(str(size), {}).update(stages.instructions(micro, size))
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
                     log(f"stages: FAILED: {e}")
                     self.results["errors"].append(f"stages: {e}")
@@ -302,6 +305,9 @@ def targets(results: dict) -> list[dict]:
         enc, dec = e.get("enc_cyc_pkt"), e.get("dec_cyc_pkt")
         add(f"decrypt stage vs encrypt stage {size} B (no port)", "encrypt ÷ decrypt cycles", enc, dec, 0.9, ">=",
             f"encrypt {enc:.0f} / decrypt {dec:.0f} TSC cycles per packet" if enc and dec else "")
+        enc_i, dec_i = e.get("local_instr_pkt"), e.get("uplink_instr_pkt")
+        add(f"decrypt stage vs encrypt stage {size} B (callgrind)", "encrypt ÷ decrypt instructions", enc_i, dec_i,
+            0.9, ">=", f"encrypt {enc_i:.0f} / decrypt {dec_i:.0f} instructions per packet" if enc_i and dec_i else "")
     return out
 
 

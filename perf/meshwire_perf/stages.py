@@ -7,16 +7,26 @@ ipsec-mb AES-GCM measured seconds apart on the same core.
                     encapsulation, encryption), mbuf allocation and copy included
   enc_cyc_pkt       TSC cycles per packet of the local (encrypt) stage
   dec_cyc_pkt       TSC cycles per packet of the uplink (decrypt) stage
+  *_instr_pkt       instructions per packet under callgrind (valgrind), which
+                    do not depend on the machine's load: local and uplink
+                    stages, and the AES-GCM bursts inside them
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 SIZES = (64, 1400)
 FILTER = "BM_(RawGcm|EncryptStage|EncryptDecrypt)/(64|1400)$"
+FIXED_ITERATIONS = 512  # BM_EncryptDecryptFixed: bursts of 32
+PROFILED = {"process_local_burst(": "local_instr_pkt", "process_uplink_burst(": "uplink_instr_pkt",
+            "gcm_encrypt_burst(": "gcm_enc_instr_pkt", "gcm_decrypt_burst(": "gcm_dec_instr_pkt"}
 
 
 def command(binary: Path, repetitions: int, min_time: float) -> list[str]:
@@ -59,3 +69,55 @@ def run(binary: Path, repetitions: int = 3, min_time: float = 0.3, timeout: floa
     if proc.returncode != 0:
         raise RuntimeError(f"{binary} exited with {proc.returncode}: {proc.stderr[-2000:]}")
     return parse(proc.stdout)
+
+
+def parse_callgrind(text: str, packets: int) -> dict:
+    """Inclusive instructions per packet of the PROFILED functions, from a
+    callgrind output file: every call edge to a function is a "cfn=" line,
+    then "calls=N ...", then the edge's inclusive cost."""
+    names: dict[str, str] = {}
+    calls: Counter = Counter()
+    cost: Counter = Counter()
+    target = None
+    want_cost = False
+    for line in text.splitlines():
+        m = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?$", line)
+        if m:
+            if m.group(3):
+                names[m.group(2)] = m.group(3)
+            target = m.group(2) if m.group(1) == "cfn" else None
+            continue
+        if line.startswith("calls=") and target is not None:
+            calls[target] += int(line.split("=", 1)[1].split()[0])
+            want_cost = True
+            continue
+        if want_cost:
+            parts = line.split()
+            if len(parts) >= 2:
+                cost[target] += int(parts[1])
+            want_cost = False
+            target = None
+    out = {}
+    for fid, total in cost.items():
+        for needle, key in PROFILED.items():
+            if needle in names.get(fid, ""):
+                out[key] = out.get(key, 0) + total / packets
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def instructions(binary: Path, size: int, timeout: float = 300) -> dict:
+    """Runs BM_EncryptDecryptFixed/size under callgrind; {} without valgrind."""
+    if shutil.which("valgrind") is None:
+        return {}
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "callgrind.out"
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary),
+                               f"--benchmark_filter=^BM_EncryptDecryptFixed/{size}/"],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"callgrind on {binary}: exit {proc.returncode}: {proc.stderr[-1500:]}")
+        got = parse_callgrind(out.read_text(errors="replace"), FIXED_ITERATIONS * 32)
+        if set(got) != set(PROFILED.values()):
+            raise RuntimeError(f"callgrind on {binary}: found {sorted(got)} of the profiled functions\n"
+                               f"{proc.stdout[-500:]}")
+        return got

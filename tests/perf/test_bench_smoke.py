@@ -48,6 +48,9 @@ def test_baselines_and_stages_measured(quick_run):
     assert results["crypto_bound"]["64"]["mops"] > 0
     st = results["stages"]["64"]
     assert st["raw_gcm_pps"] > 0 and st["enc_cyc_pkt"] > 0 and st["dec_cyc_pkt"] > 0
+    # callgrind: each stage costs more than the AES-GCM inside it
+    assert st["local_instr_pkt"] > st["gcm_enc_instr_pkt"] > 0
+    assert st["uplink_instr_pkt"] > st["gcm_dec_instr_pkt"] > 0
     assert results["errors"] == []
 
 

@@ -32,3 +32,36 @@ def test_the_filter_names_what_parse_reads():
     cmd = stages.command(Path("/x/dp_micro_bench"), 3, 0.3)
     assert "--benchmark_format=json" in cmd and "--benchmark_repetitions=3" in cmd
     assert any("RawGcm" in a and "EncryptStage" in a and "EncryptDecrypt" in a for a in cmd)
+
+
+CALLGRIND = """# callgrind format
+events: Ir
+fn=(1) main
+0 10
+cfn=(2) meshwire::dp::process_local_burst(meshwire::dp::WorkerContext&, unsigned short)
+calls=2 0
+0 6400
+cfn=(3) meshwire::dp::process_uplink_burst(meshwire::dp::WorkerContext&)
+calls=1 0
+0 4000
+cfn=(3)
+calls=1 0
+0 4000
+fn=(2)
+0 100
+cfn=(4) meshwire::dp::esp::gcm_encrypt_burst(meshwire::dp::esp::GcmEngine&, unsigned short)
+calls=2 0
+0 3200
+fn=(3)
+cfn=(5) meshwire::dp::esp::gcm_decrypt_burst(meshwire::dp::esp::GcmEngine&, unsigned short)
+calls=2 0
+0 3840
+"""
+
+
+def test_callgrind_inclusive_cost_per_packet():
+    # 64 packets in all: every call edge's inclusive cost is summed, names
+    # given once and referred to by number afterwards.
+    got = stages.parse_callgrind(CALLGRIND, packets=64)
+    assert got == {"local_instr_pkt": 100.0, "uplink_instr_pkt": 125.0,
+                   "gcm_enc_instr_pkt": 50.0, "gcm_dec_instr_pkt": 60.0}
