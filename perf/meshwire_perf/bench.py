@@ -143,7 +143,8 @@ class Bench:
         suite, kind = traffic.split("/")
         a = self.args
         res = search(lambda rate: gen.trial(traffic, size, rate, a.trial_s, drain_s=a.drain_s),
-                     resolution=a.resolution, pdr_loss=a.pdr_loss, max_trials=a.max_trials)
+                     resolution=a.resolution, pdr_loss=a.pdr_loss, max_trials=a.max_trials,
+                     flat_repeats=1 if a.quick else 3)
         entry = {"suite": suite, "system": system, "traffic": kind, "frame_size": size,
                  "ndr": summary(res.ndr), "pdr": summary(res.pdr), "overload": overload(res.flat),
                  "max_offered_pps": res.max_offered_pps,

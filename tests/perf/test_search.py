@@ -112,3 +112,16 @@ def test_a_failure_is_retried_once_and_the_better_trial_counts():
     for x in retried:  # each retried rate: one failed, one passed (or both failed above capacity)
         losses = sorted(t["loss"] for t in r.trials if t["rate_pps"] == x)
         assert losses[1] > 0
+
+
+def test_overload_is_the_best_of_the_flat_out_trials():
+    received = iter([2e6, 3e6, 2.5e6])
+
+    def trial(rate):
+        if rate == 0:
+            got = next(received)
+            return {"offered_pps": 10e6, "received_pps": got, "loss": 1 - got / 10e6}
+        return {"offered_pps": rate, "received_pps": min(rate, 3e6), "loss": max(0.0, 1 - 3e6 / rate)}
+    r = search(trial, flat_repeats=3, retry_failures=False)
+    assert r.flat["received_pps"] == 3e6
+    assert sum(1 for t in r.trials if t["offered_pps"] == 10e6) == 3
