@@ -89,6 +89,7 @@ Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int s
   for (size_t i = 0; i < config.pod_cidrs.size(); ++i) {
     Status s = add_route(*t, config.pod_cidrs[i], kNextHopLocal, "node.pod_cidrs[" + std::to_string(i) + "]");
     if (!s.ok()) return fail(s.error());
+    t->local_pods.add(config.pod_cidrs[i]);
   }
 
   char nname[RTE_HASH_NAMESIZE];
@@ -111,6 +112,7 @@ Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int s
     peer->name = pc.name;
     peer->tunnel_address = pc.tunnel_address;
     peer->pod_cidrs = pc.pod_cidrs;
+    for (const IpPrefix& prefix : pc.pod_cidrs) peer->pods.add(prefix);
     t->peers.push_back(peer);
     for (size_t i = 0; i < pc.pod_cidrs.size(); ++i) {
       Status s = add_route(*t, pc.pod_cidrs[i], kNextHopPeerBase + p, field + ".pod_cidrs[" + std::to_string(i) + "]");

@@ -19,6 +19,7 @@
 #include <meshwire/dp/result.h>
 
 #include "esp/sa.h"
+#include "route/prefix_set.h"
 #include "esp/sad.h"
 
 namespace meshwire::dp {
@@ -44,6 +45,7 @@ struct PeerRuntime {
   std::string name;                 // written at startup
   IpAddress tunnel_address;         // written at startup
   std::vector<IpPrefix> pod_cidrs;  // written at startup
+  PrefixSet pods;                   // the same, for the decrypt path's source check
   // Written by the control thread when ARP/ND resolves the peer; read by
   // workers (relaxed) for every packet they encapsulate towards it.
   alignas(64) std::atomic<uint64_t> fabric_mac{0};
@@ -68,6 +70,7 @@ struct Tables {
   rte_fib* fib4 = nullptr;   // destination -> next hop (kNextHop*)
   rte_fib6* fib6 = nullptr;  // likewise for IPv6
   std::vector<PeerRuntime*> peers;
+  PrefixSet local_pods;  // this node's pod CIDRs (the FIB's kNextHopLocal routes)
   esp::InboundSaTable inbound_sas;  // (outer source, SPI) -> InboundSa*; written at startup only
   std::vector<esp::InboundSa*> inbound_list;
   // outbound[peer][worker], each block written only by its worker.

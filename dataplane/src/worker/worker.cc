@@ -447,62 +447,32 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   const uint16_t good = esp::decrypt_burst(*ctx.engine, *ctx.tables, esp_pkts, meta, nesp, reasons, peer_of);
   for (uint16_t i = good; i < nesp; ++i) drop(ctx, esp_pkts[i], reasons[i]);
 
-  // Parse the inner packets and look up their sources and destinations in
-  // one bulk FIB call per family: [2k] = source, [2k+1] = destination.
-  net::PacketInfo inner[kRxBurst];
-  bool inner_ok[kRxBurst];
-  uint32_t v4_addr[2 * kRxBurst];
-  uint64_t v4_nh[2 * kRxBurst];
-  uint16_t v4_of[kRxBurst];
-  uint16_t n4 = 0;
-  uint8_t v6_addr[2 * kRxBurst][RTE_FIB6_IPV6_ADDR_SIZE];
-  uint64_t v6_nh[2 * kRxBurst];
-  uint16_t v6_of[kRxBurst];
-  uint16_t n6 = 0;
-  for (uint16_t i = 0; i < good; ++i) {
-    rte_mbuf* m = esp_pkts[i];
-    ctx.counters->decrypted_packets++;
-    ctx.counters->decrypted_bytes += m->pkt_len;
-    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
-    inner_ok[i] = net::parse_ip(ip, m->data_len, &inner[i]) == net::ParseResult::kOk;
-    if (!inner_ok[i]) continue;
-    if (inner[i].ether_type == net::kEtherTypeIpv6) {
-      std::memcpy(v6_addr[2 * n6], ip_src(ip, true), 16);
-      std::memcpy(v6_addr[2 * n6 + 1], ip_dst(ip, true), 16);
-      v6_of[i] = n6++;
-    } else {
-      v4_addr[2 * n4] = v4_host(ip_src(ip, false));
-      v4_addr[2 * n4 + 1] = v4_host(ip_dst(ip, false));
-      v4_of[i] = n4++;
-    }
-  }
-  if (n4) rte_fib_lookup_bulk(ctx.tables->fib4, v4_addr, v4_nh, 2 * n4);
-  if (n6) rte_fib6_lookup_bulk(ctx.tables->fib6, v6_addr, v6_nh, 2 * n6);
-
+  // The inner source must be one of the sending peer's pods (or the peer
+  // itself in an ICMP error), the destination one of ours: membership in
+  // their pod CIDRs (which never overlap), no FIB lookup needed.
   rte_mbuf* deliver[kRxBurst];
   bool deliver_v6[kRxBurst];
   uint16_t ndeliver = 0;
   for (uint16_t i = 0; i < good; ++i) {
     rte_mbuf* m = esp_pkts[i];
-    if (!inner_ok[i]) {
+    ctx.counters->decrypted_packets++;
+    ctx.counters->decrypted_bytes += m->pkt_len;
+    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
+    net::PacketInfo info;
+    if (net::parse_ip(ip, m->data_len, &info) != net::ParseResult::kOk) {
       drop(ctx, m, DropReason::kMalformed);
       continue;
     }
-    const net::PacketInfo& info = inner[i];
     const bool is_v6 = info.ether_type == net::kEtherTypeIpv6;
-    const uint64_t src_nh = is_v6 ? v6_nh[2 * v6_of[i]] : v4_nh[2 * v4_of[i]];
-    const uint64_t dst_nh = is_v6 ? v6_nh[2 * v6_of[i] + 1] : v4_nh[2 * v4_of[i] + 1];
-    // The sender may only speak for its own pods, and for itself in ICMP
-    // errors (a TTL that ran out on its side).
-    const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
-    const IpAddress& peer_address = ctx.tables->peers[peer_of[i]]->tunnel_address;
-    if (src_nh != kNextHopPeerBase + peer_of[i] &&
+    const PeerRuntime& peer = *ctx.tables->peers[peer_of[i]];
+    const IpAddress& peer_address = peer.tunnel_address;
+    if (!peer.pods.contains(ip_src(ip, is_v6), is_v6) &&
         !(is_icmp_error(ip, info) && peer_address.is_v6() == is_v6 &&
           same_address(ip_src(ip, is_v6), peer_address, is_v6))) {
       drop(ctx, m, DropReason::kInnerSpoofed);
       continue;
     }
-    if (dst_nh != kNextHopLocal) {
+    if (!ctx.tables->local_pods.contains(ip_dst(ip, is_v6), is_v6)) {
       drop(ctx, m, DropReason::kNotForUs);
       continue;
     }
