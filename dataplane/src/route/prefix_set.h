@@ -10,6 +10,8 @@
 
 #include <meshwire/dp/config.h>
 
+#include "net/parse.h"
+
 namespace meshwire::dp {
 
 class PrefixSet {
@@ -50,10 +52,8 @@ class PrefixSet {
   struct V6 {
     uint64_t hi, lo, mhi, mlo;
   };
-  static uint32_t load32(const uint8_t* p) {
-    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-  }
-  static uint64_t load64(const uint8_t* p) { return (uint64_t{load32(p)} << 32) | load32(p + 4); }
+  static uint32_t load32(const uint8_t* p) { return net::load_be32(p); }
+  static uint64_t load64(const uint8_t* p) { return (uint64_t{net::load_be32(p)} << 32) | net::load_be32(p + 4); }
 
   std::vector<V4> v4_;
   std::vector<V6> v6_;
