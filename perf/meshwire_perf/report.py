@@ -431,6 +431,29 @@ def _stages_section(results):
     return out
 
 
+def _paired_section(results):
+    paired = results.get("paired") or []
+    if not paired:
+        return []
+    out = ["## meshwire and its baselines by turns", "",
+           "Each round starts meshwire and the baseline afresh, one after the other (the order swapped every "
+           "round), and keeps the best of their flat-out trials: a shared VM's slow drifts then hit both "
+           "alike, and the median of the rounds' ratios is what the targets read.", ""]
+    rows = []
+    for p in paired:
+        rounds = p.get("rounds") or []
+        mw = [_num(r.get("meshwire_pps")) for r in rounds]
+        bl = [_num(r.get("baseline_pps")) for r in rounds]
+        rows.append([f"{_cell(p.get('suite') or DASH)} {_cell(p.get('traffic') or '')}",
+                     _size_label(p.get("frame_size")), _cell(p.get("baseline") or DASH), str(len(rounds)),
+                     ", ".join(_mpps(x) for x in mw) or DASH, ", ".join(_mpps(x) for x in bl) or DASH,
+                     _value(p.get("median_ratio")),
+                     DASH if p.get("min_ratio") is None else f"{p['min_ratio']:.2f}–{p['max_ratio']:.2f}"])
+    out += _table(["Traffic", "Frame (B)", "Baseline", "Rounds", "meshwire Mpps", "baseline Mpps",
+                   "median ratio", "range"], rows, "lrlrllrr")
+    return out
+
+
 def _scenarios(results):
     sc = results.get("scenarios") or []
     if not sc:
@@ -465,7 +488,8 @@ def markdown(results, plot_files=None):
     idx = _index(results)
     out = _header(results)
     for section in [_errors(results), _targets(results)] + [_suite_section(results, idx, s) for s in _suites(idx)] \
-            + [_crypto_section(results), _stages_section(results), _scenarios(results)]:
+            + [_paired_section(results), _crypto_section(results), _stages_section(results),
+               _scenarios(results)]:
         if section:
             out += [""] + section
     if plot_files:

@@ -76,3 +76,12 @@ def test_report_written(quick_run):
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "targets met" in stdout
+
+
+def test_paired_rounds_measured_both(quick_run):
+    _, results, _ = quick_run
+    (p,) = results["paired"]
+    assert (p["suite"], p["baseline"], p["frame_size"]) == ("local", "testpmd", 64)
+    (r,) = p["rounds"]
+    assert r["meshwire_pps"] > 0 and r["baseline_pps"] > 0
+    assert p["median_ratio"] == pytest.approx(r["meshwire_pps"] / r["baseline_pps"], rel=1e-3)
