@@ -26,6 +26,7 @@ test: build
 
 unit: build
 	$(BUILD)/tests/dataplane_tests
+	$(BUILD)/tests/control_tests
 
 fuzz: build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) tests/fuzz/run_fuzz.sh

@@ -13,6 +13,7 @@ status=0
 
 echo "== unit tests (GoogleTest)"
 "$BUILD/tests/dataplane_tests" --gtest_output="json:$out/dataplane_tests.json" || status=1
+"$BUILD/tests/control_tests" --gtest_output="json:$out/control_tests.json" || status=1
 
 echo "== fuzz (libFuzzer, ${FUZZ_SECONDS}s per target)"
 FUZZ_SECONDS=$FUZZ_SECONDS BUILD=$BUILD REPORT_DIR="$out" tests/fuzz/run_fuzz.sh || status=1
