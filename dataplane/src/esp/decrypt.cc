@@ -27,8 +27,6 @@ DropReason classify_miss(const Tables& tables, const InboundSaTable::Key& key) {
 uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts, const EspMeta* meta,
                        uint16_t n, DropReason* reasons, uint16_t* peer_of) {
   InboundSa* sas[kMaxBurst];
-  for (uint16_t i = 0; i < n; ++i) sas[i] = tables.inbound_sas.lookup(meta[i].key);
-
   GcmOp ops[kMaxBurst];
   uint8_t aad[kMaxBurst][kAadLen];
   uint64_t seqs[kMaxBurst];
@@ -39,7 +37,10 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
 
   for (uint16_t i = 0; i < n; ++i) {
     ok[i] = false;
-    InboundSa* sa = sas[i];
+    // A burst mostly holds runs of packets of one SA: a key equal to the one
+    // before it reuses that lookup.
+    InboundSa* sa = i != 0 && meta[i].key == meta[i - 1].key ? sas[i - 1] : tables.inbound_sas.lookup(meta[i].key);
+    sas[i] = sa;
     if (sa == nullptr) {
       reasons[i] = classify_miss(tables, meta[i].key);
       continue;
@@ -58,16 +59,19 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
       continue;
     }
     uint8_t* esp = rte_pktmbuf_mtod_offset(m, uint8_t*, meta[i].esp_offset);
-    prepare_esp_op(ops[nops], &sa->key, esp, payload_len, sa->spi, check.seq, aad[nops]);
+    write_inbound_aad(aad[nops], esp, static_cast<uint32_t>(check.seq >> 32));
+    point_esp_op(ops[nops], &sa->key, esp, payload_len, aad[nops]);
     seqs[nops] = check.seq;
     left_of_window[nops] = check.left_of_window;
     op_of[nops] = i;
-    peer_of[i] = sa->peer;
     ++nops;
   }
 
   gcm_decrypt_burst(engine, ops, nops);
 
+  // Ops are in packet order, so the good packets' peers can be written
+  // straight to where move_bad_to_tail() will put those packets.
+  uint16_t good = 0;
   for (uint16_t k = 0; k < nops; ++k) {
     const uint16_t i = op_of[k];
     if (!ops[k].ok) {
@@ -101,14 +105,7 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
     rte_pktmbuf_adj(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen));
     rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - inner_len));
     ok[i] = true;
-  }
-
-  // peer_of must follow its packet through the compaction too.
-  uint16_t peer_copy[kMaxBurst];
-  std::memcpy(peer_copy, peer_of, n * sizeof(uint16_t));
-  uint16_t good = 0;
-  for (uint16_t i = 0; i < n; ++i) {
-    if (ok[i]) peer_of[good++] = peer_copy[i];
+    peer_of[good++] = sas[i]->peer;
   }
   return move_bad_to_tail(pkts, reasons, ok, n);
 }

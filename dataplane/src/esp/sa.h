@@ -8,6 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+
+#include <rte_byteorder.h>
 
 #include "esp/gcm.h"
 #include "esp/replay.h"
@@ -41,11 +44,20 @@ inline void write_aad(uint8_t aad[kAadLen], uint32_t spi, uint64_t seq) {
   net::store_be32(aad + 8, static_cast<uint32_t>(seq));
 }
 
+// The same AAD for a received packet (esp: its ESP header): SPI and seq-lo
+// are copied as they are on the wire, only seq-hi, which is not sent, is
+// converted. Its SA was found by that SPI, and seq-lo is the low half of the
+// number the replay window inferred, so this equals write_aad(spi, seq).
+inline void write_inbound_aad(uint8_t aad[kAadLen], const uint8_t* esp, uint32_t seq_hi) {
+  const uint32_t hi = rte_cpu_to_be_32(seq_hi);
+  std::memcpy(aad, esp, 4);
+  std::memcpy(aad + 4, &hi, 4);
+  std::memcpy(aad + 8, esp + 4, 4);
+}
+
 // Points op at one ESP packet (esp: its ESP header; payload_len: the bytes
-// between IV and ICV) with the ESN AAD written into aad.
-inline void prepare_esp_op(GcmOp& op, const GcmKey* key, uint8_t* esp, uint32_t payload_len, uint32_t spi,
-                           uint64_t seq, uint8_t aad[kAadLen]) {
-  write_aad(aad, spi, seq);
+// between IV and ICV) whose AAD is already in aad.
+inline void point_esp_op(GcmOp& op, const GcmKey* key, uint8_t* esp, uint32_t payload_len, const uint8_t* aad) {
   op.key = key;
   op.iv8 = esp + kEspHeaderLen;
   op.aad = aad;
@@ -53,6 +65,13 @@ inline void prepare_esp_op(GcmOp& op, const GcmKey* key, uint8_t* esp, uint32_t 
   op.data = esp + kEspHeaderLen + kIvLen;
   op.len = payload_len;
   op.tag = op.data + payload_len;
+}
+
+// point_esp_op() with the ESN AAD written into aad.
+inline void prepare_esp_op(GcmOp& op, const GcmKey* key, uint8_t* esp, uint32_t payload_len, uint32_t spi,
+                           uint64_t seq, uint8_t aad[kAadLen]) {
+  write_aad(aad, spi, seq);
+  point_esp_op(op, key, esp, payload_len, aad);
 }
 
 struct alignas(64) OutboundSa {

@@ -24,6 +24,10 @@ class InboundSaTable {
     uint32_t spi;    // host order
     uint8_t family;  // 4 or 6
     uint8_t addr[16];  // IPv4 in the first 4 bytes, the rest zero
+
+    bool operator==(const Key& o) const {
+      return spi == o.spi && family == o.family && std::memcmp(addr, o.addr, 16) == 0;
+    }
   };
 
   // Control thread, before publishing. False if the key is already present.

@@ -91,7 +91,7 @@ ParseResult parse_frame(const uint8_t* data, size_t len, PacketInfo* info);
 
 // Same, starting at an IP header (no Ethernet): used on decrypted inner packets.
 // ether_type is set from the IP version; l3_offset is 0.
-ParseResult parse_ip(const uint8_t* data, size_t len, PacketInfo* info);
+inline ParseResult parse_ip(const uint8_t* data, size_t len, PacketInfo* info);
 
 // ESP-in-UDP (RFC 3948) view of a UDP payload.
 struct EspView {
@@ -112,7 +112,7 @@ inline constexpr size_t kEspMinLen = 8 + 8 + 2 + 16;
 // udp_offset: offset of the UDP header in the frame; the UDP length field is
 // checked against the buffer and delimits the payload (so Ethernet padding is
 // ignored). Pass len = l3_offset + l3_len to also bound it by the IP packet.
-EspClass classify_esp_in_udp(const uint8_t* frame, size_t len, uint16_t udp_offset, EspView* view);
+inline EspClass classify_esp_in_udp(const uint8_t* frame, size_t len, uint16_t udp_offset, EspView* view);
 
 // Byte access at any alignment, network byte order.
 inline uint16_t load_be16(const uint8_t* p) {
@@ -140,6 +140,103 @@ inline bool info_fits(const PacketInfo& info, size_t len) {
   const size_t l3_end = static_cast<size_t>(info.l3_offset) + info.l3_len;
   return l3_end <= len && info.l4_offset >= info.l3_offset && info.l4_offset <= l3_end &&
          static_cast<size_t>(info.l4_offset) + info.l4_len == l3_end;
+}
+
+// Inline definitions. parse_ip() and classify_esp_in_udp() run once per
+// packet on the decrypt path, where a call and a PacketInfo written to memory
+// and read back cost more than the checks themselves; parse_frame() inlines
+// the same IPv4 and L4 walk. parse_l4(), parse_ipv4() and parse_ipv6() are
+// their steps: call parse_frame() or parse_ip() instead.
+
+// L4 header at p with avail bytes up to the end of the IP packet. In a first
+// fragment the L4 header may be cut short legitimately: that is kOk without
+// has_l4, not an error.
+inline ParseResult parse_l4(const uint8_t* p, size_t avail, uint8_t proto, bool fragment, PacketInfo* info) {
+  size_t need = 0;
+  switch (proto) {
+    case kProtoTcp: need = kTcpHdrLen; break;
+    case kProtoUdp: need = kUdpHdrLen; break;
+    case kProtoIcmp: need = kIcmpHdrLen; break;
+    case kProtoIcmpv6: need = kIcmpv6HdrLen; break;
+    default: return ParseResult::kOk;  // ESP, IP-in-IP, SCTP, ...: no L4 view
+  }
+  if (avail < need) return fragment ? ParseResult::kOk : ParseResult::kTruncated;
+  if (proto == kProtoTcp) {
+    const size_t doff = static_cast<size_t>(p[12] >> 4) * 4;
+    if (doff < kTcpHdrLen) return ParseResult::kBadHeader;
+    if (doff > avail) return fragment ? ParseResult::kOk : ParseResult::kTruncated;
+  } else if (proto == kProtoUdp && !fragment) {
+    // The UDP length covers the whole datagram, so only whole datagrams are checked.
+    const size_t ulen = load_be16(p + 4);
+    if (ulen < kUdpHdrLen || ulen > avail) return ParseResult::kBadHeader;
+  }
+  info->has_l4 = true;
+  return ParseResult::kOk;
+}
+
+inline ParseResult parse_ipv4(const uint8_t* d, size_t len, size_t off, PacketInfo* info) {
+  const size_t avail = len - off;
+  if (avail < kIpv4HdrLen) return ParseResult::kTruncated;
+  const uint8_t* ip = d + off;
+  if ((ip[0] >> 4) != 4) return ParseResult::kBadHeader;
+  const size_t ihl = static_cast<size_t>(ip[0] & 0x0F) * 4;
+  if (ihl < kIpv4HdrLen) return ParseResult::kBadHeader;
+  if (ihl > avail) return ParseResult::kTruncated;
+  const size_t total = load_be16(ip + 2);
+  if (total < ihl) return ParseResult::kBadHeader;
+  if (total > avail) return ParseResult::kTruncated;
+
+  const uint16_t frag = load_be16(ip + 6);
+  const bool more_fragments = (frag & 0x2000) != 0;
+  const uint16_t frag_offset = frag & 0x1FFF;
+  // off <= 18 and ihl <= 60: every offset below fits 16 bits.
+  info->l3_len = static_cast<uint16_t>(total);
+  info->ttl = ip[8];
+  info->l4_proto = ip[9];
+  info->l4_offset = static_cast<uint16_t>(off + ihl);
+  info->l4_len = static_cast<uint16_t>(total - ihl);
+  info->is_fragment = more_fragments || frag_offset != 0;
+  info->later_fragment = frag_offset != 0;
+  if (frag_offset != 0) return ParseResult::kOk;
+  return parse_l4(ip + ihl, total - ihl, ip[9], info->is_fragment, info);
+}
+
+// Out of line, in parse.cc.
+ParseResult parse_ipv6(const uint8_t* d, size_t len, size_t off, PacketInfo* info);
+
+inline ParseResult parse_ip(const uint8_t* data, size_t len, PacketInfo* info) {
+  *info = PacketInfo{};
+  if (data == nullptr || len < 1) return ParseResult::kTruncated;
+  switch (data[0] >> 4) {
+    case 4:
+      info->ether_type = kEtherTypeIpv4;
+      return parse_ipv4(data, len, 0, info);
+    case 6:
+      info->ether_type = kEtherTypeIpv6;
+      return parse_ipv6(data, len, 0, info);
+    default:
+      return ParseResult::kBadHeader;
+  }
+}
+
+inline EspClass classify_esp_in_udp(const uint8_t* frame, size_t len, uint16_t udp_offset, EspView* view) {
+  *view = EspView{};
+  if (frame == nullptr || udp_offset > len || len - udp_offset < kUdpHdrLen) return EspClass::kTruncated;
+  const size_t udp_len = load_be16(frame + udp_offset + 4);
+  if (udp_len < kUdpHdrLen || udp_len > len - udp_offset) return EspClass::kTruncated;
+  const size_t esp_offset = static_cast<size_t>(udp_offset) + kUdpHdrLen;
+  const size_t esp_len = udp_len - kUdpHdrLen;
+  const uint8_t* esp = frame + esp_offset;
+  if (esp_len == 1 && esp[0] == 0xFF) return EspClass::kKeepalive;
+  if (esp_len < 4) return EspClass::kTruncated;
+  const uint32_t spi = load_be32(esp);
+  if (spi == 0) return EspClass::kNonEsp;
+  if (esp_len < kEspMinLen || esp_offset > 0xFFFF) return EspClass::kTruncated;
+  view->spi = spi;
+  view->seq_low = load_be32(esp + 4);
+  view->esp_offset = static_cast<uint16_t>(esp_offset);
+  view->esp_len = static_cast<uint16_t>(esp_len);
+  return EspClass::kEsp;
 }
 
 }  // namespace meshwire::dp::net

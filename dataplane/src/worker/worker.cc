@@ -131,8 +131,14 @@ void deliver_local_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, con
   for (uint16_t i = 0; i < n; ++i) {
     NeighborKey& k = keys[i];
     std::memset(&k, 0, sizeof(k));
-    k.family = v6[i] ? 6 : 4;
-    std::memcpy(k.addr, ip_dst(rte_pktmbuf_mtod(pkts[i], const uint8_t*), v6[i]), v6[i] ? 16 : 4);
+    const uint8_t* ip = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
+    if (v6[i]) {  // fixed-size copies: cheaper than one copy of variable size
+      k.family = 6;
+      std::memcpy(k.addr, ip_dst(ip, true), 16);
+    } else {
+      k.family = 4;
+      std::memcpy(k.addr, ip_dst(ip, false), 4);
+    }
     packed[i] = cache.find(k);
     if (packed[i] == 0) {
       miss_keys[nmiss] = &k;
@@ -410,10 +416,15 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
         switch (net::classify_esp_in_udp(frame, m->data_len, info.l4_offset, &view)) {
           case net::EspClass::kEsp: {
             esp::EspMeta& em = meta[nesp];
-            std::memset(&em.key, 0, sizeof(em.key));  // IPv4 leaves 12 address bytes zero
             em.key.spi = view.spi;
-            em.key.family = is_v6 ? 6 : 4;
-            std::memcpy(em.key.addr, ip_src(ip, is_v6), is_v6 ? 16 : 4);
+            if (is_v6) {
+              em.key.family = 6;
+              std::memcpy(em.key.addr, ip_src(ip, true), 16);
+            } else {
+              em.key.family = 4;
+              std::memcpy(em.key.addr, ip_src(ip, false), 4);
+              std::memset(em.key.addr + 4, 0, 12);
+            }
             em.seq_low = view.seq_low;
             em.esp_offset = view.esp_offset;
             em.esp_len = view.esp_len;
@@ -453,10 +464,10 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   rte_mbuf* deliver[kRxBurst];
   bool deliver_v6[kRxBurst];
   uint16_t ndeliver = 0;
+  uint64_t decrypted_bytes = 0;
   for (uint16_t i = 0; i < good; ++i) {
     rte_mbuf* m = esp_pkts[i];
-    ctx.counters->decrypted_packets++;
-    ctx.counters->decrypted_bytes += m->pkt_len;
+    decrypted_bytes += m->pkt_len;
     const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
     net::PacketInfo info;
     if (net::parse_ip(ip, m->data_len, &info) != net::ParseResult::kOk) {
@@ -486,6 +497,8 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
     deliver_v6[ndeliver] = is_v6;
     deliver[ndeliver++] = m;
   }
+  ctx.counters->decrypted_packets += good;
+  ctx.counters->decrypted_bytes += decrypted_bytes;
   deliver_local_burst(ctx, tx, deliver, deliver_v6, ndeliver);
 }
 

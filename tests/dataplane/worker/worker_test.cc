@@ -236,6 +236,36 @@ TEST_F(WorkerTest, UplinkDropsEachBadInputUnderItsOwnReason) {
   EXPECT_EQ(b_->drops(DropReason::kReplay), 1u);
 }
 
+TEST_F(WorkerTest, AMixedUplinkBurstGivesEachPacketItsOwnVerdict) {
+  // Consecutive packets of one SA share a lookup, and the good packets are
+  // compacted with their peers: neither may leak a verdict to a neighbour.
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  local_rx(*a_, {pod_a_to_b(64, 10), pod_a_to_b(64, 11), pod_a_to_b(64, 12), pod_a_to_b(64, 13)});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 4u);
+  net::PacketInfo info;
+  ASSERT_EQ(net::parse_frame(wire[0].data(), wire[0].size(), &info), net::ParseResult::kOk);
+  const size_t esp_off = info.l4_offset + 8;
+  Bytes unknown_spi = wire[0];
+  unknown_spi[esp_off + 3] = 0x77;
+  Bytes wrong_peer = wire[0];
+  wrong_peer[info.l3_offset + 15] = 9;  // source 192.0.2.9, same SPI
+  Bytes forged = wire[2];
+  forged.back() ^= 0x01;
+  uplink_rx(*b_, {unknown_spi, unknown_spi, wire[0], wrong_peer, wire[1], forged, wire[3], wire[0]});
+  auto delivered = b_->take(kLocal);
+  ASSERT_EQ(delivered.size(), 3u);
+  // In order: payloads of 10, 11 and 13 bytes (frame = 14 + 20 + 8 + payload).
+  EXPECT_EQ(delivered[0].size(), 14u + 20 + 8 + 10);
+  EXPECT_EQ(delivered[1].size(), 14u + 20 + 8 + 11);
+  EXPECT_EQ(delivered[2].size(), 14u + 20 + 8 + 13);
+  EXPECT_EQ(b_->drops(DropReason::kNoSa), 2u);
+  EXPECT_EQ(b_->drops(DropReason::kUnknownPeer), 1u);
+  EXPECT_EQ(b_->drops(DropReason::kAuthFailed), 1u);
+  EXPECT_EQ(b_->drops(DropReason::kReplay), 1u);
+  EXPECT_EQ(b_->counters.decrypted_packets, 3u);
+}
+
 TEST_F(WorkerTest, APodThatChangesItsMacIsDeliveredToTheNewOne) {
   // The worker caches neighbours; a change in the shared table must reach it
   // by the next burst.
