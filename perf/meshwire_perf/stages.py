@@ -99,8 +99,13 @@ def parse_callgrind(text: str, packets: int) -> dict:
             target = None
     out = {}
     for fid, total in cost.items():
+        name = names.get(fid, "")
         for needle, key in PROFILED.items():
-            if needle in names.get(fid, ""):
+            at = name.find(needle)
+            # Not a lambda the compiler moved out of the function
+            # ("f(...)::{lambda(...)#1}::operator()"): f's inclusive cost
+            # already holds it.
+            if at >= 0 and ")::" not in name[at:]:
                 out[key] = out.get(key, 0) + total / packets
     return {k: round(v, 1) for k, v in out.items()}
 
