@@ -13,62 +13,28 @@
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
 
-#include <cstring>
 #include <memory>
 #include <vector>
 
 #include "esp/sa.h"
+#include "stage_harness.h"
 #include "support/two_nodes.h"
 
 namespace {
 
 using meshwire::test::Bytes;
-using meshwire::test::PacketBuilder;
 using meshwire::test::TestNode;
-using meshwire::test::ip4;
 using meshwire::test::kLocal;
 using meshwire::test::kUplink;
-using meshwire::test::mac;
 namespace dp = meshwire::dp;
 
-constexpr uint16_t kBurst = 32;
+using meshwire::bench::kBurst;
+using meshwire::bench::pod_frame;
+using meshwire::bench::rx_burst;
 
-rte_mempool* pool() {
-  static rte_mempool* p = rte_pktmbuf_pool_create("bench_pool", 8192, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
-  return p;
-}
+void free_tx(TestNode& n) { meshwire::bench::free_tx_buffers(n.tx); }
 
-Bytes pod_frame(size_t frame_size) {
-  const size_t payload = frame_size - 14 - 20 - 8;
-  return PacketBuilder()
-      .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
-      .ipv4(ip4("10.11.0.2"), ip4("10.12.0.2"))
-      .udp(40000, 5000)
-      .payload(Bytes(payload, 0x42))
-      .build();
-}
-
-// Simulated RX: a burst of fresh mbufs holding the frame.
-bool rx_burst(const Bytes& frame, rte_mbuf** pkts) {
-  if (rte_pktmbuf_alloc_bulk(pool(), pkts, kBurst) != 0) return false;
-  for (uint16_t i = 0; i < kBurst; ++i) {
-    void* d = rte_pktmbuf_append(pkts[i], static_cast<uint16_t>(frame.size()));
-    std::memcpy(d, frame.data(), frame.size());
-  }
-  return true;
-}
-
-void free_tx(TestNode& n) {
-  for (uint16_t p : {kLocal, kUplink}) {
-    rte_pktmbuf_free_bulk(n.tx.pkts[p], n.tx.count[p]);
-    n.tx.count[p] = 0;
-  }
-}
-
-void account(benchmark::State& state) {
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kBurst);
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kBurst * state.range(0));
-}
+void account(benchmark::State& state) { meshwire::bench::account(state, state.range(0)); }
 
 void BM_RawGcm(benchmark::State& state) {
   const size_t inner = static_cast<size_t>(state.range(0)) - 14;

@@ -2,8 +2,10 @@
 // node "a" (pods 10.11.0.0/24, fd00:11::/64) and node "b" (10.12.0.0/24,
 // fd00:12::/64), each with its real tables, one worker context, counters and
 // rings, but no ports: callers run the stages and read the TX buffers.
+// TestWorkers adds the other workers of a node built for several.
 #pragma once
 
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -58,6 +60,12 @@ inline SaConfig sa(uint32_t spi, uint8_t seed, size_t key_len = 16) {
 
 // One simulated node: its tables, one worker's context and counters, no
 // real ports (tests read the TX buffers instead of flushing them).
+//
+// With workers > 1 the node is configured as the data plane is for that many
+// workers: one outbound SA per worker towards the peer (worker w: SPI
+// 0x1001 + w on a, 0x2001 + w on b) and one inbound SA per sending worker of
+// the peer, so two nodes built with the same count understand each other.
+// ctx stays worker 0; TestWorkers makes the others.
 struct TestNode {
   Config config;
   NodeRuntime node;
@@ -68,7 +76,7 @@ struct TestNode {
   std::atomic<bool> stop{false};
   TxBuffers tx;
 
-  TestNode(const std::string& name, bool v6_fabric, int which) {
+  TestNode(const std::string& name, bool v6_fabric, int which, unsigned workers = 1) {
     const bool a = which == 0;
     config.tunnel_address = addr(v6_fabric ? (a ? "2001:db8::1" : "2001:db8::2") : (a ? "192.0.2.1" : "192.0.2.2"));
     config.pod_cidrs = {prefix(a ? "10.11.0.0/24" : "10.12.0.0/24"), prefix(a ? "fd00:11::/64" : "fd00:12::/64")};
@@ -79,8 +87,15 @@ struct TestNode {
     peer.tunnel_address = addr(v6_fabric ? (a ? "2001:db8::2" : "2001:db8::1") : (a ? "192.0.2.2" : "192.0.2.1"));
     peer.pod_cidrs = {prefix(a ? "10.12.0.0/24" : "10.11.0.0/24"), prefix(a ? "fd00:12::/64" : "fd00:11::/64")};
     // A -> B uses SPI 0x1001 (key seed 1); B -> A uses 0x2001 (seed 2).
-    peer.outbound = {a ? sa(0x1001, 1) : sa(0x2001, 2)};
-    peer.inbound = {a ? sa(0x2001, 2) : sa(0x1001, 1)};
+    // Worker w of a node with several uses 0x1001 + w (seed 1 + 2w) and
+    // 0x2001 + w (seed 2 + 2w).
+    config.workers = workers;
+    for (unsigned w = 0; w < workers; ++w) {
+      const SaConfig a_to_b = sa(0x1001 + w, static_cast<uint8_t>(1 + 2 * w));
+      const SaConfig b_to_a = sa(0x2001 + w, static_cast<uint8_t>(2 + 2 * w));
+      peer.outbound.push_back(a ? a_to_b : b_to_a);
+      peer.inbound.push_back(a ? b_to_a : a_to_b);
+    }
     config.peers = {peer};
 
     auto e = dp::esp::GcmEngine::create();
@@ -174,6 +189,56 @@ struct TestNode {
   void learn(const char* ip, const char* mac_text) {
     if (dp::neighbor_update(*tables, addr(ip), mac(mac_text).data(), kLocal) != 0) std::abort();
   }
+};
+
+// Workers 0..count-1 of a TestNode built with at least count workers, laid
+// out as Node::create lays out a node's workers: one GcmEngine each, the
+// counters in one cache-line-aligned rte_zmalloc array, the contexts in one
+// std::vector, each context with its own punt and inject rings, all over the
+// node's shared NodeRuntime and Tables. ctx[w] uses the node's outbound SA
+// for worker w; the TX buffers belong to whoever runs the worker (worker_main
+// keeps them on its stack). ctx[0] and the node's own ctx are both worker 0:
+// they share its outbound SA, so use one or the other. Destroy before the node.
+struct TestWorkers {
+  std::vector<std::unique_ptr<dp::esp::GcmEngine>> engines;
+  WorkerCounters* counters = nullptr;  // one block per worker
+  std::vector<WorkerContext> ctx;
+
+  TestWorkers(TestNode& n, const std::string& name, unsigned count) : ctx(count) {
+    if (count == 0 || count > n.config.workers) std::abort();
+    counters = static_cast<WorkerCounters*>(rte_zmalloc("test_counters", sizeof(WorkerCounters) * count, 64));
+    if (!counters) std::abort();
+    for (unsigned w = 0; w < count; ++w) {
+      auto e = dp::esp::GcmEngine::create();
+      if (!e.ok()) std::abort();
+      engines.push_back(std::move(e.value()));
+      WorkerContext& c = ctx[w];
+      c.index = w;
+      c.engine = engines[w].get();
+      c.counters = &counters[w];
+      c.node = &n.node;
+      c.tables = n.tables;
+      c.stop = &n.stop;
+      char ring_name[RTE_RING_NAMESIZE];
+      std::snprintf(ring_name, sizeof(ring_name), "%s_p%u", name.c_str(), w);
+      c.punt = rte_ring_create(ring_name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      std::snprintf(ring_name, sizeof(ring_name), "%s_i%u", name.c_str(), w);
+      c.inject = rte_ring_create(ring_name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (!c.punt || !c.inject) std::abort();
+    }
+  }
+  ~TestWorkers() {
+    for (WorkerContext& c : ctx) {
+      for (rte_ring* r : {c.punt, c.inject}) {
+        void* m;
+        while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        rte_ring_free(r);
+      }
+    }
+    rte_free(counters);
+  }
+  TestWorkers(const TestWorkers&) = delete;
+  TestWorkers& operator=(const TestWorkers&) = delete;
 };
 
 

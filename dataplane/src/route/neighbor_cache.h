@@ -19,7 +19,7 @@
 
 namespace meshwire::dp {
 
-class NeighborCache {
+class alignas(64) NeighborCache {
  public:
   static constexpr uint32_t kSlots = 256;
 

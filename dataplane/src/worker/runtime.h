@@ -70,7 +70,7 @@ struct NodeRuntime {
 };
 
 // Worker w polls queue w of every port and transmits on queue w.
-struct WorkerContext {
+struct alignas(64) WorkerContext {
   unsigned index = 0;
   unsigned lcore = 0;
   esp::GcmEngine* engine = nullptr;  // owned by this worker
