@@ -2,6 +2,7 @@
 
 #include <string.h>  // explicit_bzero
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -131,9 +132,25 @@ Result<std::unique_ptr<GcmEngine>> GcmEngine::create() {
   IMB_MGR* mgr = alloc_mb_mgr(0);
   if (mgr == nullptr) return make_error("ipsec-mb: alloc_mb_mgr failed (out of memory)");
   IMB_ARCH arch = IMB_ARCH_NONE;
-  init_mb_mgr_auto(mgr, &arch);
+  const char* forced = std::getenv(kArchEnv);
+  if (forced == nullptr || *forced == '\0' || std::strcmp(forced, "auto") == 0) {
+    init_mb_mgr_auto(mgr, &arch);
+  } else if (std::strcmp(forced, "sse") == 0) {
+    init_mb_mgr_sse(mgr);
+    arch = IMB_ARCH_SSE;
+  } else if (std::strcmp(forced, "avx2") == 0) {
+    init_mb_mgr_avx2(mgr);
+    arch = IMB_ARCH_AVX2;
+  } else if (std::strcmp(forced, "avx512") == 0) {
+    init_mb_mgr_avx512(mgr);
+    arch = IMB_ARCH_AVX512;
+  } else {
+    free_mb_mgr(mgr);
+    return make_error(std::string(kArchEnv) + "=" + forced + ": not one of auto, sse, avx2, avx512");
+  }
   if (const int err = imb_get_errno(mgr); err != 0) {
-    std::string message = std::string("ipsec-mb: init_mb_mgr_auto failed: ") + imb_get_strerror(err);
+    std::string message = std::string("ipsec-mb: initialising the ") + std::string(arch_name(arch)) +
+                          " code path failed: " + imb_get_strerror(err);
     free_mb_mgr(mgr);
     return make_error(std::move(message));
   }

@@ -6,8 +6,10 @@
 //
 // Keys must be expanded by an engine of the same ipsec-mb architecture as the
 // engines that use them (the precomputed GHASH tables differ between SSE, AVX2
-// and AVX-512 code). GcmEngine::create() always picks the best architecture of
-// the CPU, so all engines of one process agree.
+// and AVX-512 code). GcmEngine::create() picks the best architecture of the
+// CPU, or the one the environment variable MESHWIRE_IPSEC_MB_ARCH names
+// (auto, sse, avx2, avx512: a diagnostic, e.g. to measure the code path of
+// CPUs without VAES), so all engines of one process agree.
 //
 // The burst functions run on workers: no allocation, locks, syscalls or
 // logging. Everything they need lives in the caller's GcmOp array.
@@ -30,13 +32,15 @@ inline constexpr uint16_t kMaxBurst = 64;
 inline constexpr uint32_t kGcmTagLen = 16;
 inline constexpr uint32_t kGcmSaltLen = 4;
 inline constexpr uint32_t kGcmIvLen = 8;  // explicit IV carried in each ESP packet
+inline constexpr const char* kArchEnv = "MESHWIRE_IPSEC_MB_ARCH";
 
 class GcmEngine {
  public:
   // Allocates and initialises an ipsec-mb manager for the best architecture
   // of this CPU. Fails when the CPU lacks AES-NI/PCLMULQDQ (ipsec-mb would
   // fall back to its slow software emulation) or the library is older than
-  // the header it was built against. Call from the thread that will use it
+  // the header it was built against, or MESHWIRE_IPSEC_MB_ARCH names a code
+  // path this CPU lacks. Call from the thread that will use it
   // (or hand it over before first use).
   static Result<std::unique_ptr<GcmEngine>> create();
 
