@@ -138,6 +138,27 @@ TEST_F(GcmTest, EngineReportsItsArchitecture) {
   EXPECT_TRUE(arch == "sse" || arch == "avx" || arch == "avx2" || arch == "avx512") << arch;
 }
 
+// MESHWIRE_IPSEC_MB_ARCH picks the code path; an unknown name is refused
+// with the variable named.
+TEST(GcmArch, TheEnvironmentPicksTheCodePath) {
+  for (const char* arch : {"sse", "avx2", "avx512"}) {
+    ASSERT_EQ(setenv(kArchEnv, arch, 1), 0);
+    auto engine = GcmEngine::create();
+    if (!engine.ok()) {  // a CPU without this path: the error says so
+      EXPECT_NE(engine.error().find(arch), std::string::npos) << engine.error();
+      continue;
+    }
+    EXPECT_EQ((*engine)->arch(), arch);
+  }
+  ASSERT_EQ(setenv(kArchEnv, "neon", 1), 0);
+  auto bad = GcmEngine::create();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find("MESHWIRE_IPSEC_MB_ARCH=neon"), std::string::npos) << bad.error();
+  ASSERT_EQ(setenv(kArchEnv, "auto", 1), 0);
+  EXPECT_TRUE(GcmEngine::create().ok());
+  unsetenv(kArchEnv);
+}
+
 TEST_F(GcmTest, RejectsBadKeyLength) {
   const uint8_t key[24] = {}, salt[4] = {};
   GcmKey k{};
