@@ -411,13 +411,15 @@ def _stages_section(results):
            "dp_micro_bench in the same run: bursts of 32 real mbufs through meshwire's stages, beside "
            "ipsec-mb's direct AES-128-GCM on the same bytes (medians).", ""]
     rows = []
-    for size in sorted(st, key=size_key):
-        e = st[size]
+    entries = [(_size_label(size), st[size]) for size in sorted(st, key=size_key)]
+    entries += [(f"{_size_label(size)} (AVX2 path)", e)
+                for size, e in sorted((results.get("stages_avx2") or {}).items(), key=lambda kv: size_key(kv[0]))]
+    for label, e in entries:
         raw, enc = _num(e.get("raw_gcm_pps")), _num(e.get("encrypt_pps"))
         ec, dc = _num(e.get("enc_cyc_pkt")), _num(e.get("dec_cyc_pkt"))
         ei, di = _num(e.get("local_instr_pkt")), _num(e.get("uplink_instr_pkt"))
         gi, gd = _num(e.get("gcm_enc_instr_pkt")), _num(e.get("gcm_dec_instr_pkt"))
-        rows.append([_size_label(size), _mpps(raw), _mpps(enc),
+        rows.append([label, _mpps(raw), _mpps(enc),
                      DASH if raw is None or enc is None or raw <= 0 else _pct(enc / raw),
                      _fmt(ec, 0), _fmt(dc, 0), DASH if ec is None or dc is None or ec <= 0 else f"{dc / ec:.2f}",
                      DASH if ei is None else f"{ei:.0f} ({_fmt(gi, 0)} GCM)",
@@ -428,6 +430,32 @@ def _stages_section(results):
                    "decrypt ÷ encrypt (instr)"], rows)
     out += ["", "Instructions per packet are counted by callgrind (valgrind), so they do not depend on the "
             "machine's load; under valgrind ipsec-mb takes its AVX2 path (valgrind has no AVX-512)."]
+    if results.get("stages_avx2"):
+        out += ["", "\"AVX2 path\": the same run with MESHWIRE_IPSEC_MB_ARCH=avx2, ipsec-mb's code for CPUs "
+                "without VAES (AES-GCM costs several times more per byte there)."]
+    return out
+
+
+def _scaling_section(results):
+    sc = results.get("scaling") or {}
+    if not sc:
+        return []
+    out = ["## Two workers (no ports)", "",
+           "dp_micro_bench BM_WorkerScaling: the encrypt stage on one thread and on two, each pinned to its own "
+           "CPU with a worker's own state over the node's shared tables. Scaling is the 2-thread aggregate "
+           "over the 1-thread rate (2.00: the workers don't slow each other down); the control writes one "
+           "shared cache line per packet. Medians.", ""]
+    titles = {"per_worker": "per-worker state, bursts of 32", "per_worker_burst1": "per-worker state, 1 packet/burst",
+              "shared_line": "control: one shared line written per packet"}
+    rows = []
+    for variant in ("per_worker", "per_worker_burst1", "shared_line"):
+        v = sc.get(variant) or {}
+        if not v:
+            continue
+        rows.append([titles[variant], _mpps(v.get("1")), _mpps(v.get("2")), _fmt(_num(v.get("scaling")), 2),
+                     _fmt(_num(v.get("cpu_scaling")), 2)])
+    out += _table(["Variant", "Mpps/thread, 1 thread", "Mpps/thread, 2 threads", "scaling",
+                   "scaling (CPU time)"], rows, "lrrrr")
     return out
 
 
@@ -489,7 +517,7 @@ def markdown(results, plot_files=None):
     out = _header(results)
     for section in [_errors(results), _targets(results)] + [_suite_section(results, idx, s) for s in _suites(idx)] \
             + [_paired_section(results), _crypto_section(results), _stages_section(results),
-               _scenarios(results)]:
+               _scaling_section(results), _scenarios(results)]:
         if section:
             out += [""] + section
     if plot_files:

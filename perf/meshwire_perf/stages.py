@@ -15,6 +15,7 @@ ipsec-mb AES-GCM measured seconds apart on the same core.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,15 +24,18 @@ from collections import Counter
 from pathlib import Path
 
 SIZES = (64, 1400)
-FILTER = "BM_(RawGcm|EncryptStage|EncryptDecrypt)/(64|1400)$"
 FIXED_ITERATIONS = 512  # BM_EncryptDecryptFixed: bursts of 32
 PROFILED = {"process_local_burst(": "local_instr_pkt", "process_uplink_burst(": "uplink_instr_pkt",
             "gcm_encrypt_burst(": "gcm_enc_instr_pkt", "gcm_decrypt_burst(": "gcm_dec_instr_pkt"}
 
 
-def command(binary: Path, repetitions: int, min_time: float) -> list[str]:
-    return [str(binary), f"--benchmark_filter={FILTER}", f"--benchmark_repetitions={repetitions}",
+def command(binary: Path, repetitions: int, min_time: float, sizes: tuple = SIZES) -> list[str]:
+    return [str(binary), f"--benchmark_filter={filter_for(sizes)}", f"--benchmark_repetitions={repetitions}",
             f"--benchmark_min_time={min_time}", "--benchmark_format=json"]
+
+
+def filter_for(sizes: tuple) -> str:
+    return f"BM_(RawGcm|EncryptStage|EncryptDecrypt)/({'|'.join(str(s) for s in sizes)})$"
 
 
 def parse(text: str) -> dict:
@@ -64,8 +68,15 @@ def parse(text: str) -> dict:
     return out
 
 
-def run(binary: Path, repetitions: int = 3, min_time: float = 0.3, timeout: float = 300) -> dict:
-    proc = subprocess.run(command(binary, repetitions, min_time), capture_output=True, text=True, timeout=timeout)
+def run(binary: Path, repetitions: int = 3, min_time: float = 0.3, timeout: float = 300,
+        arch: str | None = None, sizes: tuple = SIZES) -> dict:
+    """arch: ipsec-mb's code path for every engine of the run ("sse", "avx2",
+    "avx512"; None: the best the CPU has), through MESHWIRE_IPSEC_MB_ARCH."""
+    env = dict(os.environ)
+    if arch:
+        env["MESHWIRE_IPSEC_MB_ARCH"] = arch
+    proc = subprocess.run(command(binary, repetitions, min_time, sizes), capture_output=True, text=True,
+                          timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{binary} exited with {proc.returncode}: {proc.stderr[-2000:]}")
     return parse(proc.stdout)
