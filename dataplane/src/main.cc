@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 
 #include <meshwire/dp/config.h>
 
+#include "api/api_server.h"
 #include "app/node.h"
 #include "port/port.h"
 #include "telemetry/telemetry.h"
@@ -78,7 +80,10 @@ int main(int argc, char** argv) {
   CLI::App app{"meshwire-dataplane: encrypted east-west data plane on DPDK"};
   std::string config_path;
   bool check_only = false;
+  std::string api_socket;
   app.add_option("-c,--config", config_path, "YAML configuration file")->required();
+  app.add_option("--api-socket", api_socket,
+                 "serve the control API (gRPC) on this Unix socket, e.g. /run/meshwire/api.sock");
   app.add_flag("--check", check_only, "validate the configuration and exit");
   app.set_version_flag("--version", "meshwire-dataplane 0.1.0");
   CLI11_PARSE(app, argc, argv);
@@ -113,10 +118,23 @@ int main(int argc, char** argv) {
     } else {
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
-      telemetry_register(node->get());
-      (*node)->run(g_stop, announce_ready);
-      telemetry_unregister();
-      std::fprintf(stderr, "meshwire-dataplane: stopped\n");
+      std::unique_ptr<ApiServer> api;
+      if (!api_socket.empty()) {
+        auto started = ApiServer::start(api_socket, **node);
+        if (!started.ok()) {
+          std::fprintf(stderr, "meshwire-dataplane: %s\n", started.error().c_str());
+          rc = 1;
+        } else {
+          api = std::move(started.value());
+        }
+      }
+      if (rc == 0) {
+        telemetry_register(node->get());
+        (*node)->run(g_stop, announce_ready);
+        telemetry_unregister();
+        api.reset();  // after run(): calls still waiting for the control thread were refused
+        std::fprintf(stderr, "meshwire-dataplane: stopped\n");
+      }
     }
   }
   rte_eal_cleanup();

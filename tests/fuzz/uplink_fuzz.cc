@@ -131,8 +131,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_b->learn("10.12.0.2", "02:00:00:00:12:02");
   g_workers_a = new std::vector<dp::WorkerContext>{g_a->ctx};
   g_workers_b = new std::vector<dp::WorkerContext>{g_b->ctx};
-  g_control_a = new dp::Control(g_a->node, *g_a->tables, *g_workers_a, g_pool, &g_control_counters[0]);
-  g_control_b = new dp::Control(g_b->node, *g_b->tables, *g_workers_b, g_pool, &g_control_counters[1]);
+  g_control_a = new dp::Control(g_a->node, g_a->live, *g_workers_a, g_pool, &g_control_counters[0]);
+  g_control_b = new dp::Control(g_b->node, g_b->live, *g_workers_b, g_pool, &g_control_counters[1]);
   return 0;
 }
 

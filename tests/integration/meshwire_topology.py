@@ -335,6 +335,7 @@ class Node:
     outbound: dict[str, list[Sa]] = dataclasses.field(default_factory=dict)
     inbound: dict[str, list[Sa]] = dataclasses.field(default_factory=dict)
     config_path: Optional[Path] = None
+    api_socket: Optional[Path] = None   # the data plane's control API (gRPC)
     stdout_path: Optional[Path] = None
     stderr_path: Optional[Path] = None
     process: Optional[subprocess.Popen] = None
@@ -685,8 +686,10 @@ class Cluster:
             raise RuntimeError(f"data plane binary {self.binary} does not exist (build it: ninja -C build)")
         node.stdout_path = self.tmpdir / f"{node.name}.stdout"
         node.stderr_path = self.tmpdir / f"{node.name}.stderr"
+        node.api_socket = self.tmpdir / f"{node.name}.api.sock"
         with open(node.stdout_path, "wb") as out, open(node.stderr_path, "wb") as err:
-            node.process = popen([self.binary, "--config", node.config_path], ns=node.ns,
+            node.process = popen([self.binary, "--config", node.config_path, "--api-socket", node.api_socket],
+                                 ns=node.ns,
                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         deadline = time.monotonic() + timeout
         while True:

@@ -69,7 +69,9 @@ inline SaConfig sa(uint32_t spi, uint8_t seed, size_t key_len = 16) {
 struct TestNode {
   Config config;
   NodeRuntime node;
+  std::unique_ptr<dp::SharedState> shared;
   Tables* tables = nullptr;
+  std::atomic<Tables*> live{nullptr};
   std::unique_ptr<dp::esp::GcmEngine> engine;
   WorkerCounters counters{};
   WorkerContext ctx;
@@ -101,12 +103,15 @@ struct TestNode {
     auto e = dp::esp::GcmEngine::create();
     if (!e.ok()) std::abort();
     engine = std::move(e.value());
-    auto t = dp::build_tables(config, *engine, 0);
+    shared = std::make_unique<dp::SharedState>(0);
+    if (!shared->init().ok()) std::abort();
+    auto t = dp::build_tables(dp::routing_of(config), config.tunnel_address, 0, *engine, *shared);
     if (!t.ok()) {
       std::fprintf(stderr, "build_tables: %s\n", t.error().c_str());
       std::abort();
     }
     tables = t.value();
+    live.store(tables);
 
     PortRuntime local;
     local.name = "pods";
@@ -126,7 +131,7 @@ struct TestNode {
     node.mss_v4 = node.max_inner_len - 40;
     node.mss_v6 = node.max_inner_len - 60;
     // The peer's fabric MAC as ARP would have found it.
-    tables->peers[0]->fabric_mac = pack_mac(mac(a ? "02:bb:00:00:00:02" : "02:aa:00:00:00:02").data());
+    tables->peers[0]->link->fabric_mac = pack_mac(mac(a ? "02:bb:00:00:00:02" : "02:aa:00:00:00:02").data());
 
     ctx.index = 0;
     ctx.engine = engine.get();
@@ -147,7 +152,20 @@ struct TestNode {
     while (rte_ring_dequeue(ctx.punt, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
     rte_ring_free(ctx.punt);
     rte_ring_free(ctx.inject);
-    dp::free_tables(tables);
+    dp::free_tables(tables, *shared);
+  }
+  // Builds generation `generation` from routing (the config's with changes)
+  // and makes it this node's tables, as an Apply would; the old generation is
+  // freed at once (no worker thread runs in these tests). Returns the error
+  // of an invalid state, leaving the tables as they were.
+  std::string apply(const dp::RoutingState& routing, uint64_t generation) {
+    auto t = dp::build_tables(routing, config.tunnel_address, generation, *engine, *shared);
+    if (!t.ok()) return t.error();
+    dp::free_tables(tables, *shared);
+    tables = t.value();
+    live.store(tables);
+    ctx.tables = tables;
+    return "";
   }
   void clear_tx() {
     for (auto p : {kLocal, kUplink}) {
@@ -187,7 +205,7 @@ struct TestNode {
     return out;
   }
   void learn(const char* ip, const char* mac_text) {
-    if (dp::neighbor_update(*tables, addr(ip), mac(mac_text).data(), kLocal) != 0) std::abort();
+    if (dp::neighbor_update(*tables->neighbors, addr(ip), mac(mac_text).data(), kLocal) != 0) std::abort();
   }
 };
 

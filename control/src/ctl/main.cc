@@ -3,6 +3,9 @@
 //
 //   meshwirectl [--socket PATH] [--json] [--timeout S] show
 //       interfaces|peers|sas|routes|counters|drops|generation
+//   meshwirectl apply -f FILE|- [--generation N] [--force]
+//       FILE: an ApplyRequest in protobuf's JSON mapping (keys and salts in
+//       base64), as the controller would send it: manual keying, tests.
 //
 // Exit status: 0 on success, 1 when the data plane could not answer
 // (not running, wrong socket, timeout), 2 on a usage error.
@@ -16,7 +19,12 @@
 #include <memory>
 #include <string>
 
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
 #include <CLI/CLI.hpp>
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include "ctl/format.h"
@@ -31,6 +39,9 @@ constexpr const char* kDefaultSocket = "/run/meshwire/api.sock";
 
 struct Options {
   std::string socket;
+  std::string file;
+  uint64_t generation = 0;
+  bool force = false;
   bool json = false;
   double timeout_s = 5.0;
   bool per_worker = false;
@@ -52,20 +63,60 @@ bool check_socket(const std::string& path) {
   return true;
 }
 
+grpc::ClientContext* with_deadline(grpc::ClientContext& ctx, const Options& o) {
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(static_cast<long>(o.timeout_s * 1000)));
+  return &ctx;
+}
+
+int report(const grpc::Status& status, const Options& o) {
+  const char* hint = status.error_code() == grpc::StatusCode::UNAVAILABLE ? " (is meshwire-dataplane running?)"
+                     : status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? " (no answer in time)" : "";
+  std::fprintf(stderr, "meshwirectl: %s: %s%s\n", o.socket.c_str(), status.error_message().c_str(), hint);
+  return 1;
+}
+
+int apply(v1::Dataplane::Stub& stub, const Options& o) {
+  std::stringstream text;
+  if (o.file == "-") {
+    text << std::cin.rdbuf();
+  } else {
+    std::ifstream in(o.file);
+    if (!in) {
+      std::fprintf(stderr, "meshwirectl: %s: %s\n", o.file.c_str(), std::strerror(errno));
+      return 1;
+    }
+    text << in.rdbuf();
+  }
+  v1::ApplyRequest req;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), &req);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "meshwirectl: %s: not an ApplyRequest in JSON: %s\n", o.file.c_str(),
+                 std::string(parsed.message()).c_str());
+    return 2;
+  }
+  if (o.generation != 0) req.set_generation(o.generation);
+  if (o.force) req.set_force(true);
+  grpc::ClientContext ctx;
+  v1::ApplyResponse resp;
+  const grpc::Status status = stub.Apply(with_deadline(ctx, o), req, &resp);
+  if (!status.ok()) return report(status, o);
+  if (o.json) {
+    std::fputs(meshwire::control::to_json(resp).c_str(), stdout);
+  } else {
+    std::printf("generation %llu is live (%s)\n", static_cast<unsigned long long>(resp.live_generation()),
+                resp.changed() ? "changed" : "already live");
+  }
+  return 0;
+}
+
 // Calls one read RPC and prints its answer as a table or JSON.
 template <typename Request, typename Response, typename Call, typename Format>
 int show(v1::Dataplane::Stub& stub, const Options& o, const Request& req, Call call, Format format) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(static_cast<long>(o.timeout_s * 1000)));
   Response resp;
-  grpc::Status status = (stub.*call)(&ctx, req, &resp);
-  if (!status.ok()) {
-    const char* hint = status.error_code() == grpc::StatusCode::UNAVAILABLE ? " (is meshwire-dataplane running?)"
-                       : status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? " (no answer in time)" : "";
-    std::fprintf(stderr, "meshwirectl: %s: %s%s\n", o.socket.c_str(), status.error_message().c_str(), hint);
-    return 1;
-  }
+  grpc::Status status = (stub.*call)(with_deadline(ctx, o), req, &resp);
+  if (!status.ok()) return report(status, o);
   const std::string text = o.json ? to_json(resp) : format(resp);
   std::fwrite(text.data(), 1, text.size(), stdout);
   return 0;
@@ -93,6 +144,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"interfaces", "peers", "sas", "routes", "counters", "drops", "generation"}));
   show_cmd->add_flag("--per-worker", o.per_worker, "counters: a column per worker and the control thread");
   show_cmd->add_flag("--all", o.all, "drops: every reason, also those never seen");
+  CLI::App* apply_cmd = app.add_subcommand("apply", "apply a desired state (an ApplyRequest as JSON)");
+  apply_cmd->add_option("-f,--file", o.file, "the request's JSON file, or - for standard input")->required();
+  apply_cmd->add_option("--generation", o.generation, "the generation to apply it as (overrides the file's)");
+  apply_cmd->add_flag("--force", o.force, "accept a generation older than the live one");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -103,6 +158,7 @@ int main(int argc, char** argv) {
   auto channel = grpc::CreateChannel("unix:" + o.socket, grpc::InsecureChannelCredentials());
   auto stub = v1::Dataplane::NewStub(channel);
   using S = v1::Dataplane::Stub;
+  if (apply_cmd->parsed()) return apply(*stub, o);
   if (what == "generation") {
     return show<v1::GetGenerationRequest, v1::GetGenerationResponse>(*stub, o, {}, &S::GetGeneration,
                                                                       format_generation);

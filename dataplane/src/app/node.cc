@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -18,6 +19,46 @@ namespace meshwire::dp {
 namespace {
 
 constexpr unsigned kRingSize = 1024;
+
+uint64_t unix_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+bool same_prefixes(const std::vector<IpPrefix>& a, const std::vector<IpPrefix>& b) { return a == b; }
+
+bool same_sa_keys(const std::vector<SaConfig>& want, size_t n, auto sa_at) {
+  if (want.size() != n) return false;
+  for (size_t i = 0; i < n; ++i) {
+    const auto* sa = sa_at(i);
+    if (sa->spi != want[i].spi ||
+        !esp::gcm_key_matches(sa->key, want[i].key.data(), want[i].key.size(), want[i].salt.data())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether the live generation already is this routing state (keys compared
+// with the SAs' expanded keys: no raw key is kept to compare with).
+bool same_routing(const Tables& t, const RoutingState& r) {
+  if (!same_prefixes(t.local_pod_cidrs, r.pod_cidrs) || t.peers.size() != r.peers.size()) return false;
+  // The inbound SAs of peer p, in the order they were listed.
+  std::vector<std::vector<const esp::InboundSa*>> inbound(t.peers.size());
+  for (const InboundEntry& e : t.inbound_list) inbound[e.peer].push_back(e.sa);
+  for (size_t p = 0; p < r.peers.size(); ++p) {
+    const PeerRuntime& live = *t.peers[p];
+    const PeerConfig& want = r.peers[p];
+    if (live.name != want.name || !(live.tunnel_address == want.tunnel_address) ||
+        !same_prefixes(live.pod_cidrs, want.pod_cidrs)) {
+      return false;
+    }
+    if (!same_sa_keys(want.outbound, t.outbound[p].size(), [&](size_t i) { return t.outbound[p][i]; })) return false;
+    if (!same_sa_keys(want.inbound, inbound[p].size(), [&](size_t i) { return inbound[p][i]; })) return false;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -53,14 +94,23 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
 
   auto control_engine = esp::GcmEngine::create();
   if (!control_engine.ok()) return make_error("crypto: " + control_engine.error());
+  n->control_engine_ = std::move(control_engine.value());
   for (unsigned w = 0; w < nworkers; ++w) {
     auto e = esp::GcmEngine::create();
     if (!e.ok()) return make_error("crypto: " + e.error());
     n->engines_.push_back(std::move(e.value()));
   }
-  auto tables = build_tables(config, **control_engine, socket);
+  n->shared_ = std::make_unique<SharedState>(socket);
+  if (Status s = n->shared_->init(); !s.ok()) return make_error(s.error());
+  auto generations = Generations::create(nworkers, *n->shared_);
+  if (!generations.ok()) return make_error(generations.error());
+  n->generations_ = std::move(generations.value());
+  // Generation 0: the startup config's routes, peers and SAs.
+  auto tables = build_tables(routing_of(config), config.tunnel_address, 0, *n->control_engine_, *n->shared_);
   if (!tables.ok()) return make_error(tables.error());
-  n->tables_ = tables.value();
+  if (Status s = n->generations_->publish(tables.value()); !s.ok()) return make_error(s.error());
+  n->tunnel_address_ = config.tunnel_address;
+  n->applied_unix_ms_ = unix_ms();
 
   // Enough mbufs to fill every RX and TX ring of every queue, plus bursts in
   // flight, the punt/inject rings and the per-lcore caches.
@@ -102,7 +152,9 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
     ctx.engine = n->engines_[w].get();
     ctx.counters = &n->counters_[w];
     ctx.node = &n->node_;
-    ctx.tables = n->tables_;
+    ctx.live = &n->generations_->live();
+    ctx.tables = n->generations_->current();
+    ctx.qsbr = n->generations_->qsbr();
     ctx.stop = &n->worker_stop_;
     char name[RTE_RING_NAMESIZE];
     std::snprintf(name, sizeof(name), "mw_punt_%u", w);
@@ -111,8 +163,43 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
     ctx.inject = rte_ring_create(name, kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (!ctx.punt || !ctx.inject) return make_error(std::string("memory: cannot create rings: ") + rte_strerror(rte_errno));
   }
-  n->control_ = std::make_unique<Control>(n->node_, *n->tables_, n->workers_, n->pool_, &n->counters_[nworkers]);
+  n->control_ = std::make_unique<Control>(n->node_, n->generations_->live(), n->workers_, n->pool_,
+                                          &n->counters_[nworkers]);
   return n;
+}
+
+Node::ApplyOutcome Node::apply(const RoutingState& routing, uint64_t generation, bool force) {
+  using Code = ApplyOutcome::Code;
+  ApplyOutcome out;
+  const Tables& live = tables();
+  out.live_generation = live.generation;
+  auto refuse = [&](Code code, std::string message) {
+    out.code = code;
+    out.message = std::move(message);
+    return out;
+  };
+  if (generation == 0) return refuse(Code::kInvalid, "generation: 0 is reserved for the startup config");
+  if (Status s = check_routing(routing, tunnel_address_, workers(), kApiPaths); !s.ok()) {
+    return refuse(Code::kInvalid, s.error());
+  }
+  const bool same = same_routing(live, routing);
+  if (generation == live.generation) {
+    if (same) return out;  // idempotent: already live
+    return refuse(Code::kConflict, "generation: " + std::to_string(generation) +
+                                       " is live with other contents; apply the change as a new generation");
+  }
+  if (generation < live.generation && !force) {
+    return refuse(Code::kStale, "generation: " + std::to_string(generation) + " is older than the live " +
+                                    std::to_string(live.generation) + " (set force to go back)");
+  }
+  auto next = build_tables(routing, tunnel_address_, generation, *control_engine_, *shared_);
+  if (!next.ok()) return refuse(Code::kInternal, next.error());
+  if (Status s = generations_->publish(next.value()); !s.ok()) return refuse(Code::kUnavailable, s.error());
+  source_ = "api";
+  applied_unix_ms_ = unix_ms();
+  out.live_generation = generation;
+  out.changed = !same;
+  return out;
 }
 
 void Node::run(const std::atomic<bool>& stop, void (*on_ready)()) {
@@ -127,13 +214,15 @@ void Node::run(const std::atomic<bool>& stop, void (*on_ready)()) {
   if (on_ready) on_ready();
   unsigned idle = 0;
   while (!stop.load(std::memory_order_relaxed)) {
-    if (control_->poll() != 0) {
+    generations_->reclaim();
+    if (control_->poll() + tasks_.drain() != 0) {
       idle = 0;
       continue;
     }
     // The control thread has no line-rate duty: nap when there is nothing to do.
     usleep(++idle < 100 ? 100 : 1000);
   }
+  tasks_.close();
   worker_stop_.store(true);
   rte_eal_mp_wait_lcore();
   control_->poll();  // drain what the workers punted last
@@ -149,7 +238,9 @@ Node::~Node() {
       rte_ring_free(r);
     }
   }
-  free_tables(tables_);
+  control_.reset();
+  generations_.reset();  // every generation, before the state they share
+  shared_.reset();
   if (pool_) rte_mempool_free(pool_);
   rte_free(counters_);
 }

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <rte_mempool.h>
@@ -12,6 +14,8 @@
 #include <meshwire/dp/config.h>
 #include <meshwire/dp/result.h>
 
+#include "app/control_tasks.h"
+#include "route/generations.h"
 #include "worker/control.h"
 #include "worker/runtime.h"
 
@@ -29,7 +33,27 @@ class Node {
   void run(const std::atomic<bool>& stop, void (*on_ready)());
 
   const NodeRuntime& runtime() const { return node_; }
-  const Tables& tables() const { return *tables_; }
+  // The live generation. Control thread (or with the workers stopped).
+  const Tables& tables() const { return *generations_->current(); }
+
+  // Other threads' work for the control thread (the API server's calls).
+  ControlTasks& tasks() { return tasks_; }
+
+  // What Apply did. Control thread.
+  struct ApplyOutcome {
+    enum class Code { kOk, kInvalid, kStale, kConflict, kUnavailable, kInternal };
+    Code code = Code::kOk;
+    std::string message;        // names the field for kInvalid
+    uint64_t live_generation = 0;
+    bool changed = false;       // false: the state was already live
+  };
+  // Makes routing (checked whole first) generation `generation`: workers
+  // switch to it between two bursts. Refused, with nothing changed, when
+  // invalid, when generation is 0, or older than the live one without force,
+  // or the live one with other contents. Control thread.
+  ApplyOutcome apply(const RoutingState& routing, uint64_t generation, bool force);
+  std::string_view source() const { return source_; }  // "config" or "api"
+  uint64_t applied_unix_ms() const { return applied_unix_ms_; }
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
   // Counter blocks: one per worker, then the control thread's.
   const WorkerCounters* counters() const { return counters_; }
@@ -39,7 +63,13 @@ class Node {
   Node() = default;
 
   NodeRuntime node_;
-  Tables* tables_ = nullptr;
+  std::unique_ptr<esp::GcmEngine> control_engine_;  // expands the keys of new SAs
+  std::unique_ptr<SharedState> shared_;
+  std::unique_ptr<Generations> generations_;
+  ControlTasks tasks_;
+  IpAddress tunnel_address_;
+  std::string source_ = "config";
+  uint64_t applied_unix_ms_ = 0;
   rte_mempool* pool_ = nullptr;
   WorkerCounters* counters_ = nullptr;
   std::vector<std::unique_ptr<esp::GcmEngine>> engines_;

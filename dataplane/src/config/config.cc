@@ -312,19 +312,19 @@ Status check_spis_unique(const std::vector<SaConfig>& sas, const std::string& pa
 // AES-GCM's nonce is salt || IV and the IV is a per-SA counter, so two SAs
 // with the same key and salt encrypt under the same nonces. That holds for an
 // outbound and an inbound SA too: the peer encrypts with the inbound one.
-Status check_keys_unique(const Config& config) {
+Status check_keys_unique(const RoutingState& routing, const RoutingPaths& paths) {
   // key size || key (zero-padded to 32) || salt -> SA path. Fixed-size keys:
   // g++ 12 -O3 warns falsely (-Wstringop-overread) on comparing vectors.
   std::map<std::array<uint8_t, 1 + 32 + 4>, std::string> seen;
-  for (size_t p = 0; p < config.peers.size(); ++p) {
-    for (const auto& [direction, sas] : {std::pair{"outbound", &config.peers[p].outbound},
-                                         std::pair{"inbound", &config.peers[p].inbound}}) {
+  for (size_t p = 0; p < routing.peers.size(); ++p) {
+    for (const auto& [direction, sas] : {std::pair{"outbound", &routing.peers[p].outbound},
+                                         std::pair{"inbound", &routing.peers[p].inbound}}) {
       for (size_t i = 0; i < sas->size(); ++i) {
         const SaConfig& sa = (*sas)[i];
         std::array<uint8_t, 1 + 32 + 4> material{static_cast<uint8_t>(sa.key.size())};
         std::copy_n(sa.key.begin(), std::min<size_t>(sa.key.size(), 32), material.begin() + 1);
         std::copy(sa.salt.begin(), sa.salt.end(), material.begin() + 1 + 32);
-        const std::string path = index_path(peer_path(p) + ".sas." + direction, i);
+        const std::string path = index_path(peer_path(p) + paths.sas + direction, i);
         if (auto [it, fresh] = seen.emplace(material, path); !fresh) {
           return field_error(path, "same key and salt as " + it->second +
                                        ": AES-GCM would repeat nonces under one key, which exposes plaintext "
@@ -336,49 +336,115 @@ Status check_keys_unique(const Config& config) {
   return Ok{};
 }
 
-Status check_peers(const Config& config) {
-  std::vector<std::pair<IpPrefix, std::string>> claimed;  // every pod CIDR so far, with its path
-  const auto claim = [&claimed](const std::vector<IpPrefix>& prefixes, const std::string& path) -> Status {
-    for (size_t i = 0; i < prefixes.size(); ++i) {
-      for (const auto& [other, other_path] : claimed) {
-        if (prefixes_overlap(prefixes[i], other)) {
-          return field_error(index_path(path, i), format_prefix(prefixes[i]) + " overlaps " + other_path + " (" +
-                                                      format_prefix(other) + ")");
-        }
-      }
-      claimed.emplace_back(prefixes[i], index_path(path, i));
-    }
-    return Ok{};
-  };
-  if (auto s = claim(config.pod_cidrs, "node.pod_cidrs"); !s) return s;
+// One SA on its own (the YAML reader checks the same while it reads; the API
+// relies on this).
+Status check_sa(const SaConfig& sa, const std::string& path) {
+  if (sa.spi < kMinSpi) {
+    return field_error(path + ".spi", "must be 256..0xffffffff (0..255 are reserved), got " + std::to_string(sa.spi));
+  }
+  const size_t want = sa.algorithm == AeadAlgorithm::kAes256Gcm ? 32 : 16;
+  if (sa.key.size() != want) {
+    return field_error(path + ".key", "must be " + std::to_string(want) + " bytes for " +
+                                          (want == 32 ? "aes-256-gcm" : "aes-128-gcm") + ", got " +
+                                          std::to_string(sa.key.size()));
+  }
+  return Ok{};
+}
 
+Status check_peer(const PeerConfig& peer, const std::string& path, const IpAddress& tunnel_address, unsigned workers,
+                  const RoutingPaths& paths) {
+  if (!is_name(peer.name, kMaxPeerName, "_-.")) {
+    return field_error(path + ".name", "must be 1..253 characters of A-Z a-z 0-9 _ - ., got '" + peer.name + "'");
+  }
+  const std::string address = format_ip(peer.tunnel_address);
+  if (peer.tunnel_address.family != tunnel_address.family) {
+    return field_error(path + ".tunnel_address", address + " is IPv" + std::to_string(peer.tunnel_address.family) +
+                                                     " but node.tunnel_address is IPv" +
+                                                     std::to_string(tunnel_address.family));
+  }
+  if (peer.tunnel_address == tunnel_address) {
+    return field_error(path + ".tunnel_address", address + " is this node's own tunnel address");
+  }
+  if (peer.pod_cidrs.empty()) return field_error(path + ".pod_cidrs", "must list at least one prefix");
+  const std::string sas = path + paths.sas;
+  if (peer.outbound.size() != workers) {
+    return field_error(sas + "outbound", "needs exactly " + std::to_string(workers) +
+                                             " entries, one per worker (workers: " + std::to_string(workers) +
+                                             "), got " + std::to_string(peer.outbound.size()));
+  }
+  if (peer.inbound.empty()) return field_error(sas + "inbound", "needs at least one SA");
+  for (size_t i = 0; i < peer.outbound.size(); ++i) {
+    if (auto s = check_sa(peer.outbound[i], index_path(sas + "outbound", i)); !s) return s;
+  }
+  for (size_t i = 0; i < peer.inbound.size(); ++i) {
+    if (auto s = check_sa(peer.inbound[i], index_path(sas + "inbound", i)); !s) return s;
+  }
+  if (auto s = check_spis_unique(peer.outbound, sas + "outbound"); !s) return s;
+  return check_spis_unique(peer.inbound, sas + "inbound");
+}
+
+}  // namespace
+
+Status check_routing(const RoutingState& routing, const IpAddress& tunnel_address, unsigned workers,
+                     const RoutingPaths& paths) {
+  // Pod CIDRs must not overlap: sorted by family and address, any overlap is
+  // between neighbours that the earlier one contains (n log n for thousands
+  // of peers, where comparing every pair took seconds).
+  struct Claim {
+    IpPrefix prefix;
+    std::string path;
+  };
+  std::vector<Claim> claims;
+  for (size_t i = 0; i < routing.pod_cidrs.size(); ++i) {
+    claims.push_back({routing.pod_cidrs[i], index_path(paths.pod_cidrs, i)});
+  }
   std::map<std::string, size_t> names;
-  for (size_t p = 0; p < config.peers.size(); ++p) {
-    const PeerConfig& peer = config.peers[p];
+  std::map<std::array<uint8_t, 17>, size_t> addresses;
+  for (size_t p = 0; p < routing.peers.size(); ++p) {
+    const PeerConfig& peer = routing.peers[p];
     const std::string path = peer_path(p);
+    if (auto s = check_peer(peer, path, tunnel_address, workers, paths); !s) return s;
     if (auto [it, fresh] = names.emplace(peer.name, p); !fresh) {
       return field_error(path + ".name", "'" + peer.name + "' already used by " + peer_path(it->second));
     }
-    const std::string address = format_ip(peer.tunnel_address);
-    if (peer.tunnel_address.family != config.tunnel_address.family) {
-      return field_error(path + ".tunnel_address", address + " is IPv" + std::to_string(peer.tunnel_address.family) +
-                                                       " but node.tunnel_address is IPv" +
-                                                       std::to_string(config.tunnel_address.family));
+    std::array<uint8_t, 17> key{peer.tunnel_address.family};
+    std::copy(peer.tunnel_address.bytes.begin(), peer.tunnel_address.bytes.end(), key.begin() + 1);
+    if (auto [it, fresh] = addresses.emplace(key, p); !fresh) {
+      return field_error(path + ".tunnel_address",
+                         format_ip(peer.tunnel_address) + " already used by " + peer_path(it->second));
     }
-    if (peer.tunnel_address == config.tunnel_address) {
-      return field_error(path + ".tunnel_address", address + " is this node's own tunnel address");
+    for (size_t i = 0; i < peer.pod_cidrs.size(); ++i) {
+      claims.push_back({peer.pod_cidrs[i], index_path(path + ".pod_cidrs", i)});
     }
-    for (size_t q = 0; q < p; ++q) {
-      if (config.peers[q].tunnel_address == peer.tunnel_address) {
-        return field_error(path + ".tunnel_address", address + " already used by " + peer_path(q));
-      }
-    }
-    if (auto s = claim(peer.pod_cidrs, path + ".pod_cidrs"); !s) return s;
-    if (auto s = check_spis_unique(peer.outbound, path + ".sas.outbound"); !s) return s;
-    if (auto s = check_spis_unique(peer.inbound, path + ".sas.inbound"); !s) return s;
   }
-  return check_keys_unique(config);
+  std::vector<size_t> order(claims.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const IpPrefix& x = claims[a].prefix;
+    const IpPrefix& y = claims[b].prefix;
+    return std::tie(x.address.family, x.address.bytes, x.length, a) <
+           std::tie(y.address.family, y.address.bytes, y.length, b);
+  });
+  // A prefix overlaps a later one in this order only if it contains it; keep
+  // the widest reach so far (containment is transitive along the order).
+  std::optional<size_t> reach;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const Claim& c = claims[order[k]];
+    if (reach && prefixes_overlap(claims[*reach].prefix, c.prefix)) {
+      // Report at the one that comes later in the document, naming the other.
+      const Claim& first = order[k] > *reach ? claims[*reach] : c;
+      const Claim& second = order[k] > *reach ? c : claims[*reach];
+      return field_error(second.path, format_prefix(second.prefix) + " overlaps " + first.path + " (" +
+                                          format_prefix(first.prefix) + ")");
+    }
+    if (!reach || !prefixes_overlap(claims[*reach].prefix, c.prefix)) reach = order[k];
+  }
+  return check_keys_unique(routing, paths);
 }
+
+namespace {
+
+Status check_peers(const Config& config) { return check_routing(routing_of(config), config.tunnel_address, config.workers, kConfigPaths); }
 
 Result<Config> parse_document(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsDefined() || root.IsNull()) return field_error("", "empty document");

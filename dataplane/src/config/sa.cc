@@ -12,7 +12,6 @@
 namespace meshwire::dp {
 namespace {
 
-constexpr uint32_t kMinSpi = 256;     // RFC 4303: 1..255 reserved by IANA, 0 local use
 constexpr size_t kSaltSize = 4;       // RFC 4106 salt
 constexpr size_t kMaxKeyFileSize = 4096;
 

@@ -17,6 +17,8 @@
 
 namespace meshwire::dp {
 
+inline constexpr uint32_t kMinSpi = 256;  // RFC 4303: 1..255 reserved by IANA, 0 local use
+
 // Reads spi, algorithm, key or key_file and salt or salt_file. Relative
 // key_file/salt_file paths resolve against base_dir (the config's folder).
 // Per-SA rules only; uniqueness across SAs is the caller's.

@@ -26,7 +26,7 @@ DropReason classify_miss(const Tables& tables, const InboundSaTable::Key& key) {
 
 uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts, const EspMeta* meta,
                        uint16_t n, DropReason* reasons, uint16_t* peer_of) {
-  InboundSa* sas[kMaxBurst];
+  InboundSaTable::Hit hits[kMaxBurst];
   GcmOp ops[kMaxBurst];
   uint8_t aad[kMaxBurst][kAadLen];
   uint64_t seqs[kMaxBurst];
@@ -39,8 +39,8 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
     ok[i] = false;
     // A burst mostly holds runs of packets of one SA: a key equal to the one
     // before it reuses that lookup.
-    InboundSa* sa = i != 0 && meta[i].key == meta[i - 1].key ? sas[i - 1] : tables.inbound_sas.lookup(meta[i].key);
-    sas[i] = sa;
+    hits[i] = i != 0 && meta[i].key == meta[i - 1].key ? hits[i - 1] : tables.inbound_sas.lookup(meta[i].key);
+    InboundSa* sa = hits[i].sa;
     if (sa == nullptr) {
       reasons[i] = classify_miss(tables, meta[i].key);
       continue;
@@ -82,7 +82,7 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
       continue;
     }
     // Only an authenticated packet may move the window (RFC 4303 3.4.3).
-    if (!sas[i]->window.commit(seqs[k])) {
+    if (!hits[i].sa->window.commit(seqs[k])) {
       reasons[i] = DropReason::kReplay;
       continue;
     }
@@ -105,7 +105,7 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
     rte_pktmbuf_adj(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen));
     rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - inner_len));
     ok[i] = true;
-    peer_of[good++] = sas[i]->peer;
+    peer_of[good++] = hits[i].peer;
   }
   return move_bad_to_tail(pkts, reasons, ok, n);
 }

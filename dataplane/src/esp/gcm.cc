@@ -166,6 +166,12 @@ GcmEngine::~GcmEngine() { free_mb_mgr(mgr_); }
 
 std::string_view GcmEngine::arch() const { return arch_name(arch_); }
 
+bool gcm_key_matches(const GcmKey& expanded, const uint8_t* key, size_t key_len, const uint8_t salt[4]) {
+  return expanded.key_len == key_len && (key_len == 16 || key_len == 32) &&
+         std::memcmp(expanded.expanded.expanded_keys, key, key_len) == 0 &&
+         std::memcmp(expanded.salt.data(), salt, kGcmSaltLen) == 0;
+}
+
 Status expand_gcm_key(GcmEngine& engine, const uint8_t* key, size_t key_len, const uint8_t salt[4], GcmKey* out) {
   if (key == nullptr || salt == nullptr || out == nullptr) return make_error("gcm key: null argument");
   if (key_len != 16 && key_len != 32) {

@@ -78,6 +78,11 @@ Status expand_gcm_key(GcmEngine& engine, const uint8_t* key, size_t key_len, con
 // Zeroes *key with a store the compiler may not drop as dead.
 void wipe(GcmKey* key);
 
+// Whether *expanded was expanded from this key and salt: AES's key schedule
+// starts with the key itself (round 0, and round 1 for AES-256), so no copy
+// of the raw key needs to be kept to recognise it. Control thread.
+bool gcm_key_matches(const GcmKey& expanded, const uint8_t* key, size_t key_len, const uint8_t salt[4]);
+
 // One AEAD operation, in place. The caller fills the inputs; the engine owns
 // the scratch fields for the duration of a call (no allocation per burst).
 struct GcmOp {

@@ -5,6 +5,11 @@
 // worker (its sequence counter needs no atomics). Inbound: one InboundSa per
 // (peer, sender worker); any worker may decrypt its packets, so its only
 // mutable state is the lock-free ReplayWindow.
+//
+// An SA object outlives table generations: the next generation reuses the
+// one whose peer address, SPI (and worker) and key are unchanged, so its
+// sequence number or replay window carries on across an Apply. `refs` counts
+// the generations that hold it (control thread only).
 #pragma once
 
 #include <cstdint>
@@ -80,17 +85,20 @@ struct alignas(64) OutboundSa {
   // Read-only after setup.
   uint32_t spi = 0;        // host order
   uint16_t udp_sport = 0;  // host order
-  uint16_t peer = 0;       // index into Tables::peers
   uint8_t family = 0;      // outer IP version: 4 or 6
   uint8_t outer_src[16];   // this node's tunnel address (IPv4 in the first 4 bytes)
   uint8_t outer_dst[16];   // the peer's tunnel address
+  uint16_t worker = 0;     // the worker that owns it
+  uint32_t refs = 0;       // control thread only
   GcmKey key;
 };
 
 struct alignas(64) InboundSa {
   GcmKey key;        // read-only after setup
   uint32_t spi = 0;  // host order
-  uint16_t peer = 0; // index into Tables::peers
+  uint32_t refs = 0; // control thread only
+  uint8_t family = 0;      // the peer's tunnel address (its identity, with spi)
+  uint8_t source[16]{};
   ReplayWindow window;
 };
 

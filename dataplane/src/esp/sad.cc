@@ -16,10 +16,10 @@ void InboundSaTable::grow() {
   }
 }
 
-bool InboundSaTable::add(const IpAddress& source, uint32_t spi, InboundSa* sa) {
+bool InboundSaTable::add(const IpAddress& source, uint32_t spi, InboundSa* sa, uint16_t peer) {
   Key key{spi, source.family, {}};
   std::memcpy(key.addr, source.bytes.data(), 16);
-  if (lookup(key) != nullptr) return false;
+  if (lookup(key).sa != nullptr) return false;
   if ((count_ + 1) * 2 > slots_.size()) grow();
   size_t i = hash(key) & mask_;
   while (slots_[i].sa != nullptr) i = (i + 1) & mask_;
@@ -27,6 +27,7 @@ bool InboundSaTable::add(const IpAddress& source, uint32_t spi, InboundSa* sa) {
   s.spi = spi;
   s.family = key.family;
   std::memcpy(s.addr, key.addr, 16);
+  s.peer = peer;
   s.sa = sa;
   ++count_;
   return true;

@@ -1,4 +1,6 @@
-// The inbound SA database: (outer source address, SPI) -> InboundSa*.
+// The inbound SA database: (outer source address, SPI) -> the InboundSa and
+// the index of its peer in the generation that holds this table (an SA object
+// outlives generations; which peer index it has is the generation's).
 //
 // Built once by the control thread and immutable afterwards (a new one
 // replaces it wholesale), so workers look up with plain loads: an
@@ -30,16 +32,21 @@ class InboundSaTable {
     }
   };
 
+  struct Hit {
+    InboundSa* sa;  // nullptr: no such SA
+    uint16_t peer;  // index into the generation's Tables::peers
+  };
+
   // Control thread, before publishing. False if the key is already present.
-  bool add(const IpAddress& source, uint32_t spi, InboundSa* sa);
+  bool add(const IpAddress& source, uint32_t spi, InboundSa* sa, uint16_t peer);
 
   // Any thread, any number at once, once the table is published.
-  InboundSa* lookup(const Key& key) const {
-    if (slots_.empty()) return nullptr;
+  Hit lookup(const Key& key) const {
+    if (slots_.empty()) return {nullptr, 0};
     for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
-      if (s.sa == nullptr) return nullptr;
-      if (s.spi == key.spi && s.family == key.family && std::memcmp(s.addr, key.addr, 16) == 0) return s.sa;
+      if (s.sa == nullptr) return {nullptr, 0};
+      if (s.spi == key.spi && s.family == key.family && std::memcmp(s.addr, key.addr, 16) == 0) return {s.sa, s.peer};
     }
   }
 
@@ -49,7 +56,8 @@ class InboundSaTable {
   struct Slot {
     uint32_t spi;
     uint8_t family;
-    uint8_t pad[3];
+    uint8_t pad;
+    uint16_t peer;
     uint8_t addr[16];
     InboundSa* sa;  // nullptr: empty
   };

@@ -2,7 +2,7 @@
 // slots, so that the pods a worker delivers to are found without a lookup in
 // the rte_hash (which costs about a fifth of the decrypt path at 64 B).
 //
-// Coherence: the control thread bumps Tables::neighbor_epoch (release) after
+// Coherence: the control thread bumps Neighbors::epoch (release) after
 // every change to the neighbour table; a worker calls sync() with that epoch
 // (acquire) once per burst and drops every slot when it moved. A burst that
 // races with an update may still use the old MAC, as a lookup in the shared

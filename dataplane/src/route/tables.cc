@@ -7,6 +7,8 @@
 #include <rte_jhash.h>
 #include <rte_malloc.h>
 
+#include "net/parse.h"
+
 namespace meshwire::dp {
 namespace {
 
@@ -56,15 +58,116 @@ std::string format_mac(const uint8_t mac[6]) {
   return buf;
 }
 
-Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int socket_id) {
+// --- SharedState
+
+SharedState::~SharedState() {
+  if (neighbors_.hash) rte_hash_free(neighbors_.hash);
+}
+
+Status SharedState::init() {
+  static std::atomic<int> instance{0};
+  char name[RTE_HASH_NAMESIZE];
+  std::snprintf(name, sizeof(name), "mw_neigh_%d", instance.fetch_add(1));
+  rte_hash_parameters np{};
+  np.name = name;
+  np.entries = kMaxNeighbors;
+  np.key_len = sizeof(NeighborKey);
+  np.hash_func = rte_jhash;
+  np.socket_id = socket_id_;
+  np.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
+  neighbors_.hash = rte_hash_create(&np);
+  if (!neighbors_.hash) return make_error(std::string("cannot create the neighbour table: ") + rte_strerror(rte_errno));
+  return Ok{};
+}
+
+SharedState::Id SharedState::id_of(uint8_t family, const uint8_t* address, uint32_t spi, uint16_t worker) {
+  Id id{};
+  id[0] = family;
+  id[1] = static_cast<uint8_t>(worker >> 8);
+  id[2] = static_cast<uint8_t>(worker);
+  net::store_be32(&id[3], spi);
+  std::memcpy(&id[7], address, 16);
+  return id;
+}
+
+PeerLink* SharedState::acquire_link(const IpAddress& tunnel) {
+  const Id id = id_of(tunnel.family, tunnel.bytes.data(), 0, 0);
+  auto it = links_.find(id);
+  if (it == links_.end()) {
+    auto* link = alloc_aligned<PeerLink>("mw_peer_link", socket_id_);
+    if (!link) return nullptr;
+    link->tunnel_address = tunnel;
+    it = links_.emplace(id, link).first;
+  }
+  it->second->refs++;
+  return it->second;
+}
+
+void SharedState::release_link(PeerLink* link) {
+  if (!link || --link->refs != 0) return;
+  links_.erase(id_of(link->tunnel_address.family, link->tunnel_address.bytes.data(), 0, 0));
+  free_aligned(link);
+}
+
+esp::OutboundSa* SharedState::reuse_outbound(const IpAddress& peer, uint32_t spi, uint16_t worker,
+                                             const SaConfig& sa) {
+  auto it = outbound_.find(id_of(peer.family, peer.bytes.data(), spi, worker));
+  if (it == outbound_.end() || !esp::gcm_key_matches(it->second->key, sa.key.data(), sa.key.size(), sa.salt.data())) {
+    return nullptr;
+  }
+  it->second->refs++;
+  return it->second;
+}
+
+esp::InboundSa* SharedState::reuse_inbound(const IpAddress& peer, uint32_t spi, const SaConfig& sa) {
+  auto it = inbound_.find(id_of(peer.family, peer.bytes.data(), spi, 0));
+  if (it == inbound_.end() || !esp::gcm_key_matches(it->second->key, sa.key.data(), sa.key.size(), sa.salt.data())) {
+    return nullptr;
+  }
+  it->second->refs++;
+  return it->second;
+}
+
+// A new SA with the identity of an older one (same SPI, another key) takes
+// its place for later generations; the older one lives on, unreachable by
+// reuse, until the generations that hold it are freed.
+void SharedState::add_outbound(esp::OutboundSa* sa) {
+  outbound_[id_of(sa->family, sa->outer_dst, sa->spi, sa->worker)] = sa;
+}
+
+void SharedState::add_inbound(esp::InboundSa* sa) { inbound_[id_of(sa->family, sa->source, sa->spi, 0)] = sa; }
+
+void SharedState::release_outbound(esp::OutboundSa* sa) {
+  if (!sa || --sa->refs != 0) return;
+  auto it = outbound_.find(id_of(sa->family, sa->outer_dst, sa->spi, sa->worker));
+  if (it != outbound_.end() && it->second == sa) outbound_.erase(it);
+  esp::wipe(&sa->key);
+  free_aligned(sa);
+}
+
+void SharedState::release_inbound(esp::InboundSa* sa) {
+  if (!sa || --sa->refs != 0) return;
+  auto it = inbound_.find(id_of(sa->family, sa->source, sa->spi, 0));
+  if (it != inbound_.end() && it->second == sa) inbound_.erase(it);
+  esp::wipe(&sa->key);
+  free_aligned(sa);
+}
+
+// --- Generations
+
+Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunnel_address, uint64_t generation,
+                             esp::GcmEngine& engine, SharedState& shared) {
   auto* t = new Tables();
+  t->generation = generation;
+  t->neighbors = shared.neighbors();
   auto fail = [&](std::string message) -> Result<Tables*> {
-    free_tables(t);
+    free_tables(t, shared);
     return make_error(std::move(message));
   };
+  const int socket_id = shared.socket_id();
   static std::atomic<int> instance{0};
   const int id = instance.fetch_add(1);
-  char name[RTE_HASH_NAMESIZE];
+  char name[RTE_HASH_NAMESIZE];  // rte_fib names are limited alike
 
   rte_fib_conf c4{};
   c4.type = RTE_FIB_DIR24_8;
@@ -86,34 +189,24 @@ Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int s
   t->fib6 = rte_fib6_create(name, socket_id, &c6);
   if (!t->fib6) return fail(std::string("routes: cannot create IPv6 FIB: ") + rte_strerror(rte_errno));
 
-  for (size_t i = 0; i < config.pod_cidrs.size(); ++i) {
-    Status s = add_route(*t, config.pod_cidrs[i], kNextHopLocal, "node.pod_cidrs[" + std::to_string(i) + "]");
+  t->local_pod_cidrs = routing.pod_cidrs;
+  for (size_t i = 0; i < routing.pod_cidrs.size(); ++i) {
+    Status s = add_route(*t, routing.pod_cidrs[i], kNextHopLocal, "node.pod_cidrs[" + std::to_string(i) + "]");
     if (!s.ok()) return fail(s.error());
-    t->local_pods.add(config.pod_cidrs[i]);
+    t->local_pods.add(routing.pod_cidrs[i]);
   }
 
-  char nname[RTE_HASH_NAMESIZE];
-  std::snprintf(nname, sizeof(nname), "mw_neigh_%d", id);
-  rte_hash_parameters np{};
-  np.name = nname;
-  np.entries = kMaxNeighbors;
-  np.key_len = sizeof(NeighborKey);
-  np.hash_func = rte_jhash;
-  np.socket_id = socket_id;
-  np.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
-  t->neighbors = rte_hash_create(&np);
-  if (!t->neighbors) return fail(std::string("cannot create the neighbour table: ") + rte_strerror(rte_errno));
-
-  for (size_t p = 0; p < config.peers.size(); ++p) {
-    const PeerConfig& pc = config.peers[p];
+  for (size_t p = 0; p < routing.peers.size(); ++p) {
+    const PeerConfig& pc = routing.peers[p];
     const std::string field = "peers[" + std::to_string(p) + "]";
-    auto* peer = alloc_aligned<PeerRuntime>("mw_peer", socket_id);
-    if (!peer) return fail(field + ": out of memory");
+    auto* peer = new PeerRuntime();
+    t->peers.push_back(peer);
     peer->name = pc.name;
     peer->tunnel_address = pc.tunnel_address;
     peer->pod_cidrs = pc.pod_cidrs;
     for (const IpPrefix& prefix : pc.pod_cidrs) peer->pods.add(prefix);
-    t->peers.push_back(peer);
+    peer->link = shared.acquire_link(pc.tunnel_address);
+    if (!peer->link) return fail(field + ": out of memory");
     for (size_t i = 0; i < pc.pod_cidrs.size(); ++i) {
       Status s = add_route(*t, pc.pod_cidrs[i], kNextHopPeerBase + p, field + ".pod_cidrs[" + std::to_string(i) + "]");
       if (!s.ok()) return fail(s.error());
@@ -121,29 +214,51 @@ Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int s
 
     t->outbound.emplace_back();
     for (size_t w = 0; w < pc.outbound.size(); ++w) {
-      auto* sa = alloc_aligned<esp::OutboundSa>("mw_sa_out", socket_id);
-      if (!sa) return fail(field + ".sas.outbound: out of memory");
+      const SaConfig& sc = pc.outbound[w];
+      const uint16_t worker = static_cast<uint16_t>(w);
+      esp::OutboundSa* sa = shared.reuse_outbound(pc.tunnel_address, sc.spi, worker, sc);
+      if (!sa) {
+        sa = alloc_aligned<esp::OutboundSa>("mw_sa_out", socket_id);
+        if (!sa) return fail(field + ".sas.outbound: out of memory");
+        sa->spi = sc.spi;
+        sa->udp_sport = esp::udp_source_port_for_spi(sa->spi);
+        sa->family = tunnel_address.family;
+        sa->worker = worker;
+        std::memcpy(sa->outer_src, tunnel_address.bytes.data(), 16);
+        std::memcpy(sa->outer_dst, pc.tunnel_address.bytes.data(), 16);
+        Status s = expand_sa_key(engine, sc, &sa->key, field + ".sas.outbound[" + std::to_string(w) + "]");
+        if (!s.ok()) {
+          esp::wipe(&sa->key);
+          free_aligned(sa);
+          return fail(s.error());
+        }
+        sa->refs = 1;
+        shared.add_outbound(sa);
+      }
       t->outbound[p].push_back(sa);
-      sa->spi = pc.outbound[w].spi;
-      sa->udp_sport = esp::udp_source_port_for_spi(sa->spi);
-      sa->peer = static_cast<uint16_t>(p);
-      sa->family = config.tunnel_address.family;
-      std::memcpy(sa->outer_src, config.tunnel_address.bytes.data(), 16);
-      std::memcpy(sa->outer_dst, pc.tunnel_address.bytes.data(), 16);
-      Status s = expand_sa_key(engine, pc.outbound[w], &sa->key, field + ".sas.outbound[" + std::to_string(w) + "]");
-      if (!s.ok()) return fail(s.error());
     }
 
     for (size_t i = 0; i < pc.inbound.size(); ++i) {
+      const SaConfig& sc = pc.inbound[i];
       const std::string sfield = field + ".sas.inbound[" + std::to_string(i) + "]";
-      auto* sa = alloc_aligned<esp::InboundSa>("mw_sa_in", socket_id);
-      if (!sa) return fail(sfield + ": out of memory");
-      t->inbound_list.push_back(sa);
-      sa->spi = pc.inbound[i].spi;
-      sa->peer = static_cast<uint16_t>(p);
-      Status s = expand_sa_key(engine, pc.inbound[i], &sa->key, sfield);
-      if (!s.ok()) return fail(s.error());
-      if (!t->inbound_sas.add(pc.tunnel_address, sa->spi, sa)) {
+      esp::InboundSa* sa = shared.reuse_inbound(pc.tunnel_address, sc.spi, sc);
+      if (!sa) {
+        sa = alloc_aligned<esp::InboundSa>("mw_sa_in", socket_id);
+        if (!sa) return fail(sfield + ": out of memory");
+        sa->spi = sc.spi;
+        sa->family = pc.tunnel_address.family;
+        std::memcpy(sa->source, pc.tunnel_address.bytes.data(), 16);
+        Status s = expand_sa_key(engine, sc, &sa->key, sfield);
+        if (!s.ok()) {
+          esp::wipe(&sa->key);
+          free_aligned(sa);
+          return fail(s.error());
+        }
+        sa->refs = 1;
+        shared.add_inbound(sa);
+      }
+      t->inbound_list.push_back({sa, static_cast<uint16_t>(p)});
+      if (!t->inbound_sas.add(pc.tunnel_address, sa->spi, sa, static_cast<uint16_t>(p))) {
         return fail(sfield + ".spi: " + std::to_string(sa->spi) + " is already an inbound SA of this peer");
       }
     }
@@ -151,22 +266,18 @@ Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int s
   return t;
 }
 
-void free_tables(Tables* t) {
+void free_tables(Tables* t, SharedState& shared) {
   if (!t) return;
   if (t->fib4) rte_fib_free(t->fib4);
   if (t->fib6) rte_fib6_free(t->fib6);
-  if (t->neighbors) rte_hash_free(t->neighbors);
-  for (auto* p : t->peers) free_aligned(p);
+  for (PeerRuntime* p : t->peers) {
+    shared.release_link(p->link);
+    delete p;
+  }
   for (auto& per_peer : t->outbound) {
-    for (auto* sa : per_peer) {
-      if (sa) esp::wipe(&sa->key);
-      free_aligned(sa);
-    }
+    for (esp::OutboundSa* sa : per_peer) shared.release_outbound(sa);
   }
-  for (auto* sa : t->inbound_list) {
-    esp::wipe(&sa->key);
-    free_aligned(sa);
-  }
+  for (const InboundEntry& e : t->inbound_list) shared.release_inbound(e.sa);
   delete t;
 }
 
@@ -190,21 +301,21 @@ static NeighborKey neighbor_key(const IpAddress& ip) {
   return k;
 }
 
-bool neighbor_lookup(const Tables& t, const IpAddress& ip, uint8_t mac[6], uint16_t* port) {
+bool neighbor_lookup(const Neighbors& neighbors, const IpAddress& ip, uint8_t mac[6], uint16_t* port) {
   NeighborKey k = neighbor_key(ip);
   void* data = nullptr;
-  if (rte_hash_lookup_data(t.neighbors, &k, &data) < 0) return false;
+  if (rte_hash_lookup_data(neighbors.hash, &k, &data) < 0) return false;
   const auto packed = reinterpret_cast<uintptr_t>(data);
   unpack_mac(packed, mac);
   *port = neighbor_port(packed);
   return true;
 }
 
-int neighbor_update(Tables& t, const IpAddress& ip, const uint8_t mac[6], uint16_t port) {
+int neighbor_update(Neighbors& neighbors, const IpAddress& ip, const uint8_t mac[6], uint16_t port) {
   NeighborKey k = neighbor_key(ip);
   const uint64_t packed = pack_neighbor(mac, port);
-  const int rc = rte_hash_add_key_data(t.neighbors, &k, reinterpret_cast<void*>(static_cast<uintptr_t>(packed)));
-  if (rc == 0) t.neighbor_epoch.fetch_add(1, std::memory_order_release);  // workers' caches are stale
+  const int rc = rte_hash_add_key_data(neighbors.hash, &k, reinterpret_cast<void*>(static_cast<uintptr_t>(packed)));
+  if (rc == 0) neighbors.epoch.fetch_add(1, std::memory_order_release);  // workers' caches are stale
   return rc;
 }
 

@@ -1,12 +1,17 @@
 // Every table the workers read, in one place, with who writes it and when.
 //
-// In this release the route, peer and SA tables are built once at startup
-// (before any worker runs) and are immutable afterwards; the neighbour table
-// and the peers' fabric MACs are written by the control thread while workers
-// read them (lock-free; see each comment).
+// A generation (Tables: routes, peers, SAs) is immutable once published. The
+// control thread builds the next one aside, publishes it with one pointer
+// store and frees the old one once every worker has been through a quiescent
+// state (route/generations.h). What must outlive generations lives apart and
+// is shared by them, written only as each comment says: the neighbour table
+// (Neighbors), each peer's fabric MAC (PeerLink), and each SA's sequence
+// number or replay window (the SA objects; see esp/sa.h).
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <map>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -41,14 +46,23 @@ inline void unpack_mac(uint64_t packed, uint8_t mac[6]) {
 }
 std::string format_mac(const uint8_t mac[6]);
 
-struct PeerRuntime {
-  std::string name;                 // written at startup
-  IpAddress tunnel_address;         // written at startup
-  std::vector<IpPrefix> pod_cidrs;  // written at startup
-  PrefixSet pods;                   // the same, for the decrypt path's source check
+// A peer's link on the fabric, shared by every generation that has a peer
+// with this tunnel address.
+struct PeerLink {
+  IpAddress tunnel_address;  // written at creation
+  uint32_t refs = 0;         // generations holding it; control thread only
   // Written by the control thread when ARP/ND resolves the peer; read by
   // workers (relaxed) for every packet they encapsulate towards it.
   alignas(64) std::atomic<uint64_t> fabric_mac{0};
+};
+
+// One generation's peer: immutable once published.
+struct PeerRuntime {
+  std::string name;
+  IpAddress tunnel_address;
+  std::vector<IpPrefix> pod_cidrs;
+  PrefixSet pods;            // the same, for the decrypt path's source check
+  PeerLink* link = nullptr;  // shared with other generations
 };
 
 // Key of the neighbour hash: a pod address.
@@ -65,37 +79,94 @@ inline uint64_t pack_neighbor(const uint8_t mac[6], uint16_t port) {
 }
 inline uint16_t neighbor_port(uint64_t packed) { return static_cast<uint16_t>(packed >> 56); }
 
+// Pod neighbours, for the node's lifetime: NeighborKey -> pack_neighbor().
+// Written by the control thread only (learning and resolution); workers look
+// up concurrently (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF). Entries are
+// updated in place, never deleted in this release.
+struct Neighbors {
+  rte_hash* hash = nullptr;
+  // Bumped (release) by the control thread after every change to the hash;
+  // workers drop their NeighborCache when it moves. Starts at 1 so that a
+  // new cache (epoch 0) is empty and synced on first use.
+  alignas(64) std::atomic<uint64_t> epoch{1};
+};
+
+struct InboundEntry {
+  esp::InboundSa* sa;
+  uint16_t peer;  // index into Tables::peers
+};
+
+// One generation. Immutable once published; workers read it without locks.
 struct Tables {
-  // Written at startup, immutable afterwards.
+  uint64_t generation = 0;   // 0: the startup config's
   rte_fib* fib4 = nullptr;   // destination -> next hop (kNextHop*)
   rte_fib6* fib6 = nullptr;  // likewise for IPv6
   std::vector<PeerRuntime*> peers;
-  PrefixSet local_pods;  // this node's pod CIDRs (the FIB's kNextHopLocal routes)
-  esp::InboundSaTable inbound_sas;  // (outer source, SPI) -> InboundSa*; written at startup only
-  std::vector<esp::InboundSa*> inbound_list;
-  // outbound[peer][worker], each block written only by its worker.
+  std::vector<IpPrefix> local_pod_cidrs;  // this node's pod CIDRs (the FIB's kNextHopLocal routes)
+  PrefixSet local_pods;                   // the same, for the decrypt path
+  esp::InboundSaTable inbound_sas;        // (outer source, SPI) -> InboundSa*, peer
+  std::vector<InboundEntry> inbound_list;
+  // outbound[peer][worker]; each SA's sequence number is written only by its worker.
   std::vector<std::vector<esp::OutboundSa*>> outbound;
-
-  // Pod neighbours: NeighborKey -> pack_neighbor(). Written by the control
-  // thread only (learning and resolution); workers look up concurrently
-  // (RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF). Entries are updated in place,
-  // never deleted in this release.
-  rte_hash* neighbors = nullptr;
-  // Bumped (release) by the control thread after every change to neighbors;
-  // workers drop their NeighborCache when it moves. Starts at 1 so that a
-  // new cache (epoch 0) is empty and synced on first use.
-  alignas(64) std::atomic<uint64_t> neighbor_epoch{1};
+  Neighbors* neighbors = nullptr;  // the node's (not owned)
 };
 
-// Builds the route, peer and SA tables from the config. Errors name the field.
-// num_workers outbound SAs are expanded per peer with engine (any thread's).
-Result<Tables*> build_tables(const Config& config, esp::GcmEngine& engine, int socket_id);
-void free_tables(Tables* tables);
+// The state generations share, and the means to find what the next one can
+// reuse. Control thread only.
+class SharedState {
+ public:
+  explicit SharedState(int socket_id) : socket_id_(socket_id) {}
+  ~SharedState();  // frees the neighbour table; every generation must be freed first
+  SharedState(const SharedState&) = delete;
+  SharedState& operator=(const SharedState&) = delete;
+
+  Status init();  // creates the neighbour table
+  Neighbors* neighbors() { return &neighbors_; }
+  int socket_id() const { return socket_id_; }
+
+  // The link of a tunnel address (existing or new), with one more ref.
+  PeerLink* acquire_link(const IpAddress& tunnel);
+  void release_link(PeerLink* link);
+  // The SA with this identity whose key is the same (existing, one more
+  // ref), or nullptr when there is none.
+  esp::OutboundSa* reuse_outbound(const IpAddress& peer, uint32_t spi, uint16_t worker, const SaConfig& sa);
+  esp::InboundSa* reuse_inbound(const IpAddress& peer, uint32_t spi, const SaConfig& sa);
+  // A new SA (refs 1) becomes reusable by later generations.
+  void add_outbound(esp::OutboundSa* sa);
+  void add_inbound(esp::InboundSa* sa);
+  // One ref less; the SA is wiped and freed with its last.
+  void release_outbound(esp::OutboundSa* sa);
+  void release_inbound(esp::InboundSa* sa);
+
+  size_t links() const { return links_.size(); }
+  size_t outbound_sas() const { return outbound_.size(); }
+  size_t inbound_sas() const { return inbound_.size(); }
+
+ private:
+  using Id = std::array<uint8_t, 24>;  // family, worker (2), spi (4), address (16), pad
+  static Id id_of(uint8_t family, const uint8_t* address, uint32_t spi, uint16_t worker);
+
+  int socket_id_;
+  Neighbors neighbors_;
+  std::map<Id, PeerLink*> links_;
+  std::map<Id, esp::OutboundSa*> outbound_;
+  std::map<Id, esp::InboundSa*> inbound_;
+};
+
+// Builds a generation from a routing state that passed check_routing():
+// routes, peers (their links from `shared`), SAs (reused from `shared` when
+// unchanged, else expanded with `engine`: the control thread's). Errors name
+// the field ("peers[2].pod_cidrs[0]: ..."); on error nothing is kept.
+Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunnel_address, uint64_t generation,
+                             esp::GcmEngine& engine, SharedState& shared);
+// Frees a generation no worker can still be reading, releasing what it
+// shared.
+void free_tables(Tables* tables, SharedState& shared);
 
 // Lookup helpers for the control thread and tests (workers use bulk FIB lookups).
 uint64_t route_lookup(const Tables& tables, const IpAddress& dst);
-bool neighbor_lookup(const Tables& tables, const IpAddress& ip, uint8_t mac[6], uint16_t* port);
+bool neighbor_lookup(const Neighbors& neighbors, const IpAddress& ip, uint8_t mac[6], uint16_t* port);
 // Control thread only.
-int neighbor_update(Tables& tables, const IpAddress& ip, const uint8_t mac[6], uint16_t port);
+int neighbor_update(Neighbors& neighbors, const IpAddress& ip, const uint8_t mac[6], uint16_t port);
 
 }  // namespace meshwire::dp

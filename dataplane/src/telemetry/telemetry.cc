@@ -12,9 +12,9 @@
 namespace meshwire::dp {
 namespace {
 
-std::atomic<const Node*> g_node{nullptr};
+std::atomic<Node*> g_node{nullptr};
 
-uint64_t load(const uint64_t& v) { return __atomic_load_n(&v, __ATOMIC_RELAXED); }
+uint64_t load(const uint64_t& v) { return read_counter(v); }
 
 // Sum of one counter field over every worker's (and the control thread's) block.
 template <typename Field>
@@ -23,19 +23,6 @@ uint64_t sum(const Node& node, Field field) {
   for (unsigned b = 0; b < node.counter_blocks(); ++b) total += load(field(node.counters()[b]));
   return total;
 }
-
-// The plain counters of /meshwire/counters, in the order shown.
-constexpr std::pair<const char*, uint64_t WorkerCounters::*> kScalarCounters[] = {
-    {"encrypted_packets", &WorkerCounters::encrypted_packets},
-    {"encrypted_bytes", &WorkerCounters::encrypted_bytes},
-    {"decrypted_packets", &WorkerCounters::decrypted_packets},
-    {"decrypted_bytes", &WorkerCounters::decrypted_bytes},
-    {"forwarded_local", &WorkerCounters::forwarded_local},
-    {"punted", &WorkerCounters::punted},
-    {"mss_clamped", &WorkerCounters::mss_clamped},
-    {"fragmented", &WorkerCounters::fragmented},
-    {"icmp_errors_sent", &WorkerCounters::icmp_errors_sent},
-};
 
 const char* algorithm_name(const esp::GcmKey& key) { return key.key_len == 32 ? "aes-256-gcm" : "aes-128-gcm"; }
 
@@ -54,8 +41,10 @@ int cmd_counters(const char*, const char* params, rte_tel_data* d) {
     return sum(*node, field);
   };
   rte_tel_data_start_dict(d);
-  for (const auto& [name, member] : kScalarCounters) {
-    rte_tel_data_add_dict_u64(d, name, value([member](const WorkerCounters& c) -> const uint64_t& { return c.*member; }));
+  for (const ScalarCounter& sc : kScalarCounters) {
+    const std::string name(sc.name);
+    const auto member = sc.member;
+    rte_tel_data_add_dict_u64(d, name.c_str(), value([member](const WorkerCounters& c) -> const uint64_t& { return c.*member; }));
   }
   rte_tel_data* drops = rte_tel_data_alloc();
   if (!drops) return -1;
@@ -100,16 +89,14 @@ int cmd_ports(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
-int cmd_peers(const char*, const char*, rte_tel_data* d) {
-  const Node* node = g_node.load();
-  if (!node) return -1;
+int peers_into(const Node* node, rte_tel_data* d) {
   rte_tel_data_start_dict(d);
   for (const PeerRuntime* p : node->tables().peers) {
     rte_tel_data* c = rte_tel_data_alloc();
     if (!c) return -1;
     rte_tel_data_start_dict(c);
     rte_tel_data_add_dict_string(c, "tunnel_address", format_ip(p->tunnel_address).c_str());
-    const uint64_t mac = p->fabric_mac.load(std::memory_order_relaxed);
+    const uint64_t mac = p->link->fabric_mac.load(std::memory_order_relaxed);
     uint8_t bytes[6];
     unpack_mac(mac, bytes);
     rte_tel_data_add_dict_string(c, "mac", mac ? format_mac(bytes).c_str() : "");
@@ -126,9 +113,7 @@ int cmd_peers(const char*, const char*, rte_tel_data* d) {
 }
 
 // Never shows key bytes.
-int cmd_sas(const char*, const char*, rte_tel_data* d) {
-  const Node* node = g_node.load();
-  if (!node) return -1;
+int sas_into(const Node* node, rte_tel_data* d) {
   const Tables& t = node->tables();
   rte_tel_data_start_dict(d);
   for (size_t p = 0; p < t.outbound.size(); ++p) {
@@ -147,24 +132,38 @@ int cmd_sas(const char*, const char*, rte_tel_data* d) {
       rte_tel_data_add_dict_container(d, key.c_str(), c, 0);
     }
   }
-  for (const esp::InboundSa* sa : t.inbound_list) {
+  for (const InboundEntry& e : t.inbound_list) {
+    const esp::InboundSa* sa = e.sa;
     rte_tel_data* c = rte_tel_data_alloc();
     if (!c) return -1;
     rte_tel_data_start_dict(c);
     rte_tel_data_add_dict_string(c, "direction", "inbound");
-    rte_tel_data_add_dict_string(c, "peer", t.peers[sa->peer]->name.c_str());
+    rte_tel_data_add_dict_string(c, "peer", t.peers[e.peer]->name.c_str());
     rte_tel_data_add_dict_u64(c, "spi", sa->spi);
     rte_tel_data_add_dict_string(c, "algorithm", algorithm_name(sa->key));
     rte_tel_data_add_dict_u64(c, "window_top", sa->window.top());
-    const std::string key = "in/" + t.peers[sa->peer]->name + "/" + std::to_string(sa->spi);
+    const std::string key = "in/" + t.peers[e.peer]->name + "/" + std::to_string(sa->spi);
     rte_tel_data_add_dict_container(d, key.c_str(), c, 0);
   }
   return 0;
 }
 
+// The tables are the control thread's to read: a generation may be freed
+// under any other thread.
+int on_control(int (*fn)(const Node*, rte_tel_data*), rte_tel_data* d) {
+  Node* node = g_node.load();
+  if (!node) return -1;
+  int rc = -1;
+  if (!node->tasks().run([&] { rc = fn(node, d); })) return -1;
+  return rc;
+}
+
+int cmd_peers(const char*, const char*, rte_tel_data* d) { return on_control(peers_into, d); }
+int cmd_sas(const char*, const char*, rte_tel_data* d) { return on_control(sas_into, d); }
+
 }  // namespace
 
-void telemetry_register(const Node* node) {
+void telemetry_register(Node* node) {
   g_node.store(node);
   static bool registered = false;
   if (registered) return;

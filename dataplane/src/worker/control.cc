@@ -46,9 +46,9 @@ bool is_unspecified_v6(const uint8_t* p) {
 
 }  // namespace
 
-Control::Control(const NodeRuntime& node, Tables& tables, std::vector<WorkerContext>& workers, rte_mempool* pool,
-                 WorkerCounters* counters)
-    : node_(node), tables_(tables), workers_(workers), pool_(pool), counters_(counters) {}
+Control::Control(const NodeRuntime& node, std::atomic<Tables*>& live, std::vector<WorkerContext>& workers,
+                 rte_mempool* pool, WorkerCounters* counters)
+    : node_(node), live_(live), workers_(workers), pool_(pool), counters_(counters) {}
 
 Control::~Control() {
   for (auto& [key, held] : held_) {
@@ -65,7 +65,8 @@ unsigned Control::poll() {
     handled += n;
   }
   const uint64_t now = rte_get_timer_cycles();
-  if (now >= next_peer_round_) resolve_peers(now);
+  // A new generation may bring peers to resolve: ask now, not at the next round.
+  if (now >= next_peer_round_ || tables().generation != resolved_generation_) resolve_peers(now);
   if (held_count_ != 0 && now >= next_expiry_) expire_held(now);
   return handled;
 }
@@ -109,21 +110,21 @@ void Control::send_built(uint16_t port_index, Build&& build, InjectKind kind) {
 }
 
 void Control::learn_peer(const IpAddress& address, const uint8_t mac[6]) {
-  for (PeerRuntime* p : tables_.peers) {
-    if (p->tunnel_address == address) p->fabric_mac.store(pack_mac(mac), std::memory_order_relaxed);
+  for (PeerRuntime* p : tables().peers) {
+    if (p->tunnel_address == address) p->link->fabric_mac.store(pack_mac(mac), std::memory_order_relaxed);
   }
 }
 
 void Control::learn_pod(const IpAddress& address, const uint8_t mac[6], uint16_t port_index) {
   // Only addresses of this node's pods go into the neighbour table.
-  if (route_lookup(tables_, address) != kNextHopLocal) return;
+  if (route_lookup(tables(), address) != kNextHopLocal) return;
   uint8_t old_mac[6];
   uint16_t old_port;
-  if (neighbor_lookup(tables_, address, old_mac, &old_port) && old_port == port_index &&
+  if (neighbor_lookup(*tables().neighbors, address, old_mac, &old_port) && old_port == port_index &&
       std::memcmp(old_mac, mac, 6) == 0) {
     return;
   }
-  neighbor_update(tables_, address, mac, port_index);
+  neighbor_update(*tables().neighbors, address, mac, port_index);
   release_held(address, mac, port_index);
 }
 
@@ -250,7 +251,7 @@ void Control::handle_icmp_error(rte_mbuf* m, PuntKind kind) {
   uint8_t mac[6];
   uint16_t port_index;
   size_t built = 0;
-  if (neighbor_lookup(tables_, src, mac, &port_index)) {
+  if (neighbor_lookup(*tables().neighbors, src, mac, &port_index)) {
     // A pod of ours: answer it directly, from the gateway address.
     const IpAddress& from = v6 ? node_.gateway_v6 : node_.gateway_v4;
     const PortRuntime& port = node_.ports[port_index];
@@ -259,7 +260,7 @@ void Control::handle_icmp_error(rte_mbuf* m, PuntKind kind) {
                                     out, cap);
       return built;
     });
-  } else if (route_lookup(tables_, src) >= kNextHopPeerBase && node_.tunnel_address.is_v6() == v6) {
+  } else if (route_lookup(tables(), src) >= kNextHopPeerBase && node_.tunnel_address.is_v6() == v6) {
     // A pod behind a peer (its packet expired here): the error goes back
     // through the tunnel, from our tunnel address (which the peer accepts as
     // speaking for this node), routed and encrypted by a worker like pod traffic.
@@ -302,7 +303,7 @@ void Control::handle_neighbor_miss(rte_mbuf* m) {
   // The MAC may have been learned since the worker looked.
   uint8_t mac[6];
   uint16_t port_index;
-  if (neighbor_lookup(tables_, dst, mac, &port_index)) {
+  if (neighbor_lookup(*tables().neighbors, dst, mac, &port_index)) {
     held_[key].pkts.push_back(m);
     ++held_count_;
     release_held(dst, mac, port_index);
@@ -330,8 +331,10 @@ void Control::handle_neighbor_miss(rte_mbuf* m) {
 
 void Control::resolve_peers(uint64_t now) {
   bool all_resolved = true;
-  for (PeerRuntime* p : tables_.peers) {
-    const bool resolved = p->fabric_mac.load(std::memory_order_relaxed) != 0;
+  const Tables& t = tables();
+  resolved_generation_ = t.generation;
+  for (PeerRuntime* p : t.peers) {
+    const bool resolved = p->link->fabric_mac.load(std::memory_order_relaxed) != 0;
     all_resolved = all_resolved && resolved;
     solicit(node_.uplink, node_.tunnel_address, p->tunnel_address);
   }

@@ -10,6 +10,7 @@
 // the neighbour table and of the peers' fabric MACs.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -24,8 +25,10 @@ namespace meshwire::dp {
 
 class Control {
  public:
-  Control(const NodeRuntime& node, Tables& tables, std::vector<WorkerContext>& workers, rte_mempool* pool,
-          WorkerCounters* counters);
+  // live: the published generation (the control thread publishes it too,
+  // so it reads it without further care).
+  Control(const NodeRuntime& node, std::atomic<Tables*>& live, std::vector<WorkerContext>& workers,
+          rte_mempool* pool, WorkerCounters* counters);
   ~Control();  // frees held packets
   Control(const Control&) = delete;
   Control& operator=(const Control&) = delete;
@@ -56,12 +59,15 @@ class Control {
   void send_built(uint16_t port_index, Build&& build, InjectKind kind = InjectKind::kTransmit);
   void send(uint16_t port_index, rte_mbuf* m, InjectKind kind = InjectKind::kTransmit);
 
+  const Tables& tables() const { return *live_.load(std::memory_order_relaxed); }
+
   const NodeRuntime& node_;
-  Tables& tables_;
+  std::atomic<Tables*>& live_;
   std::vector<WorkerContext>& workers_;
   rte_mempool* pool_;
   WorkerCounters* counters_;
   uint64_t next_peer_round_ = 0;
+  uint64_t resolved_generation_ = 0;  // the generation whose peers the last round asked for
   // When we last asked for a pod address (key: family byte + 16 address bytes).
   std::unordered_map<std::string, uint64_t> last_solicit_;
   struct Held {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
 #include <meshwire/dp/config.h>
@@ -76,7 +77,11 @@ struct alignas(64) WorkerContext {
   esp::GcmEngine* engine = nullptr;  // owned by this worker
   WorkerCounters* counters = nullptr;
   const NodeRuntime* node = nullptr;
+  // The generation this worker reads in its current round (worker_main
+  // loads it from *live each round; tests set it directly).
   Tables* tables = nullptr;
+  std::atomic<Tables*>* live = nullptr;  // the published generation
+  rte_rcu_qsbr* qsbr = nullptr;          // where this worker (thread id = index) reports quiescent states
   rte_ring* punt = nullptr;    // worker -> control (single producer, single consumer)
   rte_ring* inject = nullptr;  // control -> worker: frames to send, port index in mbuf->port
   const std::atomic<bool>* stop = nullptr;

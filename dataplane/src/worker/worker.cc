@@ -10,6 +10,7 @@
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_pause.h>
+#include <rte_rcu_qsbr.h>
 
 #include "esp/decrypt.h"
 #include "esp/encrypt.h"
@@ -121,7 +122,7 @@ inline bool rx_parse(WorkerContext& ctx, uint16_t port_index, rte_mbuf* m, DropR
 void deliver_local_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, const bool* v6, uint16_t n) {
   if (n == 0) return;
   NeighborCache& cache = ctx.neighbor_cache;
-  cache.sync(ctx.tables->neighbor_epoch.load(std::memory_order_acquire));
+  cache.sync(ctx.tables->neighbors->epoch.load(std::memory_order_acquire));
   NeighborKey keys[kRxBurst];
   uint64_t packed[kRxBurst];
   // The worker's cache first; one bulk lookup in the shared table for the rest.
@@ -148,7 +149,7 @@ void deliver_local_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, con
   if (nmiss != 0) {
     void* data[kRxBurst];
     uint64_t hits = 0;
-    rte_hash_lookup_bulk_data(ctx.tables->neighbors, miss_keys, nmiss, &hits, data);
+    rte_hash_lookup_bulk_data(ctx.tables->neighbors->hash, miss_keys, nmiss, &hits, data);
     for (uint16_t j = 0; j < nmiss; ++j) {
       if (!(hits & (1ull << j))) continue;
       const uint16_t i = miss_of[j];
@@ -356,7 +357,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
       count_drop(ctx, DropReason::kTooBig);
       return;
     }
-    const uint64_t mac = ctx.tables->peers[peer]->fabric_mac.load(std::memory_order_relaxed);
+    const uint64_t mac = ctx.tables->peers[peer]->link->fabric_mac.load(std::memory_order_relaxed);
     if (mac == 0) {
       drop(ctx, m, DropReason::kPeerUnresolved);
       return;
@@ -509,8 +510,13 @@ int worker_main(void* arg) {
   rte_mbuf* pkts[kRxBurst];
   uint32_t idle_polls = 0;
   const uint16_t q = static_cast<uint16_t>(ctx.index);
+  rte_rcu_qsbr_thread_register(ctx.qsbr, ctx.index);
+  rte_rcu_qsbr_thread_online(ctx.qsbr, ctx.index);
 
   while (!ctx.stop->load(std::memory_order_relaxed)) {
+    // The generation of the tables for this round: a new one published by
+    // the control thread is picked up here, never in the middle of a burst.
+    ctx.tables = ctx.live->load(std::memory_order_acquire);
     uint32_t work = 0;
     for (uint16_t p = 0; p < node.ports.size(); ++p) {
       const uint16_t n = rte_eth_rx_burst(node.ports[p].port_id, q, pkts, kRxBurst);
@@ -533,21 +539,28 @@ int worker_main(void* arg) {
     }
     work += ninj;
     flush_tx(ctx, tx);
+    // Done with this round's generation.
+    rte_rcu_qsbr_quiescent(ctx.qsbr, ctx.index);
 
     if (work != 0 || ctx.node->idle == IdleMode::kBusyPoll) {
       idle_polls = 0;
       continue;
     }
-    // Adaptive idle backoff: spin briefly, then yield the core in growing naps.
+    // Adaptive idle backoff: spin briefly, then yield the core in growing naps
+    // (offline meanwhile, so that no generation waits for a sleeper).
     ++idle_polls;
     if (idle_polls < 256) {
       rte_pause();
     } else {
       const uint32_t us = idle_polls < 1024 ? 10 : (idle_polls < 4096 ? 100 : 500);
+      rte_rcu_qsbr_thread_offline(ctx.qsbr, ctx.index);
       usleep(us);
+      rte_rcu_qsbr_thread_online(ctx.qsbr, ctx.index);
     }
   }
   flush_tx(ctx, tx);
+  rte_rcu_qsbr_thread_offline(ctx.qsbr, ctx.index);
+  rte_rcu_qsbr_thread_unregister(ctx.qsbr, ctx.index);
   return 0;
 }
 

@@ -51,8 +51,10 @@ static_assert(owns_its_lines<esp::ReplayWindow>, "the replay window must not sha
 static_assert(owns_its_lines<esp::InboundSa>, "an inbound SA must not share a line with another SA");
 // Written by the control thread and read per packet or per burst by every
 // worker: on lines of their own, away from the immutable fields beside them.
-static_assert(owns_its_lines<PeerRuntime>, "fabric_mac must not share a line with the peer's other fields");
-static_assert(owns_its_lines<Tables>, "neighbor_epoch must not share a line with the table pointers");
+static_assert(alignof(PeerLink) % RTE_CACHE_LINE_SIZE == 0 && offsetof(PeerLink, fabric_mac) % RTE_CACHE_LINE_SIZE == 0,
+              "fabric_mac must not share a line with the link's other fields");
+static_assert(alignof(Neighbors) % RTE_CACHE_LINE_SIZE == 0 && offsetof(Neighbors, epoch) % RTE_CACHE_LINE_SIZE == 0,
+              "the neighbour epoch must not share a line with the hash pointer");
 
 class PerWorkerStateTest : public ::testing::Test {
  protected:

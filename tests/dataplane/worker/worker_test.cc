@@ -19,6 +19,7 @@
 #include "worker/control.h"
 #include "worker/worker.h"
 #include "support/two_nodes.h"
+#include "dataplane/worker/worker_fixture.h"
 
 namespace meshwire::dp {
 namespace {
@@ -63,58 +64,6 @@ bool openssl_open(const SaConfig& s, const uint8_t* esp, size_t esp_len, uint32_
   return ok;
 }
 
-class WorkerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    pool_ = rte_pktmbuf_pool_create("wt_pool", 4096, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
-    ASSERT_NE(pool_, nullptr);
-  }
-  static void TearDownTestSuite() {
-    rte_mempool_free(pool_);
-    pool_ = nullptr;
-  }
-  void SetUp() override {
-    static int n = 0;
-    const bool v6 = GetParamV6();
-    a_ = std::make_unique<TestNode>("wta" + std::to_string(n), v6, 0);
-    b_ = std::make_unique<TestNode>("wtb" + std::to_string(n), v6, 1);
-    ++n;
-  }
-  virtual bool GetParamV6() const { return false; }
-
-  static rte_mbuf* mbuf(const Bytes& frame) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    EXPECT_NE(m, nullptr);
-    uint8_t* d = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())));
-    if (!d) std::abort();  // a test frame larger than one mbuf
-    std::memcpy(d, frame.data(), frame.size());
-    return m;
-  }
-  static void local_rx(TestNode& n, const std::vector<Bytes>& frames) {
-    std::vector<rte_mbuf*> ms;
-    for (const Bytes& f : frames) ms.push_back(mbuf(f));
-    process_local_burst(n.ctx, n.tx, kLocal, ms.data(), static_cast<uint16_t>(ms.size()));
-  }
-  static void uplink_rx(TestNode& n, const std::vector<Bytes>& frames) {
-    std::vector<rte_mbuf*> ms;
-    for (const Bytes& f : frames) ms.push_back(mbuf(f));
-    process_uplink_burst(n.ctx, n.tx, ms.data(), static_cast<uint16_t>(ms.size()));
-  }
-  // A pod on A sends to a pod on B.
-  static Bytes pod_a_to_b(uint8_t ttl = 64, size_t payload = 32) {
-    return PacketBuilder()
-        .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
-        .ipv4(ip4("10.11.0.2"), ip4("10.12.0.2"))
-        .ttl(ttl)
-        .udp(40000, 5000)
-        .payload(Bytes(payload, 0x42))
-        .build();
-  }
-
-  static rte_mempool* pool_;
-  std::unique_ptr<TestNode> a_, b_;
-};
-rte_mempool* WorkerTest::pool_ = nullptr;
 
 TEST_F(WorkerTest, CrossNodeIpv4IsEncryptedVerifiableByOpenSslAndDelivered) {
   local_rx(*a_, {pod_a_to_b()});
@@ -330,7 +279,7 @@ TEST_F(WorkerTest, EsnHighBitsCrossTheTwoToTheThirtyTwoBoundary) {
   const uint64_t start = (1ull << 32) - 2;
   a_->tables->outbound[0][0]->seq = start - 1;  // next packets: 2^32-2, 2^32-1, 2^32, 2^32+1
   // B has been receiving all along: its window is just behind.
-  ASSERT_TRUE(b_->tables->inbound_list[0]->window.commit(start - 1));
+  ASSERT_TRUE(b_->tables->inbound_list[0].sa->window.commit(start - 1));
   for (int i = 0; i < 4; ++i) {
     local_rx(*a_, {pod_a_to_b()});
     auto wire = a_->take(kUplink);
@@ -346,7 +295,7 @@ TEST_F(WorkerTest, EsnHighBitsCrossTheTwoToTheThirtyTwoBoundary) {
     uplink_rx(*b_, wire);
     EXPECT_EQ(b_->take(kLocal).size(), 1u) << "seq " << seq;
   }
-  EXPECT_EQ(b_->tables->inbound_list[0]->window.top(), start + 3);
+  EXPECT_EQ(b_->tables->inbound_list[0].sa->window.top(), start + 3);
 }
 
 TEST_F(WorkerTest, SameNodePodToPodIsRoutedLocally) {
@@ -387,7 +336,7 @@ TEST_F(WorkerTest, UnknownPodIsPuntedForResolution) {
 TEST_F(WorkerTest, ControlHoldsPacketsUntilThePodIsResolved) {
   std::vector<WorkerContext> workers{a_->ctx};
   WorkerCounters control_counters{};
-  Control control(a_->node, *a_->tables, workers, pool_, &control_counters);
+  Control control(a_->node, a_->live, workers, pool_, &control_counters);
   const Bytes f = PacketBuilder()
                       .eth(mac("02:00:00:00:11:02"), mac("02:aa:00:00:00:01"))
                       .ipv4(ip4("10.11.0.2"), ip4("10.11.0.9"))
@@ -488,7 +437,7 @@ TEST_F(WorkerTest, TtlExpiringOnTheReceivingNodeIsAnsweredThroughTheTunnel) {
 
   std::vector<WorkerContext> workers{b_->ctx};
   WorkerCounters control_counters{};
-  Control control(b_->node, *b_->tables, workers, pool_, &control_counters);
+  Control control(b_->node, b_->live, workers, pool_, &control_counters);
   control.poll();
   EXPECT_EQ(control_counters.icmp_errors_sent, 1u);
   // The error comes back to the worker as local RX; it routes and encrypts it.
@@ -578,7 +527,7 @@ TEST_F(WorkerTest, TcpSynMssIsClampedToWhatFitsTheTunnel) {
 }
 
 TEST_F(WorkerTest, UnresolvedPeerIsCountedNotSent) {
-  a_->tables->peers[0]->fabric_mac = 0;
+  a_->tables->peers[0]->link->fabric_mac = 0;
   local_rx(*a_, {pod_a_to_b()});
   EXPECT_EQ(a_->take(kUplink).size(), 0u);
   EXPECT_EQ(a_->drops(DropReason::kPeerUnresolved), 1u);

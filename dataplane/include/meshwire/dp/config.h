@@ -79,6 +79,32 @@ struct Config {
   std::vector<PeerConfig> peers;
 };
 
+// What the control API applies (and the startup config's node.pod_cidrs and
+// peers are): this node's pods, and its peers with their SAs.
+struct RoutingState {
+  std::vector<IpPrefix> pod_cidrs;
+  std::vector<PeerConfig> peers;
+};
+inline RoutingState routing_of(const Config& config) { return RoutingState{config.pod_cidrs, config.peers}; }
+
+// How a routing state's fields are named in errors: the config file's
+// layout ("node.pod_cidrs[0]", "peers[1].sas.outbound[0].spi") or the API's
+// ("pod_cidrs[0]", "peers[1].outbound[0].spi").
+struct RoutingPaths {
+  std::string pod_cidrs = "node.pod_cidrs";
+  std::string sas = ".sas.";  // between "peers[i]" and "outbound"/"inbound"
+};
+inline const RoutingPaths kConfigPaths{};
+inline const RoutingPaths kApiPaths{"pod_cidrs", "."};
+
+// Every rule a routing state must satisfy for a node with this tunnel
+// address and this many workers, per field (names, SPIs, key and salt sizes,
+// one outbound SA per worker, address families) and between fields (pod
+// CIDRs that overlap, names, addresses, SPIs or keys used twice). The first
+// error names its field. Pure: any thread.
+Status check_routing(const RoutingState& routing, const IpAddress& tunnel_address, unsigned workers,
+                     const RoutingPaths& paths);
+
 // base_dir resolves relative key_file/salt_file paths.
 Result<Config> parse_config(std::string_view yaml_text, const std::string& base_dir);
 Result<Config> load_config(const std::string& path);

@@ -83,4 +83,24 @@ struct alignas(64) WorkerCounters {
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
 };
 
+// The scalar counters by name, in the order readers show them.
+struct ScalarCounter {
+  std::string_view name;
+  uint64_t WorkerCounters::*member;
+};
+inline constexpr std::array<ScalarCounter, 9> kScalarCounters{{
+    {"encrypted_packets", &WorkerCounters::encrypted_packets},
+    {"encrypted_bytes", &WorkerCounters::encrypted_bytes},
+    {"decrypted_packets", &WorkerCounters::decrypted_packets},
+    {"decrypted_bytes", &WorkerCounters::decrypted_bytes},
+    {"forwarded_local", &WorkerCounters::forwarded_local},
+    {"punted", &WorkerCounters::punted},
+    {"mss_clamped", &WorkerCounters::mss_clamped},
+    {"fragmented", &WorkerCounters::fragmented},
+    {"icmp_errors_sent", &WorkerCounters::icmp_errors_sent},
+}};
+
+// A counter of a block, read while its worker may write it.
+inline uint64_t read_counter(const uint64_t& v) { return __atomic_load_n(&v, __ATOMIC_RELAXED); }
+
 }  // namespace meshwire::dp

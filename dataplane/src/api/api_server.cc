@@ -1,0 +1,263 @@
+#include "api/api_server.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <grpcpp/grpcpp.h>
+
+#include "api/convert.h"
+#include "app/node.h"
+#include "dataplane.grpc.pb.h"
+
+namespace meshwire::dp {
+namespace {
+
+namespace v1 = meshwire::v1;
+
+v1::Algorithm algorithm_of(const esp::GcmKey& key) { return key.key_len == 32 ? v1::AES_256_GCM : v1::AES_128_GCM; }
+
+std::string mac_text(uint64_t packed) {
+  if (packed == 0) return "";
+  uint8_t bytes[6];
+  unpack_mac(packed, bytes);
+  return format_mac(bytes);
+}
+
+const grpc::Status kStopping(grpc::StatusCode::UNAVAILABLE, "the data plane is stopping");
+
+class Service final : public v1::Dataplane::Service {
+ public:
+  explicit Service(Node& node) : node_(node) {}
+
+  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* req, v1::ApplyResponse* resp) override {
+    auto routing = api::routing_from_proto(req->state());
+    if (!routing.ok()) return {grpc::StatusCode::INVALID_ARGUMENT, "state." + routing.error()};
+    Node::ApplyOutcome out;
+    if (!node_.tasks().run([&] { out = node_.apply(*routing, req->generation(), req->force()); })) return kStopping;
+    wipe(*routing);
+    using Code = Node::ApplyOutcome::Code;
+    switch (out.code) {
+      case Code::kOk: break;
+      case Code::kInvalid: return {grpc::StatusCode::INVALID_ARGUMENT, prefixed(out.message)};
+      case Code::kStale:
+      case Code::kConflict: return {grpc::StatusCode::FAILED_PRECONDITION, out.message};
+      case Code::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, out.message};
+      case Code::kInternal: return {grpc::StatusCode::RESOURCE_EXHAUSTED, out.message};
+    }
+    resp->set_live_generation(out.live_generation);
+    resp->set_changed(out.changed);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetGeneration(grpc::ServerContext*, const v1::GetGenerationRequest*,
+                             v1::GetGenerationResponse* resp) override {
+    return on_control([&] {
+      resp->set_live_generation(node_.tables().generation);
+      resp->set_source(std::string(node_.source()));
+      resp->set_applied_unix_ms(node_.applied_unix_ms());
+      resp->set_workers(node_.workers());
+      resp->set_tunnel_address(format_ip(node_.runtime().tunnel_address));
+    });
+  }
+
+  grpc::Status ListInterfaces(grpc::ServerContext*, const v1::ListInterfacesRequest*,
+                              v1::ListInterfacesResponse* resp) override {
+    // Ports and counters do not change with generations: no need for the control thread.
+    const auto& ports = node_.runtime().ports;
+    for (size_t p = 0; p < ports.size(); ++p) {
+      v1::Interface* i = resp->add_interfaces();
+      i->set_name(ports[p].name);
+      i->set_role(ports[p].role == PortRole::kUplink ? "uplink" : "local");
+      i->set_port_id(ports[p].port_id);
+      i->set_mac(format_mac(ports[p].mac));
+      i->set_mtu(ports[p].mtu);
+      i->set_ipv4_cksum_offload(ports[p].offload_ipv4_cksum);
+      i->set_udp_cksum_offload(ports[p].offload_udp_cksum);
+      uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
+      for (unsigned b = 0; b < node_.counter_blocks(); ++b) {
+        const WorkerCounters::Port& c = node_.counters()[b].ports[p];
+        rx_packets += read_counter(c.rx_packets);
+        rx_bytes += read_counter(c.rx_bytes);
+        tx_packets += read_counter(c.tx_packets);
+        tx_bytes += read_counter(c.tx_bytes);
+      }
+      i->set_rx_packets(rx_packets);
+      i->set_rx_bytes(rx_bytes);
+      i->set_tx_packets(tx_packets);
+      i->set_tx_bytes(tx_bytes);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListPeers(grpc::ServerContext*, const v1::ListPeersRequest*, v1::ListPeersResponse* resp) override {
+    return on_control([&] {
+      const Tables& t = node_.tables();
+      std::vector<uint32_t> inbound(t.peers.size(), 0);
+      for (const InboundEntry& e : t.inbound_list) inbound[e.peer]++;
+      for (size_t p = 0; p < t.peers.size(); ++p) {
+        const PeerRuntime& peer = *t.peers[p];
+        v1::PeerStatus* out = resp->add_peers();
+        out->set_name(peer.name);
+        out->set_tunnel_address(format_ip(peer.tunnel_address));
+        for (const IpPrefix& pfx : peer.pod_cidrs) out->add_pod_cidrs(format_prefix(pfx));
+        out->set_mac(mac_text(peer.link->fabric_mac.load(std::memory_order_relaxed)));
+        out->set_outbound_sas(static_cast<uint32_t>(t.outbound[p].size()));
+        out->set_inbound_sas(inbound[p]);
+      }
+    });
+  }
+
+  grpc::Status ListSas(grpc::ServerContext*, const v1::ListSasRequest*, v1::ListSasResponse* resp) override {
+    return on_control([&] {
+      const Tables& t = node_.tables();
+      for (size_t p = 0; p < t.outbound.size(); ++p) {
+        for (size_t w = 0; w < t.outbound[p].size(); ++w) {
+          const esp::OutboundSa* sa = t.outbound[p][w];
+          v1::SaStatus* out = resp->add_sas();
+          out->set_direction("outbound");
+          out->set_peer(t.peers[p]->name);
+          out->set_spi(sa->spi);
+          out->set_algorithm(algorithm_of(sa->key));
+          out->set_worker(static_cast<int32_t>(w));
+          out->set_seq(read_counter(sa->seq));
+        }
+      }
+      for (const InboundEntry& e : t.inbound_list) {
+        v1::SaStatus* out = resp->add_sas();
+        out->set_direction("inbound");
+        out->set_peer(t.peers[e.peer]->name);
+        out->set_spi(e.sa->spi);
+        out->set_algorithm(algorithm_of(e.sa->key));
+        out->set_worker(-1);
+        out->set_window_top(e.sa->window.top());
+      }
+    });
+  }
+
+  grpc::Status ListRoutes(grpc::ServerContext*, const v1::ListRoutesRequest*, v1::ListRoutesResponse* resp) override {
+    return on_control([&] {
+      const Tables& t = node_.tables();
+      for (const IpPrefix& p : t.local_pod_cidrs) {
+        v1::Route* r = resp->add_routes();
+        r->set_prefix(format_prefix(p));
+        r->set_next_hop("local");
+      }
+      for (const PeerRuntime* peer : t.peers) {
+        for (const IpPrefix& p : peer->pod_cidrs) {
+          v1::Route* r = resp->add_routes();
+          r->set_prefix(format_prefix(p));
+          r->set_next_hop(peer->name);
+        }
+      }
+    });
+  }
+
+  grpc::Status GetCounters(grpc::ServerContext*, const v1::GetCountersRequest* req,
+                           v1::GetCountersResponse* resp) override {
+    const unsigned blocks = node_.counter_blocks();
+    auto fill = [&](v1::CounterBlock* out, unsigned first, unsigned last) {
+      for (const ScalarCounter& sc : kScalarCounters) {
+        uint64_t v = 0;
+        for (unsigned b = first; b < last; ++b) v += read_counter(node_.counters()[b].*sc.member);
+        (*out->mutable_counters())[std::string(sc.name)] = v;
+      }
+      for (size_t r = 0; r < kDropReasons.size(); ++r) {
+        uint64_t v = 0;
+        for (unsigned b = first; b < last; ++b) v += read_counter(node_.counters()[b].drops[r]);
+        (*out->mutable_drops())[std::string(kDropReasons[r].name)] = v;
+      }
+    };
+    v1::CounterBlock* total = resp->add_blocks();
+    total->set_name("total");
+    fill(total, 0, blocks);
+    if (req->per_worker()) {
+      for (unsigned b = 0; b < blocks; ++b) {
+        v1::CounterBlock* one = resp->add_blocks();
+        one->set_name(b + 1 == blocks ? "control" : "worker" + std::to_string(b));
+        fill(one, b, b + 1);
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetDrops(grpc::ServerContext*, const v1::GetDropsRequest*, v1::GetDropsResponse* resp) override {
+    for (size_t r = 0; r < kDropReasons.size(); ++r) {
+      uint64_t v = 0;
+      for (unsigned b = 0; b < node_.counter_blocks(); ++b) v += read_counter(node_.counters()[b].drops[r]);
+      v1::DropReason* out = resp->add_reasons();
+      out->set_name(std::string(kDropReasons[r].name));
+      out->set_help(std::string(kDropReasons[r].help));
+      out->set_count(v);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  template <typename Fn>
+  grpc::Status on_control(Fn&& fn) {
+    return node_.tasks().run(std::forward<Fn>(fn)) ? grpc::Status::OK : kStopping;
+  }
+
+  // check_routing() names fields as the state's ("peers[0].name"); the
+  // request's field is "state.".
+  static std::string prefixed(const std::string& message) {
+    return message.rfind("generation", 0) == 0 ? message : "state." + message;
+  }
+
+  static void wipe(RoutingState& routing) {
+    for (PeerConfig& peer : routing.peers) {
+      for (auto* list : {&peer.outbound, &peer.inbound}) {
+        for (SaConfig& sa : *list) {
+          explicit_bzero(sa.key.data(), sa.key.size());
+          explicit_bzero(sa.salt.data(), sa.salt.size());
+        }
+      }
+    }
+  }
+
+  Node& node_;
+};
+
+}  // namespace
+
+struct ApiServer::Impl {
+  std::string path;
+  std::unique_ptr<Service> service;
+  std::unique_ptr<grpc::Server> server;
+};
+
+ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ApiServer::~ApiServer() {
+  impl_->server->Shutdown();
+  impl_->server->Wait();
+  ::unlink(impl_->path.c_str());
+}
+
+Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& socket_path, Node& node) {
+  struct stat st {};
+  if (lstat(socket_path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return make_error("--api-socket " + socket_path + ": exists and is not a socket");
+    ::unlink(socket_path.c_str());  // left by a data plane that did not stop cleanly
+  } else if (errno != ENOENT) {
+    return make_error("--api-socket " + socket_path + ": " + std::strerror(errno));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->path = socket_path;
+  impl->service = std::make_unique<Service>(node);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+  builder.RegisterService(impl->service.get());
+  // A full desired state of thousands of peers is tens of megabytes.
+  builder.SetMaxReceiveMessageSize(256 << 20);
+  const mode_t old_mask = ::umask(0177);  // the socket is born 0600: only root (the controller, meshwirectl)
+  impl->server = builder.BuildAndStart();
+  ::umask(old_mask);
+  if (!impl->server) return make_error("--api-socket " + socket_path + ": cannot listen (is the folder there and writable?)");
+  return std::unique_ptr<ApiServer>(new ApiServer(std::move(impl)));
+}
+
+}  // namespace meshwire::dp

@@ -1,0 +1,98 @@
+#include "api/convert.h"
+
+#include <cstring>
+#include <string>
+
+namespace meshwire::dp::api {
+namespace {
+
+std::string at(const std::string& path, int i) { return path + "[" + std::to_string(i) + "]"; }
+
+Result<std::vector<IpPrefix>> prefixes(const google::protobuf::RepeatedPtrField<std::string>& in,
+                                       const std::string& path) {
+  std::vector<IpPrefix> out;
+  for (int i = 0; i < in.size(); ++i) {
+    auto p = parse_ip_prefix(in[i]);
+    if (!p.ok()) return make_error(at(path, i) + ": " + p.error());
+    out.push_back(*p);
+  }
+  return out;
+}
+
+Result<SaConfig> sa_from(const v1::Sa& in, const std::string& path) {
+  SaConfig sa;
+  sa.spi = in.spi();
+  switch (in.algorithm()) {
+    case v1::AES_128_GCM: sa.algorithm = AeadAlgorithm::kAes128Gcm; break;
+    case v1::AES_256_GCM: sa.algorithm = AeadAlgorithm::kAes256Gcm; break;
+    default: return make_error(path + ".algorithm: must be AES_128_GCM or AES_256_GCM");
+  }
+  const size_t want = sa.algorithm == AeadAlgorithm::kAes256Gcm ? 32 : 16;
+  if (in.key().size() != want) {
+    return make_error(path + ".key: must be " + std::to_string(want) + " bytes for " +
+                      (want == 32 ? "AES_256_GCM" : "AES_128_GCM") + ", got " + std::to_string(in.key().size()));
+  }
+  if (in.salt().size() != sa.salt.size()) {
+    return make_error(path + ".salt: must be 4 bytes, got " + std::to_string(in.salt().size()));
+  }
+  sa.key.assign(in.key().begin(), in.key().end());
+  std::memcpy(sa.salt.data(), in.salt().data(), sa.salt.size());  // size checked above
+  return sa;
+}
+
+}  // namespace
+
+Result<RoutingState> routing_from_proto(const v1::State& state) {
+  RoutingState out;
+  auto local = prefixes(state.pod_cidrs(), "pod_cidrs");
+  if (!local.ok()) return make_error(local.error());
+  out.pod_cidrs = std::move(*local);
+  for (int p = 0; p < state.peers_size(); ++p) {
+    const v1::Peer& in = state.peers(p);
+    const std::string path = at("peers", p);
+    PeerConfig peer;
+    peer.name = in.name();
+    auto address = parse_ip_address(in.tunnel_address());
+    if (!address) return make_error(path + ".tunnel_address: not an IP address: '" + in.tunnel_address() + "'");
+    peer.tunnel_address = *address;
+    auto pods = prefixes(in.pod_cidrs(), path + ".pod_cidrs");
+    if (!pods.ok()) return make_error(pods.error());
+    peer.pod_cidrs = std::move(*pods);
+    for (int i = 0; i < in.outbound_size(); ++i) {
+      auto sa = sa_from(in.outbound(i), at(path + ".outbound", i));
+      if (!sa.ok()) return make_error(sa.error());
+      peer.outbound.push_back(std::move(*sa));
+    }
+    for (int i = 0; i < in.inbound_size(); ++i) {
+      auto sa = sa_from(in.inbound(i), at(path + ".inbound", i));
+      if (!sa.ok()) return make_error(sa.error());
+      peer.inbound.push_back(std::move(*sa));
+    }
+    out.peers.push_back(std::move(peer));
+  }
+  return out;
+}
+
+v1::State routing_to_proto(const RoutingState& routing) {
+  v1::State out;
+  for (const IpPrefix& p : routing.pod_cidrs) out.add_pod_cidrs(format_prefix(p));
+  for (const PeerConfig& peer : routing.peers) {
+    v1::Peer* p = out.add_peers();
+    p->set_name(peer.name);
+    p->set_tunnel_address(format_ip(peer.tunnel_address));
+    for (const IpPrefix& pfx : peer.pod_cidrs) p->add_pod_cidrs(format_prefix(pfx));
+    for (const auto& [list, add] : {std::pair{&peer.outbound, &v1::Peer::add_outbound},
+                                    std::pair{&peer.inbound, &v1::Peer::add_inbound}}) {
+      for (const SaConfig& sa : *list) {
+        v1::Sa* s = (p->*add)();
+        s->set_spi(sa.spi);
+        s->set_algorithm(sa.algorithm == AeadAlgorithm::kAes256Gcm ? v1::AES_256_GCM : v1::AES_128_GCM);
+        s->set_key(std::string(sa.key.begin(), sa.key.end()));
+        s->set_salt(std::string(sa.salt.begin(), sa.salt.end()));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace meshwire::dp::api
