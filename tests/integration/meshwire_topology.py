@@ -477,13 +477,16 @@ class Cluster:
 
     def __init__(self, binary: Path, nodes: int = 2, pods_per_node: int = 2, workers: int = 1,
                  tunnel_family: int = 4, extra_inbound: int = 2, keep_dir: bool = False,
-                 fabric: str = "af_packet"):
+                 fabric: str = "af_packet", static_peers: bool = True):
         """fabric: "af_packet" (uplinks on veths bridged in the fabric
         namespace) or "memif" (two nodes, uplinks joined by one net_memif
-        link through shared memory: no kernel between the data planes)."""
+        link through shared memory: no kernel between the data planes).
+        static_peers: False leaves the peers out of the startup configs (a
+        controller programs them through the control API)."""
         if fabric not in ("af_packet", "memif") or (fabric == "memif" and nodes != 2):
             raise ValueError(f"fabric {fabric!r} with {nodes} nodes")
         self.fabric = fabric
+        self.static_peers = static_peers
         self.binary = Path(binary)
         self.workers = workers
         self.tunnel_family = tunnel_family
@@ -669,7 +672,7 @@ class Cluster:
                  "pod_cidrs": [peer.pod_cidr_v4, peer.pod_cidr_v6],
                  "sas": {"outbound": [sa.config() for sa in node.outbound[peer.name]],
                          "inbound": [sa.config() for sa in node.inbound[peer.name]]}}
-                for peer in self.nodes if peer is not node
+                for peer in self.nodes if peer is not node and self.static_peers
             ],
         }
         node.config_path = self.tmpdir / f"{node.name}.yaml"

@@ -1,0 +1,241 @@
+// meshwire-controller: programs one node's data plane from the cluster's
+// objects (this release: `--source dir:PATH`, a folder of Kubernetes
+// objects as files), with keys derived per node pair.
+//
+// The loop: read the objects, compute the whole desired routing state,
+// Apply it as a new generation when it differs from what the data plane
+// runs; then wait for a file change (inotify) or a second, whichever comes
+// first, and check that the data plane is still the one we programmed.
+//
+// Keys: the node's X25519 pair and its sending epoch live in --state-dir.
+// A data plane that comes up fresh (running its startup config) has lost its
+// sequence numbers, so the controller moves to the next epoch before it
+// programs it: the same keys with sequence numbers from 1 again would repeat
+// AES-GCM nonces. Peers have that epoch's inbound SAs in place already.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include "dataplane.grpc.pb.h"
+#include "keys/keys.h"
+#include "reconcile/desired.h"
+#include "source/folder.h"
+
+namespace {
+
+namespace v1 = meshwire::v1;
+using namespace meshwire::control;
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop.store(true); }
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+void log(const std::string& msg) {
+  std::fprintf(stderr, "meshwire-controller: %s\n", msg.c_str());
+  std::fflush(stderr);
+}
+
+// The sending epoch, persisted before it is used (write, fsync, rename).
+class EpochFile {
+ public:
+  explicit EpochFile(std::string path) : path_(std::move(path)) {}
+  uint64_t load() {
+    std::ifstream in(path_);
+    uint64_t v = 0;
+    if (in >> v) return v;
+    return 0;
+  }
+  bool store(uint64_t epoch) {
+    const std::string tmp = path_ + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    const std::string text = std::to_string(epoch) + "\n";
+    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    return ok && ::rename(tmp.c_str(), path_.c_str()) == 0;
+  }
+
+ private:
+  std::string path_;
+};
+
+struct Options {
+  std::string node;
+  std::string source = "";
+  std::string api_socket = "/run/meshwire/api.sock";
+  std::string state_dir = "/var/lib/meshwire";
+  std::string cluster_id = "default";
+  double grace_s = 30;
+  double resync_s = 1;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"meshwire-controller: programs this node's meshwire data plane from Kubernetes objects"};
+  Options o;
+  app.add_option("--node", o.node, "this node's name (its Node object)")->required();
+  app.add_option("--source", o.source, "where the objects come from: dir:PATH (a folder of YAML/JSON files)")
+      ->required();
+  app.add_option("--api-socket", o.api_socket, "the data plane's control API socket");
+  app.add_option("--state-dir", o.state_dir, "where the node's private key and epoch are kept");
+  app.add_option("--cluster-id", o.cluster_id, "salts every key of this cluster (the same on every node)");
+  app.add_option("--grace", o.grace_s, "seconds a peer's previous epoch stays accepted after it moved on");
+  app.add_option("--resync", o.resync_s, "seconds between checks of the data plane when nothing changes");
+  app.set_version_flag("--version", "meshwire-controller 0.1.0");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (o.source.rfind("dir:", 0) != 0) {
+    log("--source " + o.source + ": only dir:PATH is supported in this release");
+    return 2;
+  }
+  const std::string folder = o.source.substr(4);
+
+  if (::mkdir(o.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    log("--state-dir " + o.state_dir + ": " + std::strerror(errno));
+    return 1;
+  }
+  auto keys = load_or_create_key_pair(o.state_dir + "/node.key");
+  if (!keys.ok()) {
+    log(keys.error());
+    return 1;
+  }
+  EpochFile epoch_file(o.state_dir + "/epoch");
+  uint64_t epoch = epoch_file.load();
+  auto watch = FolderWatch::open(folder);
+  if (!watch.ok()) {
+    log("--source " + o.source + ": " + watch.error());
+    return 1;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  auto channel = grpc::CreateChannel("unix:" + o.api_socket, grpc::InsecureChannelCredentials());
+  auto stub = v1::Dataplane::NewStub(channel);
+  std::map<std::string, PeerEpoch> peer_epochs;
+  std::string applied;        // the state last applied, serialized
+  std::string last_problem;   // said once, until it changes
+  std::string last_skipped;
+  bool published = false;
+  bool fresh_handled = false;  // the fresh data plane seen has its new epoch
+  std::map<std::string, std::string> annotations;
+  log("node " + o.node + ", public key " + encode_public_key(keys->public_key) + ", objects from " + folder);
+
+  while (!g_stop.load()) {
+    auto problem = [&](const std::string& what) {
+      if (what != last_problem) log(what);
+      last_problem = what;
+    };
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::GetGenerationResponse live;
+    grpc::Status st = stub->GetGeneration(&ctx, {}, &live);
+    if (!st.ok()) {
+      problem("data plane at " + o.api_socket + ": " + st.error_message() + " (will retry)");
+      watch->wait(500);
+      continue;
+    }
+    if (live.source() != "config") {
+      fresh_handled = false;
+    } else if (!fresh_handled) {
+      // Fresh (or restarted): its SAs' sequence numbers start over, so the
+      // keys must be new ones.
+      epoch += 1;
+      if (!epoch_file.store(epoch)) {
+        problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
+        watch->wait(1000);
+        continue;
+      }
+      applied.clear();
+      fresh_handled = true;
+      log("data plane is fresh (generation " + std::to_string(live.live_generation()) + "): sending epoch " +
+          std::to_string(epoch));
+    }
+    const std::map<std::string, std::string> want = {
+        {kPublicKeyAnnotation, encode_public_key(keys->public_key)},
+        {kKeyEpochAnnotation, std::to_string(epoch)},
+        {kWorkersAnnotation, std::to_string(live.workers())}};
+    if (!published || want != annotations) {
+      if (Status s = publish_node_annotations(folder, o.node, want); !s.ok()) {
+        problem("publishing this node's annotations: " + s.error());
+      } else {
+        annotations = want;
+        published = true;
+      }
+    }
+    auto cluster = load_folder(folder);
+    if (!cluster.ok()) {
+      problem(folder + ": " + cluster.error() + " (keeping the state applied last)");
+      watch->wait(static_cast<int>(o.resync_s * 1000));
+      continue;
+    }
+    SelfNode self;
+    self.name = o.node;
+    self.cluster_id = o.cluster_id;
+    self.keys = &*keys;
+    self.workers = live.workers();
+    self.tunnel_address = *meshwire::dp::parse_ip_address(live.tunnel_address());
+    self.epoch = epoch;
+    auto desired = desired_state(*cluster, self, peer_epochs, now_ms(), static_cast<uint64_t>(o.grace_s * 1000));
+    if (!desired.ok()) {
+      problem(desired.error());
+      watch->wait(static_cast<int>(o.resync_s * 1000));
+      continue;
+    }
+    std::string skipped;
+    for (const std::string& s : desired->skipped) skipped += (skipped.empty() ? "" : "; ") + s;
+    if (skipped != last_skipped && !skipped.empty()) log("not (yet) a peer: " + skipped);
+    last_skipped = skipped;
+    std::string serialized;
+    desired->state.SerializeToString(&serialized);
+    if (serialized != applied) {
+      v1::ApplyRequest req;
+      req.set_generation(live.live_generation() + 1);
+      *req.mutable_state() = desired->state;
+      grpc::ClientContext actx;
+      actx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      v1::ApplyResponse resp;
+      st = stub->Apply(&actx, req, &resp);
+      if (!st.ok()) {
+        problem("Apply generation " + std::to_string(req.generation()) + ": " + st.error_message());
+        watch->wait(static_cast<int>(o.resync_s * 1000));
+        continue;
+      }
+      applied = serialized;
+      log("applied generation " + std::to_string(resp.live_generation()) + ": " +
+          std::to_string(desired->state.peers_size()) + " peer(s), sending epoch " + std::to_string(epoch));
+    }
+    last_problem.clear();
+    if (watch->wait(static_cast<int>(o.resync_s * 1000))) {
+      // Coalesce a burst of file events into one reconcile.
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      while (watch->wait(0)) {
+      }
+    }
+  }
+  log("stopped");
+  return 0;
+}

@@ -1,0 +1,139 @@
+#include "reconcile/desired.h"
+
+#include <charconv>
+
+namespace meshwire::control {
+namespace {
+
+using dp::make_error;
+
+Result<uint64_t> parse_u64(const std::string& text, const std::string& field) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return make_error(field + ": not a non-negative integer: '" + text + "'");
+  }
+  return v;
+}
+
+void add_sa(google::protobuf::RepeatedPtrField<v1::Sa>* list, const DerivedSa& d, size_t key_len) {
+  v1::Sa* sa = list->Add();
+  sa->set_spi(d.spi);
+  sa->set_algorithm(key_len == 32 ? v1::AES_256_GCM : v1::AES_128_GCM);
+  sa->set_key(std::string(d.key.begin(), d.key.end()));
+  sa->set_salt(std::string(d.salt.begin(), d.salt.end()));
+}
+
+// Why a node cannot be a peer yet, or "" when it can; fills what it reads.
+std::string peer_inputs(const NodeObject& n, const SelfNode& self, IpAddress* address, X25519Key* key,
+                        uint64_t* epoch, unsigned* workers) {
+  bool found = false;
+  for (const IpAddress& a : n.internal_ips) {
+    if (a.family == self.tunnel_address.family) {
+      *address = a;
+      found = true;
+      break;
+    }
+  }
+  if (!found) return "no InternalIP of the fabric's family (IPv" + std::to_string(self.tunnel_address.family) + ")";
+  if (n.pod_cidrs.empty()) return "no spec.podCIDRs yet";
+  auto pk = n.annotations.find(kPublicKeyAnnotation);
+  if (pk == n.annotations.end()) return std::string("no ") + kPublicKeyAnnotation + " yet";
+  auto decoded = decode_public_key(pk->second);
+  if (!decoded.ok()) return std::string(kPublicKeyAnnotation) + ": " + decoded.error();
+  *key = *decoded;
+  auto ep = n.annotations.find(kKeyEpochAnnotation);
+  if (ep == n.annotations.end()) return std::string("no ") + kKeyEpochAnnotation + " yet";
+  auto e = parse_u64(ep->second, kKeyEpochAnnotation);
+  if (!e.ok()) return e.error();
+  *epoch = *e;
+  auto wk = n.annotations.find(kWorkersAnnotation);
+  if (wk == n.annotations.end()) return std::string("no ") + kWorkersAnnotation + " yet";
+  auto w = parse_u64(wk->second, kWorkersAnnotation);
+  if (!w.ok()) return w.error();
+  if (*w < 1 || *w > kMaxDerivedWorkers) return std::string(kWorkersAnnotation) + ": must be 1..64";
+  *workers = static_cast<unsigned>(*w);
+  return "";
+}
+
+}  // namespace
+
+Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& self,
+                              std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms) {
+  auto me = cluster.nodes.find(self.name);
+  if (me == cluster.nodes.end()) return make_error("Node " + self.name + ": not found (is --node right?)");
+  if (me->second.pod_cidrs.empty()) return make_error("Node " + self.name + ": spec.podCIDRs: none yet");
+  Desired out;
+  for (const IpPrefix& p : me->second.pod_cidrs) out.state.add_pod_cidrs(dp::format_prefix(p));
+
+  for (const auto& [name, node] : cluster.nodes) {  // sorted by name: a stable order
+    if (name == self.name) continue;
+    IpAddress address;
+    X25519Key public_key{};
+    uint64_t peer_epoch = 0;
+    unsigned peer_workers = 0;
+    if (std::string why = peer_inputs(node, self, &address, &public_key, &peer_epoch, &peer_workers); !why.empty()) {
+      out.skipped.push_back(name + ": " + why);
+      continue;
+    }
+    if (address == self.tunnel_address) {
+      out.skipped.push_back(name + ": its InternalIP is this node's tunnel address");
+      continue;
+    }
+    auto shared = shared_secret(self.keys->private_key, public_key);
+    if (!shared.ok()) {
+      out.skipped.push_back(name + ": " + std::string(kPublicKeyAnnotation) + ": " + shared.error());
+      continue;
+    }
+    // The peer's epochs to accept: the one before while in grace, its own,
+    // and the next.
+    PeerEpoch& pe = epochs[name];
+    if (pe.epoch != peer_epoch) {
+      if (peer_epoch > pe.epoch && (pe.epoch != 0 || pe.has_previous)) {
+        pe.previous = pe.epoch;
+        pe.has_previous = true;
+        pe.grace_until_ms = now_ms + grace_ms;
+      }
+      pe.epoch = peer_epoch;
+    }
+    if (pe.has_previous && now_ms >= pe.grace_until_ms) pe.has_previous = false;
+
+    v1::Peer* peer = out.state.add_peers();
+    peer->set_name(name);
+    peer->set_tunnel_address(dp::format_ip(address));
+    for (const IpPrefix& p : node.pod_cidrs) peer->add_pod_cidrs(dp::format_prefix(p));
+    bool ok = true;
+    std::string error;
+    for (unsigned w = 0; w < self.workers && ok; ++w) {
+      auto sa = derive_sa(*shared, self.cluster_id, self.name, name, self.epoch, w, self.key_len);
+      if (!sa.ok()) {
+        ok = false;
+        error = sa.error();
+        break;
+      }
+      add_sa(peer->mutable_outbound(), *sa, self.key_len);
+    }
+    std::vector<uint64_t> inbound_epochs;
+    if (pe.has_previous && pe.previous < peer_epoch) inbound_epochs.push_back(pe.previous);
+    inbound_epochs.push_back(peer_epoch);
+    inbound_epochs.push_back(peer_epoch + 1);
+    for (uint64_t e : inbound_epochs) {
+      for (unsigned w = 0; w < peer_workers && ok; ++w) {
+        auto sa = derive_sa(*shared, self.cluster_id, name, self.name, e, w, self.key_len);
+        if (!sa.ok()) {
+          ok = false;
+          error = sa.error();
+          break;
+        }
+        add_sa(peer->mutable_inbound(), *sa, self.key_len);
+      }
+    }
+    if (!ok) {
+      out.state.mutable_peers()->RemoveLast();
+      out.skipped.push_back(name + ": " + error);
+    }
+  }
+  return out;
+}
+
+}  // namespace meshwire::control

@@ -1,0 +1,57 @@
+// The data plane's desired routing state, computed from the cluster's
+// objects: a pure function, pinned by tests.
+//
+// Keys (README, "Keys"): every node sends with the SAs of its own epoch
+// (its annotation meshwire.io/key-epoch; it moves to the next one when its
+// data plane restarts or rotates), and receives with those of each peer's
+// epoch, the next one (installed ahead, so that a peer may move on at any
+// moment without loss), and, for a grace period after the peer moved on, the
+// previous one. No coordinator, no clock agreement between nodes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <meshwire/dp/result.h>
+
+#include "dataplane.pb.h"
+#include "keys/keys.h"
+#include "source/folder.h"
+
+namespace meshwire::control {
+
+struct SelfNode {
+  std::string name;
+  std::string cluster_id;
+  const KeyPair* keys = nullptr;
+  unsigned workers = 1;           // the data plane's (its outbound SAs per peer)
+  IpAddress tunnel_address;       // the data plane's (peers are reached in its family)
+  uint64_t epoch = 0;             // this node's sending epoch
+  size_t key_len = 16;            // AES-128-GCM
+};
+
+// What the controller remembers of each peer's epoch between reconciles:
+// the previous epoch stays installed inbound until `grace_until` (ms).
+struct PeerEpoch {
+  uint64_t epoch = 0;
+  uint64_t previous = 0;
+  bool has_previous = false;
+  uint64_t grace_until_ms = 0;
+};
+
+struct Desired {
+  v1::State state;
+  // Nodes left out, each with why ("node3: no meshwire.io/public-key yet").
+  std::vector<std::string> skipped;
+};
+
+// The routing state for `self`. Fails only when this node itself cannot be
+// programmed (its Node object missing, without pod CIDRs); a peer that is
+// not ready is skipped and said so. `epochs` is updated: a peer seen at a
+// new epoch keeps the one before for grace_ms from now_ms.
+Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& self,
+                              std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms);
+
+}  // namespace meshwire::control

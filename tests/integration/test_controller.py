@@ -1,0 +1,177 @@
+"""meshwire-controller in its embedded mode (--source dir:PATH) on two data
+planes that start without peers: keys come up by themselves from the
+Node objects in a folder, the data planes follow file edits, a restarted
+data plane is programmed again (with new keys), a restarted controller
+leaves forwarding alone, and a broken file changes nothing."""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import meshwire_topology as topo
+
+BUILD = topo.find_dataplane().parents[1]
+CONTROLLER = BUILD / "control" / "meshwire-controller"
+CTL = BUILD / "control" / "meshwirectl"
+
+
+def nodes_yaml(cluster, extra_cidrs=None) -> str:
+    extra_cidrs = extra_cidrs or {}
+    docs = []
+    for n in cluster.nodes:
+        cidrs = [n.pod_cidr_v4, n.pod_cidr_v6] + extra_cidrs.get(n.name, [])
+        docs.append("\n".join([
+            "apiVersion: v1", "kind: Node", "metadata:", f"  name: {n.name}",
+            "spec:", "  podCIDRs: [" + ", ".join(f'"{c}"' for c in cidrs) + "]",
+            "status:", "  addresses:", f"  - {{type: InternalIP, address: {n.tunnel_address}}}",
+            f"  - {{type: Hostname, address: {n.name}}}"]))
+    return "---\n".join(d + "\n" for d in docs)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+class Controllers:
+    def __init__(self, cluster, folder: Path):
+        self.cluster, self.folder = cluster, folder
+        self.procs = {}
+
+    def start(self, node) -> None:
+        log = open(self.cluster.tmpdir / f"controller-{node.name}.log", "ab")
+        self.procs[node.name] = subprocess.Popen(
+            [str(CONTROLLER), "--node", node.name, "--source", f"dir:{self.folder}", "--api-socket",
+             str(node.api_socket), "--state-dir", str(self.cluster.tmpdir / f"state-{node.name}"),
+             "--cluster-id", "it", "--grace", "5"], stdout=log, stderr=log)
+
+    def stop(self, node) -> None:
+        p = self.procs.pop(node.name)
+        p.terminate()
+        p.wait(timeout=10)
+
+    def log(self, node) -> str:
+        return (self.cluster.tmpdir / f"controller-{node.name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs.clear()
+
+
+@pytest.fixture(scope="module")
+def ctrl(cluster):
+    if not CONTROLLER.exists():
+        pytest.fail(f"{CONTROLLER} is not built")
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=1, workers=1, static_peers=False) as c:
+        folder = c.tmpdir / "objects"
+        folder.mkdir()
+        write_atomic(folder / "nodes.yaml", nodes_yaml(c))
+        ctls = Controllers(c, folder)
+        try:
+            for n in c.nodes:
+                ctls.start(n)
+            yield c, ctls
+        finally:
+            ctls.stop_all()
+
+
+def show(node, what):
+    out = subprocess.run([str(CTL), "--socket", str(node.api_socket), "--json", "show", what],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    return json.loads(out)
+
+
+def wait_for(what, check, timeout=15.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(step)
+
+
+def pinging(c, a, b):
+    return c.ping(a.pods[0], b.pods[0], 4, count=2, deadline=3).returncode == 0
+
+
+def test_keys_come_up_by_themselves(ctrl):
+    c, ctls = ctrl
+    n1, n2 = c.nodes
+    wait_for("both data planes programmed", lambda: all(show(n, "generation")["source"] == "api" for n in c.nodes))
+    wait_for("ping node1 -> node2", lambda: pinging(c, n1, n2), timeout=20)
+    assert c.ping(n2.pods[0], n1.pods[0], 6, count=2).returncode == 0
+    sas = show(n1, "sas")["sas"]
+    out = [s for s in sas if s["direction"] == "outbound"]
+    assert len(out) == 1 and out[0]["spi"] & 0x80000000, sas  # a derived SPI
+    assert len([s for s in sas if s["direction"] == "inbound"]) == 2  # node2's epoch and the next
+    patch = (ctls.folder / "meshwire-node-node1.yaml").read_text()
+    assert "meshwire.io/public-key" in patch and "meshwire.io/workers" in patch
+    key = c.tmpdir / "state-node1" / "node.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert "PRIVATE KEY" in key.read_text()
+
+
+def test_an_edited_file_is_followed(ctrl):
+    c, ctls = ctrl
+    n1, n2 = c.nodes
+    write_atomic(ctls.folder / "nodes.yaml", nodes_yaml(c, {"node2": ["10.99.0.0/24"]}))
+    wait_for("node1 routes node2's new pod CIDR",
+             lambda: any(r["prefix"] == "10.99.0.0/24" and r["next_hop"] == "node2"
+                         for r in show(n1, "routes")["routes"]))
+    write_atomic(ctls.folder / "nodes.yaml", nodes_yaml(c))
+    wait_for("and drops it again", lambda: all(r["prefix"] != "10.99.0.0/24" for r in show(n1, "routes")["routes"]))
+
+
+def test_a_broken_file_changes_nothing(ctrl):
+    c, ctls = ctrl
+    n1, n2 = c.nodes
+    before = show(n1, "generation")["live_generation"]
+    write_atomic(ctls.folder / "zz-broken.yaml", "kind: Node\nmetadata:\n  name: n9\nstatus:\n  addresses:\n"
+                 "  - {type: InternalIP, address: not-an-ip}\n")
+    wait_for("the controller names the file and field",
+             lambda: "zz-broken.yaml: Node n9: status.addresses[0].address" in ctls.log(n1))
+    assert show(n1, "generation")["live_generation"] == before
+    assert pinging(c, n1, n2)
+    (ctls.folder / "zz-broken.yaml").unlink()
+
+
+def test_a_restarted_data_plane_is_programmed_again_with_new_keys(ctrl):
+    c, ctls = ctrl
+    n1, n2 = c.nodes
+    old_spi = next(s["spi"] for s in show(n2, "sas")["sas"] if s["direction"] == "outbound")
+    c.stop_node(n2)
+    c.start_node(n2)
+    started = time.monotonic()
+    wait_for("node2 programmed again", lambda: show(n2, "generation")["source"] == "api", timeout=10)
+    took = time.monotonic() - started
+    new_spi = next(s["spi"] for s in show(n2, "sas")["sas"] if s["direction"] == "outbound")
+    assert new_spi != old_spi  # the next epoch: sequence numbers start over under new keys only
+    assert took < 3, f"re-applied after {took:.1f} s"
+    wait_for("ping both ways again", lambda: pinging(c, n2, n1) and pinging(c, n1, n2), timeout=10)
+
+
+def test_a_restarted_controller_leaves_forwarding_alone(ctrl):
+    c, ctls = ctrl
+    n1, n2 = c.nodes
+    assert pinging(c, n1, n2)
+    seq_before = int(next(s["seq"] for s in show(n1, "sas")["sas"] if s["direction"] == "outbound"))
+    spi_before = next(s["spi"] for s in show(n1, "sas")["sas"] if s["direction"] == "outbound")
+    ctls.stop(n1)
+    ctls.start(n1)
+    time.sleep(2)
+    out = next(s for s in show(n1, "sas")["sas"] if s["direction"] == "outbound")
+    assert out["spi"] == spi_before and int(out["seq"]) >= seq_before  # the same SA, not reset
+    assert pinging(c, n1, n2)
