@@ -1,0 +1,117 @@
+"""The control side in the integration tests and the demo: a folder of Node
+objects, meshwire-controller processes on it, meshwirectl, and the README's
+key derivation written again in Python (cryptography's X25519 and HKDF), so
+that Scapy and tshark can decrypt what controller-keyed data planes send
+with keys derived independently of the C++ code."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import meshwire_topology as topo
+
+BUILD = topo.find_dataplane().parents[1]
+CONTROLLER = BUILD / "control" / "meshwire-controller"
+CTL = BUILD / "control" / "meshwirectl"
+CLUSTER_ID = "it"
+
+
+def nodes_yaml(cluster, extra_cidrs=None) -> str:
+    """The cluster's nodes as Node objects (kubectl's YAML, one document each)."""
+    extra_cidrs = extra_cidrs or {}
+    docs = []
+    for n in cluster.nodes:
+        cidrs = [n.pod_cidr_v4, n.pod_cidr_v6] + extra_cidrs.get(n.name, [])
+        docs.append("\n".join([
+            "apiVersion: v1", "kind: Node", "metadata:", f"  name: {n.name}",
+            "spec:", "  podCIDRs: [" + ", ".join(f'"{c}"' for c in cidrs) + "]",
+            "status:", "  addresses:", f"  - {{type: InternalIP, address: {n.tunnel_address}}}",
+            f"  - {{type: Hostname, address: {n.name}}}"]))
+    return "---\n".join(d + "\n" for d in docs)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def ctl_json(node, *args) -> dict:
+    out = subprocess.run([str(CTL), "--socket", str(node.api_socket), "--json", *map(str, args)],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    return json.loads(out)
+
+
+def wait_for(what: str, check, timeout: float = 15.0, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(step)
+
+
+class Controllers:
+    """One meshwire-controller per node of `cluster`, on `folder`."""
+
+    def __init__(self, cluster, folder: Path, grace_s: float = 5):
+        self.cluster, self.folder, self.grace_s = cluster, folder, grace_s
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def state_dir(self, node) -> Path:
+        return self.cluster.tmpdir / f"state-{node.name}"
+
+    def start(self, node) -> None:
+        log = open(self.cluster.tmpdir / f"controller-{node.name}.log", "ab")
+        self.procs[node.name] = subprocess.Popen(
+            [str(CONTROLLER), "--node", node.name, "--source", f"dir:{self.folder}", "--api-socket",
+             str(node.api_socket), "--state-dir", str(self.state_dir(node)), "--cluster-id", CLUSTER_ID,
+             "--grace", str(self.grace_s)], stdout=log, stderr=log)
+
+    def stop(self, node) -> None:
+        p = self.procs.pop(node.name)
+        p.terminate()
+        p.wait(timeout=10)
+
+    def log(self, node) -> str:
+        return (self.cluster.tmpdir / f"controller-{node.name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs.clear()
+
+    def annotations(self, node) -> dict:
+        """What node's controller published (its patch file)."""
+        import yaml
+        doc = yaml.safe_load((self.folder / f"meshwire-node-{node.name}.yaml").read_text())
+        return doc["metadata"]["annotations"]
+
+    def derived_sa(self, sender, receiver, worker: int = 0) -> topo.Sa:
+        """The SA sender uses towards receiver now, derived as the README says
+        from sender's private key file and receiver's published public key."""
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        private = serialization.load_pem_private_key((self.state_dir(sender) / "node.key").read_bytes(), None)
+        peer = X25519PublicKey.from_public_bytes(
+            base64.b64decode(self.annotations(receiver)["meshwire.io/public-key"]))
+        shared = private.exchange(peer)
+        epoch = int(self.annotations(sender)["meshwire.io/key-epoch"])
+        info = (b"meshwire/v1/sa\0" + sender.name.encode() + b"\0" + receiver.name.encode() + b"\0" +
+                struct.pack(">QHB", epoch, worker, 16))
+        okm = HKDF(hashes.SHA256(), 20, b"meshwire/v1/cluster/" + CLUSTER_ID.encode(), info).derive(shared)
+        spi = 0x80000000 | ((epoch & 0xFFFFFF) << 6) | worker
+        return topo.Sa(spi, okm[:16], okm[16:20])
