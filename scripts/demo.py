@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """meshwire demo: two nodes, four pods (network namespaces on this machine),
-encrypted pod traffic between the nodes, and independent proof that it is
-encrypted (tshark, Scapy). Everything is removed at the end, also on Ctrl-C.
+each node's data plane programmed by its meshwire-controller from a folder
+of Kubernetes Node objects, with keys the nodes derive themselves;
+encrypted pod traffic between the nodes, independent proof that it is
+encrypted (tshark, and Scapy with the keys derived again in Python), and a
+file edit the data planes follow. Everything is removed at the end, also on
+Ctrl-C.
 
 Run as root after building: `make demo` (BUILD selects the build folder).
 """
@@ -14,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 import meshwire_topology as topo  # noqa: E402
+import meshwire_control as mctl  # noqa: E402
 
 
 def heading(text: str) -> None:
@@ -43,7 +48,7 @@ def show_iperf(cluster, client, server):
     print("   (af_packet on veth: a functional demo, not a benchmark; see perf/)")
 
 
-def show_capture(cluster, n1, n2):
+def show_capture(cluster, n1, n2, sas_of):
     a, b = n1.pods[0], n2.pods[0]
     with cluster.fabric_capture("demo") as pcap:
         cluster.ping(a, b, 4, count=2, extra=["-p", b"meshwire".hex()])
@@ -61,13 +66,13 @@ def show_capture(cluster, n1, n2):
 
     sas = {}
     for sender, receiver in ((n1, n2), (n2, n1)):
-        for sa in sender.outbound[receiver.name]:
+        for sa in sas_of(sender, receiver):
             sas[(sender.tunnel_address, sa.spi)] = (sa, receiver.tunnel_address)
     args = ["tshark", "-n", "-r", str(pcap), "-o", "esp.enable_encryption_decode:TRUE"]
     for (src, _), (sa, dst) in sas.items():
         args += sa.tshark_uat(src, dst)
     decoded = subprocess.run(args + ["-Y", "icmp || icmpv6"], capture_output=True, text=True, timeout=60)
-    print("   tshark, given the SAs (esp_sa table), the pings inside (first 6):")
+    print("   tshark, given the SAs derived in Python (esp_sa table), the pings inside (first 6):")
     print(indent("\n".join(decoded.stdout.splitlines()[:6]), "     "))
     return esp, sas
 
@@ -123,9 +128,10 @@ def main() -> int:
     if stale:
         print(f"removed leftovers of earlier runs: {', '.join(stale)}")
 
-    cluster = topo.Cluster(binary, nodes=2, pods_per_node=2, workers=1)
+    cluster = topo.Cluster(binary, nodes=2, pods_per_node=2, workers=1, static_peers=False)
+    controllers = None
     try:
-        heading("building 2 nodes x 2 pods (network namespaces), fresh random keys")
+        heading("building 2 nodes x 2 pods (network namespaces); data planes start with no peers and no keys")
         cluster.create()
         cluster.start()
         n1, n2 = cluster.nodes
@@ -134,6 +140,27 @@ def main() -> int:
                   f"namespace {node.ns}")
             for pod in node.pods:
                 print(f"      {pod.name}: {pod.ipv4} {pod.ipv6}")
+
+        heading("meshwire-controller on each node, objects from a folder (--source dir:)")
+        folder = cluster.tmpdir / "objects"
+        folder.mkdir()
+        mctl.write_atomic(folder / "nodes.yaml", mctl.nodes_yaml(cluster))
+        print(f"   {folder}/nodes.yaml: the two Node objects, as kubectl prints them")
+        controllers = mctl.Controllers(cluster, folder)
+        for node in cluster.nodes:
+            controllers.start(node)
+        mctl.wait_for("both data planes programmed",
+                      lambda: all(mctl.ctl_json(n, "show", "generation")["source"] == "api" for n in cluster.nodes)
+                      and all(mctl.ctl_json(n, "show", "peers")["peers"] for n in cluster.nodes), timeout=20)
+        for node in cluster.nodes:
+            print(f"   {node.name} controller:")
+            print(indent(controllers.log(node), "     "))
+        print(f"   published: {', '.join(sorted(f.name for f in folder.glob('meshwire-node-*.yaml')))} "
+              "(public key, sending epoch, workers)")
+        print("   meshwirectl --socket node1.api.sock show sas:")
+        sas_table = subprocess.run([str(mctl.CTL), "--socket", str(n1.api_socket), "show", "sas"],
+                                   capture_output=True, text=True, timeout=10).stdout
+        print(indent(sas_table, "     "))
 
         heading("pods ping across nodes, IPv4")
         print("   (the first packet to a pod the data plane has not heard from waits while it\n"
@@ -145,9 +172,18 @@ def main() -> int:
         heading("iperf3 TCP across nodes (2 s)")
         show_iperf(cluster, n1.pods[0], n2.pods[0])
         heading("capture on the fabric during pings")
-        esp_frames, sas = show_capture(cluster, n1, n2)
+        esp_frames, sas = show_capture(cluster, n1, n2, lambda a, b: [controllers.derived_sa(a, b)])
         heading("Scapy decrypts one captured packet")
         show_scapy_decrypt(esp_frames, sas)
+        heading("edit the folder: node2 gets another pod CIDR (10.99.0.0/24)")
+        mctl.write_atomic(folder / "nodes.yaml", mctl.nodes_yaml(cluster, {"node2": ["10.99.0.0/24"]}))
+        edited = time.monotonic()
+        mctl.wait_for("node1 routes it", lambda: any(
+            r["prefix"] == "10.99.0.0/24" for r in mctl.ctl_json(n1, "show", "routes")["routes"]))
+        print(f"   node1 follows in {time.monotonic() - edited:.2f} s; meshwirectl show routes:")
+        routes = subprocess.run([str(mctl.CTL), "--socket", str(n1.api_socket), "show", "routes"],
+                                capture_output=True, text=True, timeout=10).stdout
+        print(indent(routes, "     "))
         heading("counters from DPDK telemetry (/meshwire/counters, /meshwire/sas)")
         show_counters(cluster)
     except KeyboardInterrupt:
@@ -159,6 +195,8 @@ def main() -> int:
             print(node.log_tail(20), file=sys.stderr)
         return 1
     finally:
+        if controllers is not None:
+            controllers.stop_all()
         cluster.teardown()
     heading(f"torn down: namespaces, processes and keys removed ({time.monotonic() - started:.0f} s)")
     return 0
