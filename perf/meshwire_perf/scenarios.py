@@ -6,8 +6,8 @@ that runs in a thread `at_s` seconds into the trial while the generator
 keeps sending. The result is the loss, the longest stretch without a
 received frame (time to recover), and the per-bin timeline for a plot.
 
-New ones (loss during a key change, time to recover from a dead peer)
-subclass Scenario and implement change(); register them in SCENARIOS.
+New ones (time to recover from a dead peer) subclass Scenario and
+implement change(); register them in SCENARIOS.
 """
 
 from __future__ import annotations
@@ -119,7 +119,23 @@ class DataplaneRestart(Scenario):
         return {"restart_s": round(time.monotonic() - killed, 3), "kill_s": round(killed - t, 3)}
 
 
+class KeyChange(Scenario):
+    """The outbound SA replaced by one with another key (an Apply through the
+    control API, as the controller does when it rotates) at half the NDR:
+    nothing should be lost (the old SA's packets in flight are already
+    encrypted, and the sink knows both)."""
+    name = "key-change"
+    description = "the outbound SA changes key mid-trial (Apply, new generation) at 50 % of NDR; target: no loss"
+    ndr_fraction = 0.5
+
+    def change(self, ctx: Context) -> dict:
+        took = ctx.system.change_keys()
+        time.sleep(0.2)  # traffic goes on under the new SA
+        return {"apply_s": round(took, 4), "outbound_after": ctx.system.outbound_sas()}
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "steady": SteadyControl,
     "dataplane-restart": DataplaneRestart,
+    "key-change": KeyChange,
 }

@@ -117,7 +117,13 @@ class MeshwireDut:
         self.workers = workers
         self.outbound = [Sa.fresh(0x1201 + w) for w in range(workers)]   # node1 -> node2: the sink's
         self.inbound = [Sa.fresh(0x2101 + w) for w in range(workers)]    # node2 -> node1: the generator's
+        # What a key change (scenario key-change) moves the outbound SAs to;
+        # the sink knows them from the start.
+        self.next_outbound = [Sa.fresh(0x1301 + w) for w in range(workers)]
         self.config_path = topo.workdir / "dataplane.yaml"
+        self.api_socket = topo.workdir / "api.sock"
+        self.ctl = binary.parent.parent / "control" / "meshwirectl"
+        self.generation = 0
         self.proc: Optional[Process] = None
 
     def config(self) -> dict:
@@ -150,7 +156,9 @@ class MeshwireDut:
     def start(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self.config_path.chmod(0o600)
-        self.proc = Process("meshwire-dataplane", [self.binary, "--config", self.config_path],
+        self.generation = 0  # a (re)started data plane runs its startup config
+        self.proc = Process("meshwire-dataplane", [self.binary, "--config", self.config_path,
+                                                   "--api-socket", self.api_socket],
                             self.topo.workdir / "dataplane.log", ready=READY_LINE)
 
     def stop(self) -> None:
@@ -171,7 +179,8 @@ class MeshwireDut:
                 kind = f"ipv{fam}-{l4}"
                 out.append(flows(f"encrypt/{kind}", "pod", "fabric", DUT_POD_MAC, LOCAL_PODS[fam],
                                  REMOTE_PODS[fam], l4,
-                                 sink={"sas": [sa.generator() for sa in self.outbound], "udp": True,
+                                 sink={"sas": [sa.generator() for sa in self.outbound + self.next_outbound],
+                                       "udp": True,
                                        "esn": True, "sample_every": 16}))
                 out.append(flows(f"decrypt/{kind}", "fabric", "pod", DUT_FABRIC_MAC, REMOTE_PODS[fam],
                                  LOCAL_PODS[fam], l4,
@@ -180,6 +189,41 @@ class MeshwireDut:
                 out.append(flows(f"local/{kind}", "pod", "pod", DUT_POD_MAC, LOCAL_PODS[fam],
                                  LOCAL_PODS_B[fam], l4))
         return out
+
+
+    def change_keys(self) -> float:
+        """Applies the startup routing state with next_outbound as the outbound
+        SAs (meshwirectl apply, a new generation); returns the seconds it took."""
+        import base64
+        import json
+        import subprocess
+        import time
+
+        def sa_json(sa: Sa) -> dict:
+            return {"spi": sa.spi, "algorithm": "AES_128_GCM", "key": base64.b64encode(sa.key).decode(),
+                    "salt": base64.b64encode(sa.salt).decode()}
+        c = self.config()
+        peers = [{"name": p["name"], "tunnel_address": p["tunnel_address"], "pod_cidrs": p["pod_cidrs"],
+                  "outbound": [sa_json(sa) for sa in self.next_outbound],
+                  "inbound": [sa_json(sa) for sa in self.inbound]} for p in c["peers"]]
+        self.generation += 1
+        request = {"generation": self.generation, "state": {"pod_cidrs": c["node"]["pod_cidrs"], "peers": peers}}
+        path = self.topo.workdir / "apply.json"
+        path.write_text(json.dumps(request))
+        path.chmod(0o600)
+        t = time.monotonic()
+        subprocess.run([str(self.ctl), "--socket", str(self.api_socket), "apply", "-f", str(path)],
+                       check=True, capture_output=True, text=True, timeout=10)
+        return time.monotonic() - t
+
+    def outbound_sas(self) -> list[dict]:
+        """The live outbound SAs (SPI, seq) through meshwirectl."""
+        import json
+        import subprocess
+        out = subprocess.run([str(self.ctl), "--socket", str(self.api_socket), "--json", "show", "sas"],
+                             check=True, capture_output=True, text=True, timeout=10).stdout
+        return [{"spi": sa["spi"], "seq": int(sa["seq"])} for sa in json.loads(out)["sas"]
+                if sa["direction"] == "outbound"]
 
 
 class TestpmdDut:

@@ -68,12 +68,12 @@ class Controllers:
     def state_dir(self, node) -> Path:
         return self.cluster.tmpdir / f"state-{node.name}"
 
-    def start(self, node) -> None:
+    def start(self, node, *extra: str) -> None:
         log = open(self.cluster.tmpdir / f"controller-{node.name}.log", "ab")
         self.procs[node.name] = subprocess.Popen(
             [str(CONTROLLER), "--node", node.name, "--source", f"dir:{self.folder}", "--api-socket",
              str(node.api_socket), "--state-dir", str(self.state_dir(node)), "--cluster-id", CLUSTER_ID,
-             "--grace", str(self.grace_s)], stdout=log, stderr=log)
+             "--grace", str(self.grace_s), *extra], stdout=log, stderr=log)
 
     def stop(self, node) -> None:
         p = self.procs.pop(node.name)

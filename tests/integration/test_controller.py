@@ -4,6 +4,7 @@ Node objects in a folder, the data planes follow file edits, a restarted
 data plane is programmed again (with new keys), a restarted controller
 leaves forwarding alone, and a broken file changes nothing."""
 
+import subprocess
 import time
 
 import pytest
@@ -120,3 +121,30 @@ def test_a_restarted_controller_leaves_forwarding_alone(ctrl):
     out = next(s for s in show(n1, "sas")["sas"] if s["direction"] == "outbound")
     assert out["spi"] == spi_before and int(out["seq"]) >= seq_before  # the same SA, not reset
     assert pinging(c, n1, n2)
+
+
+def test_keys_rotate_under_traffic_without_loss(ctrl):
+    """Both nodes move to a new epoch every 1.5 s (peers keep the old one
+    for 1 s) while pings go every 10 ms: several rotations, nothing lost."""
+    c, ctls = ctrl
+    n1, n2 = c.nodes
+    epochs = {n.name: int(ctls.annotations(n)["meshwire.io/key-epoch"]) for n in c.nodes}
+    for n in c.nodes:
+        ctls.stop(n)
+        ctls.start(n, "--rotate-after", "1.5")
+    b = n2.pods[0].address(4)
+    flood = topo.popen(["ping", "-4", "-n", "-q", "-c", "600", "-i", "0.01", "-W", "2", b], ns=n1.pods[0].ns,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = flood.communicate(timeout=60)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+        for n in c.nodes:  # back to the default period for whatever follows
+            ctls.stop(n)
+            ctls.start(n)
+    assert flood.returncode == 0 and " 0% packet loss" in out, out
+    for n in c.nodes:
+        now = int(ctls.annotations(n)["meshwire.io/key-epoch"])
+        assert now >= epochs[n.name] + 2, (n.name, epochs[n.name], now, ctls.log(n)[-2000:])
+        assert "rotating: sending epoch" in ctls.log(n)

@@ -57,7 +57,7 @@ def test_baselines_and_stages_measured(quick_run):
 def test_scenarios_ran(quick_run):
     _, results, _ = quick_run
     by_name = {s["name"]: s for s in results["scenarios"]}
-    assert set(by_name) == {"steady", "dataplane-restart"}
+    assert set(by_name) == {"steady", "dataplane-restart", "key-change"}
     steady = by_name["steady"]["result"]
     assert steady["received"] > 0 and steady["recovered"]
     restart = by_name["dataplane-restart"]
@@ -65,6 +65,11 @@ def test_scenarios_ran(quick_run):
     assert restart["result"]["longest_gap_ms"] > 0
     assert restart["result"]["recovered"], restart["result"]
     assert restart["facts"]["restart_s"] > 0
+    keys = by_name["key-change"]
+    assert keys["facts"]["apply_s"] > 0 and keys["result"]["received"] > 0
+    (after,) = keys["facts"]["outbound_after"]
+    assert after["spi"] == 0x1301 and after["seq"] > 0  # the new SA carries the traffic
+    assert keys["result"]["recovered"], keys["result"]
 
 
 def test_report_written(quick_run):

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -55,21 +56,22 @@ void log(const std::string& msg) {
   std::fflush(stderr);
 }
 
-// The sending epoch, persisted before it is used (write, fsync, rename).
+// The sending epoch and when it began, persisted before the epoch is used
+// (write, fsync, rename): "EPOCH STARTED_UNIX_MS".
 class EpochFile {
  public:
   explicit EpochFile(std::string path) : path_(std::move(path)) {}
-  uint64_t load() {
+  void load(uint64_t* epoch, uint64_t* started_ms) {
     std::ifstream in(path_);
-    uint64_t v = 0;
-    if (in >> v) return v;
-    return 0;
+    *epoch = 0;
+    *started_ms = 0;
+    in >> *epoch >> *started_ms;
   }
-  bool store(uint64_t epoch) {
+  bool store(uint64_t epoch, uint64_t started_ms) {
     const std::string tmp = path_ + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return false;
-    const std::string text = std::to_string(epoch) + "\n";
+    const std::string text = std::to_string(epoch) + " " + std::to_string(started_ms) + "\n";
     const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
     ::close(fd);
     return ok && ::rename(tmp.c_str(), path_.c_str()) == 0;
@@ -79,6 +81,19 @@ class EpochFile {
   std::string path_;
 };
 
+// The highest sequence number this node's outbound SAs have used.
+uint64_t max_outbound_seq(v1::Dataplane::Stub& stub) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::ListSasResponse resp;
+  if (!stub.ListSas(&ctx, {}, &resp).ok()) return 0;
+  uint64_t top = 0;
+  for (const v1::SaStatus& sa : resp.sas()) {
+    if (sa.direction() == "outbound") top = std::max<uint64_t>(top, sa.seq());
+  }
+  return top;
+}
+
 struct Options {
   std::string node;
   std::string source = "";
@@ -87,6 +102,8 @@ struct Options {
   std::string cluster_id = "default";
   double grace_s = 30;
   double resync_s = 1;
+  double rotate_after_s = 3600;
+  uint64_t rotate_packets = uint64_t{1} << 31;
 };
 
 }  // namespace
@@ -102,6 +119,9 @@ int main(int argc, char** argv) {
   app.add_option("--cluster-id", o.cluster_id, "salts every key of this cluster (the same on every node)");
   app.add_option("--grace", o.grace_s, "seconds a peer's previous epoch stays accepted after it moved on");
   app.add_option("--resync", o.resync_s, "seconds between checks of the data plane when nothing changes");
+  app.add_option("--rotate-after", o.rotate_after_s, "seconds after which this node moves to its next epoch (new keys)");
+  app.add_option("--rotate-packets", o.rotate_packets,
+                 "packets one outbound SA may carry before this node moves to its next epoch");
   app.set_version_flag("--version", "meshwire-controller 0.1.0");
   try {
     app.parse(argc, argv);
@@ -124,7 +144,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   EpochFile epoch_file(o.state_dir + "/epoch");
-  uint64_t epoch = epoch_file.load();
+  uint64_t epoch = 0, epoch_started_ms = 0;
+  epoch_file.load(&epoch, &epoch_started_ms);
   auto watch = FolderWatch::open(folder);
   if (!watch.ok()) {
     log("--source " + o.source + ": " + watch.error());
@@ -171,7 +192,8 @@ int main(int argc, char** argv) {
       // Fresh (or restarted): its SAs' sequence numbers start over, so the
       // keys must be new ones.
       epoch += 1;
-      if (!epoch_file.store(epoch)) {
+      epoch_started_ms = now_ms();
+      if (!epoch_file.store(epoch, epoch_started_ms)) {
         problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
         watch->wait(1000);
         continue;
@@ -180,6 +202,23 @@ int main(int argc, char** argv) {
       fresh_handled = true;
       log("data plane is fresh (generation " + std::to_string(live.live_generation()) + "): sending epoch " +
           std::to_string(epoch));
+    }
+    // Rotation: on time or volume, but never sooner than --grace after the
+    // epoch began: by then every peer has seen it published and has the
+    // next epoch's inbound SAs in place.
+    if (live.source() == "api" && !applied.empty()) {
+      const uint64_t age = now_ms() - epoch_started_ms;
+      const bool due = age >= static_cast<uint64_t>(o.rotate_after_s * 1000) ||
+                       max_outbound_seq(*stub) >= o.rotate_packets;
+      if (due && age >= static_cast<uint64_t>(o.grace_s * 1000)) {
+        if (!epoch_file.store(epoch + 1, now_ms())) {
+          problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
+        } else {
+          epoch += 1;
+          epoch_started_ms = now_ms();
+          log("rotating: sending epoch " + std::to_string(epoch));
+        }
+      }
     }
     const std::map<std::string, std::string> want = {
         {kPublicKeyAnnotation, encode_public_key(keys->public_key)},
@@ -232,6 +271,7 @@ int main(int argc, char** argv) {
         continue;
       }
       applied = serialized;
+      if (epoch_started_ms == 0) epoch_started_ms = now_ms();  // an epoch file from before it kept the time
       log("applied generation " + std::to_string(resp.live_generation()) + ": " +
           std::to_string(desired->state.peers_size()) + " peer(s), sending epoch " + std::to_string(epoch));
     }

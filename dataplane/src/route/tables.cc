@@ -20,12 +20,12 @@ uint32_t v4_host_order(const IpAddress& a) {
          (uint32_t{a.bytes[2]} << 8) | uint32_t{a.bytes[3]};
 }
 
-Status add_route(Tables& t, const IpPrefix& p, uint64_t nh, const std::string& field) {
+Status add_route(Fibs& f, const IpPrefix& p, uint64_t nh, const std::string& field) {
   int rc;
   if (p.address.is_v4()) {
-    rc = rte_fib_add(t.fib4, v4_host_order(p.address), p.length, nh);
+    rc = rte_fib_add(f.fib4, v4_host_order(p.address), p.length, nh);
   } else {
-    rc = rte_fib6_add(t.fib6, const_cast<uint8_t*>(p.address.bytes.data()), p.length, nh);
+    rc = rte_fib6_add(f.fib6, const_cast<uint8_t*>(p.address.bytes.data()), p.length, nh);
   }
   if (rc != 0) return make_error(field + ": cannot add route " + format_prefix(p) + ": " + rte_strerror(-rc));
   return Ok{};
@@ -61,6 +61,7 @@ std::string format_mac(const uint8_t mac[6]) {
 // --- SharedState
 
 SharedState::~SharedState() {
+  if (last_fibs_) release_fibs(last_fibs_);
   if (neighbors_.hash) rte_hash_free(neighbors_.hash);
 }
 
@@ -153,6 +154,79 @@ void SharedState::release_inbound(esp::InboundSa* sa) {
   free_aligned(sa);
 }
 
+std::vector<Fibs::Route> routes_of(const RoutingState& routing) {
+  std::vector<Fibs::Route> routes;
+  for (const IpPrefix& p : routing.pod_cidrs) routes.push_back({p, kNextHopLocal});
+  for (size_t i = 0; i < routing.peers.size(); ++i) {
+    for (const IpPrefix& p : routing.peers[i].pod_cidrs) routes.push_back({p, kNextHopPeerBase + i});
+  }
+  return routes;
+}
+
+Result<Fibs*> SharedState::fibs_for(const RoutingState& routing) {
+  std::vector<Fibs::Route> routes = routes_of(routing);
+  if (last_fibs_ && last_fibs_->routes == routes) {
+    last_fibs_->refs++;
+    return last_fibs_;
+  }
+  static std::atomic<int> instance{0};
+  const int id = instance.fetch_add(1);
+  char name[RTE_HASH_NAMESIZE];  // rte_fib names are limited alike
+  auto* f = new Fibs();
+  f->refs = 1;
+  auto fail = [&](std::string message) -> Result<Fibs*> {
+    f->refs = 1;
+    release_fibs(f);
+    return make_error(std::move(message));
+  };
+
+  rte_fib_conf c4{};
+  c4.type = RTE_FIB_DIR24_8;
+  c4.default_nh = kNextHopNone;
+  c4.max_routes = kMaxRoutes;
+  c4.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
+  c4.dir24_8.num_tbl8 = 1 << 10;
+  std::snprintf(name, sizeof(name), "mw_fib4_%d", id);
+  f->fib4 = rte_fib_create(name, socket_id_, &c4);
+  if (!f->fib4) return fail(std::string("routes: cannot create IPv4 FIB: ") + rte_strerror(rte_errno));
+
+  rte_fib6_conf c6{};
+  c6.type = RTE_FIB6_TRIE;
+  c6.default_nh = kNextHopNone;
+  c6.max_routes = kMaxRoutes;
+  c6.trie.nh_sz = RTE_FIB6_TRIE_2B;
+  c6.trie.num_tbl8 = 1 << 12;
+  std::snprintf(name, sizeof(name), "mw_fib6_%d", id);
+  f->fib6 = rte_fib6_create(name, socket_id_, &c6);
+  if (!f->fib6) return fail(std::string("routes: cannot create IPv6 FIB: ") + rte_strerror(rte_errno));
+
+  // Errors name the route as the state lists it.
+  size_t k = 0;
+  for (size_t i = 0; i < routing.pod_cidrs.size(); ++i, ++k) {
+    Status s = add_route(*f, routes[k].prefix, routes[k].next_hop, "node.pod_cidrs[" + std::to_string(i) + "]");
+    if (!s.ok()) return fail(s.error());
+  }
+  for (size_t p = 0; p < routing.peers.size(); ++p) {
+    for (size_t i = 0; i < routing.peers[p].pod_cidrs.size(); ++i, ++k) {
+      Status s = add_route(*f, routes[k].prefix, routes[k].next_hop,
+                           "peers[" + std::to_string(p) + "].pod_cidrs[" + std::to_string(i) + "]");
+      if (!s.ok()) return fail(s.error());
+    }
+  }
+  f->routes = std::move(routes);
+  if (last_fibs_) release_fibs(last_fibs_);  // no longer the one to reuse
+  last_fibs_ = f;
+  f->refs++;  // held as last_fibs_
+  return f;
+}
+
+void SharedState::release_fibs(Fibs* f) {
+  if (!f || --f->refs != 0) return;
+  if (f->fib4) rte_fib_free(f->fib4);
+  if (f->fib6) rte_fib6_free(f->fib6);
+  delete f;
+}
+
 // --- Generations
 
 Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunnel_address, uint64_t generation,
@@ -165,36 +239,14 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
     return make_error(std::move(message));
   };
   const int socket_id = shared.socket_id();
-  static std::atomic<int> instance{0};
-  const int id = instance.fetch_add(1);
-  char name[RTE_HASH_NAMESIZE];  // rte_fib names are limited alike
-
-  rte_fib_conf c4{};
-  c4.type = RTE_FIB_DIR24_8;
-  c4.default_nh = kNextHopNone;
-  c4.max_routes = kMaxRoutes;
-  c4.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
-  c4.dir24_8.num_tbl8 = 1 << 10;
-  std::snprintf(name, sizeof(name), "mw_fib4_%d", id);
-  t->fib4 = rte_fib_create(name, socket_id, &c4);
-  if (!t->fib4) return fail(std::string("routes: cannot create IPv4 FIB: ") + rte_strerror(rte_errno));
-
-  rte_fib6_conf c6{};
-  c6.type = RTE_FIB6_TRIE;
-  c6.default_nh = kNextHopNone;
-  c6.max_routes = kMaxRoutes;
-  c6.trie.nh_sz = RTE_FIB6_TRIE_2B;
-  c6.trie.num_tbl8 = 1 << 12;
-  std::snprintf(name, sizeof(name), "mw_fib6_%d", id);
-  t->fib6 = rte_fib6_create(name, socket_id, &c6);
-  if (!t->fib6) return fail(std::string("routes: cannot create IPv6 FIB: ") + rte_strerror(rte_errno));
+  auto fibs = shared.fibs_for(routing);
+  if (!fibs.ok()) return fail(fibs.error());
+  t->fibs = fibs.value();
+  t->fib4 = t->fibs->fib4;
+  t->fib6 = t->fibs->fib6;
 
   t->local_pod_cidrs = routing.pod_cidrs;
-  for (size_t i = 0; i < routing.pod_cidrs.size(); ++i) {
-    Status s = add_route(*t, routing.pod_cidrs[i], kNextHopLocal, "node.pod_cidrs[" + std::to_string(i) + "]");
-    if (!s.ok()) return fail(s.error());
-    t->local_pods.add(routing.pod_cidrs[i]);
-  }
+  for (const IpPrefix& prefix : routing.pod_cidrs) t->local_pods.add(prefix);
 
   for (size_t p = 0; p < routing.peers.size(); ++p) {
     const PeerConfig& pc = routing.peers[p];
@@ -207,10 +259,6 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
     for (const IpPrefix& prefix : pc.pod_cidrs) peer->pods.add(prefix);
     peer->link = shared.acquire_link(pc.tunnel_address);
     if (!peer->link) return fail(field + ": out of memory");
-    for (size_t i = 0; i < pc.pod_cidrs.size(); ++i) {
-      Status s = add_route(*t, pc.pod_cidrs[i], kNextHopPeerBase + p, field + ".pod_cidrs[" + std::to_string(i) + "]");
-      if (!s.ok()) return fail(s.error());
-    }
 
     t->outbound.emplace_back();
     for (size_t w = 0; w < pc.outbound.size(); ++w) {
@@ -268,8 +316,7 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
 
 void free_tables(Tables* t, SharedState& shared) {
   if (!t) return;
-  if (t->fib4) rte_fib_free(t->fib4);
-  if (t->fib6) rte_fib6_free(t->fib6);
+  shared.release_fibs(t->fibs);
   for (PeerRuntime* p : t->peers) {
     shared.release_link(p->link);
     delete p;

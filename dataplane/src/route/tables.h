@@ -91,6 +91,21 @@ struct Neighbors {
   alignas(64) std::atomic<uint64_t> epoch{1};
 };
 
+// A pair of FIBs with the routes they hold, shared by the generations whose
+// routes are the same (an Apply that only changes keys, the usual one,
+// reuses them instead of building 32 MB anew). Immutable once built.
+struct Fibs {
+  struct Route {
+    IpPrefix prefix;
+    uint64_t next_hop;
+    friend bool operator==(const Route&, const Route&) = default;
+  };
+  rte_fib* fib4 = nullptr;
+  rte_fib6* fib6 = nullptr;
+  std::vector<Route> routes;  // in the order the state lists them
+  uint32_t refs = 0;          // control thread only
+};
+
 struct InboundEntry {
   esp::InboundSa* sa;
   uint16_t peer;  // index into Tables::peers
@@ -99,8 +114,9 @@ struct InboundEntry {
 // One generation. Immutable once published; workers read it without locks.
 struct Tables {
   uint64_t generation = 0;   // 0: the startup config's
-  rte_fib* fib4 = nullptr;   // destination -> next hop (kNextHop*)
+  rte_fib* fib4 = nullptr;   // destination -> next hop (kNextHop*): fibs->fib4
   rte_fib6* fib6 = nullptr;  // likewise for IPv6
+  Fibs* fibs = nullptr;      // shared with other generations of the same routes
   std::vector<PeerRuntime*> peers;
   std::vector<IpPrefix> local_pod_cidrs;  // this node's pod CIDRs (the FIB's kNextHopLocal routes)
   PrefixSet local_pods;                   // the same, for the decrypt path
@@ -134,6 +150,10 @@ class SharedState {
   // A new SA (refs 1) becomes reusable by later generations.
   void add_outbound(esp::OutboundSa* sa);
   void add_inbound(esp::InboundSa* sa);
+  // FIBs holding the state's routes: the last ones built when their routes
+  // are the same (one more ref), else new ones. Errors name the route.
+  Result<Fibs*> fibs_for(const RoutingState& routing);
+  void release_fibs(Fibs* fibs);
   // One ref less; the SA is wiped and freed with its last.
   void release_outbound(esp::OutboundSa* sa);
   void release_inbound(esp::InboundSa* sa);
@@ -151,6 +171,7 @@ class SharedState {
   std::map<Id, PeerLink*> links_;
   std::map<Id, esp::OutboundSa*> outbound_;
   std::map<Id, esp::InboundSa*> inbound_;
+  Fibs* last_fibs_ = nullptr;  // the FIBs built last (one ref held): reused when the routes match
 };
 
 // Builds a generation from a routing state that passed check_routing():

@@ -82,6 +82,20 @@ TEST_F(GenerationsTest, ANewKeyIsANewSaThatStartsAtOne) {
   EXPECT_EQ(a_->shared->outbound_sas(), 1u);  // the old SA went with the old generation
 }
 
+TEST_F(GenerationsTest, AnApplyThatOnlyChangesKeysKeepsTheFibs) {
+  const Fibs* before = a_->tables->fibs;
+  RoutingState next = routing_of(a_->config);
+  next.peers[0].outbound[0] = test::sa(0x1101, 77);
+  ASSERT_EQ(a_->apply(next, 1), "");
+  EXPECT_EQ(a_->tables->fibs, before);
+  next.peers[0].pod_cidrs.push_back(test::prefix("10.13.0.0/24"));  // a route changes: new FIBs
+  ASSERT_EQ(a_->apply(next, 2), "");
+  EXPECT_NE(a_->tables->fibs, before);
+  EXPECT_EQ(route_lookup(*a_->tables, test::addr("10.13.0.7")), kNextHopPeerBase + 0);
+  EXPECT_EQ(route_lookup(*a_->tables, test::addr("10.12.0.7")), kNextHopPeerBase + 0);
+  EXPECT_EQ(route_lookup(*a_->tables, test::addr("10.11.0.7")), kNextHopLocal);
+}
+
 TEST_F(GenerationsTest, TheSameSpiWithAnotherKeyIsNotReused) {
   ASSERT_EQ(a_to_b(), 1u);
   RoutingState next = routing_of(a_->config);
