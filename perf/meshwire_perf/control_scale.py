@@ -1,0 +1,141 @@
+"""Controller scale on synthetic objects (`python3 -m meshwire_perf.control_scale`).
+
+A data plane on two `net_null` ports (no traffic: the control path alone)
+and its meshwire-controller in dir mode on a folder of N synthetic Nodes,
+each with an InternalIP, a pod CIDR and the annotations its own controller
+would have published (X25519 keys made here). Measured:
+
+  full_apply_s     controller start -> the data plane runs generation 1 with
+                   every peer (keys derived, state checked, tables built)
+  change_ms        one Node's pod CIDR edited -> the data plane routes it
+                   (p50/p99 over --changes edits)
+  rss_mb           resident memory of both processes afterwards
+
+Services and EndpointSlices are not read by this release's controller, so
+the issue's 10,000 services / 100,000 endpoints are not part of it yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def node_doc(i: int, pub: str, epoch: int = 1, extra_cidr: str | None = None) -> str:
+    cidrs = [f"10.{i // 256}.{i % 256}.0/24"] + ([extra_cidr] if extra_cidr else [])
+    return (f"apiVersion: v1\nkind: Node\nmetadata:\n  name: node-{i}\n  annotations:\n"
+            f"    meshwire.io/public-key: \"{pub}\"\n    meshwire.io/key-epoch: \"{epoch}\"\n"
+            f"    meshwire.io/workers: \"1\"\n"
+            f"spec:\n  podCIDRs: [{', '.join(repr(c) for c in cidrs)}]\n"
+            f"status:\n  addresses:\n  - {{type: InternalIP, address: 172.16.{i // 256}.{i % 256}}}\n")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def routes(ctl: Path, sock: Path) -> set[str]:
+    out = subprocess.run([str(ctl), "--socket", str(sock), "--json", "--timeout", "30", "show", "routes"],
+                         capture_output=True, text=True, check=True).stdout
+    return {r["prefix"] for r in json.loads(out)["routes"]}
+
+
+def generation(ctl: Path, sock: Path) -> dict:
+    out = subprocess.run([str(ctl), "--socket", str(sock), "--json", "show", "generation"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=5000)
+    p.add_argument("--changes", type=int, default=20)
+    p.add_argument("--build", default=str(ROOT / "build"))
+    a = p.parse_args(argv)
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    build = Path(a.build)
+    dataplane = build / "dataplane" / "meshwire-dataplane"
+    controller = build / "control" / "meshwire-controller"
+    ctl = build / "control" / "meshwirectl"
+    work = Path(tempfile.mkdtemp(prefix="mw-cscale-"))
+    folder = work / "objects"
+    folder.mkdir()
+    pubs = []
+    for _ in range(a.nodes):
+        k = X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        pubs.append(base64.b64encode(k).decode())
+    # node-0 is ours (its controller publishes its own key); the others as their controllers would have.
+    docs = [("apiVersion: v1\nkind: Node\nmetadata:\n  name: node-0\nspec:\n  podCIDRs: ['10.0.0.0/24']\n"
+             "status:\n  addresses:\n  - {type: InternalIP, address: 172.16.0.0}\n")]
+    docs += [node_doc(i, pubs[i]) for i in range(1, a.nodes)]
+    (folder / "nodes.yaml").write_text("---\n".join(docs))
+
+    config = {"eal": ["--no-huge", "-m", "2048", "--no-pci", "--file-prefix", f"cscale{os.getpid()}",
+                      "-l", "0,1", "--log-level", "lib.eal:notice"],
+              "workers": 1, "idle": "adaptive",
+              "node": {"tunnel_address": "172.16.0.0", "pod_cidrs": ["10.0.0.0/24"]},
+              "ports": [{"name": "pods", "device": "net_null0", "role": "local"},
+                        {"name": "fabric", "device": "net_null1", "role": "uplink"}]}
+    import yaml
+    (work / "dp.yaml").write_text(yaml.safe_dump(config))
+    sock = work / "api.sock"
+    dp = subprocess.Popen([str(dataplane), "--config", str(work / "dp.yaml"), "--api-socket", str(sock)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ctrl = None
+    try:
+        for line in dp.stdout:
+            if "ready" in line:
+                break
+        t0 = time.monotonic()
+        ctrl = subprocess.Popen([str(controller), "--node", "node-0", "--source", f"dir:{folder}",
+                                 "--api-socket", str(sock), "--state-dir", str(work / "state"),
+                                 "--cluster-id", "scale"], stderr=open(work / "controller.log", "w"))
+        while True:
+            g = generation(ctl, sock)
+            if g["source"] == "api" and len(routes(ctl, sock)) >= a.nodes:
+                break
+            time.sleep(0.05)
+        full = time.monotonic() - t0
+        lat = []
+        for c in range(a.changes):
+            prefix = f"10.250.{c}.0/24"
+            docs_c = list(docs)
+            docs_c[1] = node_doc(1, pubs[1], extra_cidr=prefix)
+            tmp = folder / ".nodes.yaml.tmp"
+            tmp.write_text("---\n".join(docs_c))
+            t = time.monotonic()
+            tmp.replace(folder / "nodes.yaml")
+            while prefix not in routes(ctl, sock):
+                time.sleep(0.005)
+            lat.append((time.monotonic() - t) * 1000)
+        lat.sort()
+        result = {"nodes": a.nodes, "full_apply_s": round(full, 3),
+                  "change_ms_p50": round(statistics.median(lat), 1),
+                  "change_ms_p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
+                  "rss_mb": {"dataplane": round(rss_mb(dp.pid)), "controller": round(rss_mb(ctrl.pid))}}
+        print(json.dumps(result))
+    finally:
+        if ctrl:
+            ctrl.terminate()
+            ctrl.wait(timeout=10)
+        dp.terminate()
+        dp.wait(timeout=20)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
