@@ -7,8 +7,9 @@ would have published (X25519 keys made here). Measured:
 
   full_apply_s     controller start -> the data plane runs generation 1 with
                    every peer (keys derived, state checked, tables built)
-  change_ms        one Node's pod CIDR edited -> the data plane routes it
-                   (p50/p99 over --changes edits)
+  change_ms        one Node's pod CIDR edited (a file renamed in) -> the data
+                   plane runs the generation that routes it (p50/p99 over
+                   --changes edits)
   rss_mb           resident memory of both processes afterwards
 
 Services and EndpointSlices are not read by this release's controller, so
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--nodes", type=int, default=5000)
     p.add_argument("--changes", type=int, default=20)
     p.add_argument("--build", default=str(ROOT / "build"))
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="how the Node objects are written")
     a = p.parse_args(argv)
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -82,15 +84,31 @@ def main(argv=None) -> int:
     docs = [("apiVersion: v1\nkind: Node\nmetadata:\n  name: node-0\nspec:\n  podCIDRs: ['10.0.0.0/24']\n"
              "status:\n  addresses:\n  - {type: InternalIP, address: 172.16.0.0}\n")]
     docs += [node_doc(i, pubs[i]) for i in range(1, a.nodes)]
-    (folder / "nodes.yaml").write_text("---\n".join(docs))
+    import yaml
+
+    parsed = [yaml.safe_load(d) for d in docs] if a.format == "json" else []
+
+    def stage_nodes(docs_now: list[str]) -> tuple[Path, Path]:
+        """Writes the next version aside; renaming it in is the change."""
+        if a.format == "json":
+            items = list(parsed)
+            items[1] = yaml.safe_load(docs_now[1])
+            text, name = json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": items}), "nodes.json"
+        else:
+            text, name = "---\n".join(docs_now), "nodes.yaml"
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(text)
+        return tmp, folder / name
+
+    tmp, target = stage_nodes(docs)
+    tmp.replace(target)
 
     config = {"eal": ["--no-huge", "-m", "2048", "--no-pci", "--file-prefix", f"cscale{os.getpid()}",
                       "-l", "0,1", "--log-level", "lib.eal:notice"],
               "workers": 1, "idle": "adaptive",
               "node": {"tunnel_address": "172.16.0.0", "pod_cidrs": ["10.0.0.0/24"]},
-              "ports": [{"name": "pods", "device": "net_null0", "role": "local"},
-                        {"name": "fabric", "device": "net_null1", "role": "uplink"}]}
-    import yaml
+              "ports": [{"name": "pods", "device": "net_null0,no-rx=1", "role": "local"},
+                        {"name": "fabric", "device": "net_null1,no-rx=1", "role": "uplink"}]}
     (work / "dp.yaml").write_text(yaml.safe_dump(config))
     sock = work / "api.sock"
     dp = subprocess.Popen([str(dataplane), "--config", str(work / "dp.yaml"), "--api-socket", str(sock)],
@@ -115,13 +133,17 @@ def main(argv=None) -> int:
             prefix = f"10.250.{c}.0/24"
             docs_c = list(docs)
             docs_c[1] = node_doc(1, pubs[1], extra_cidr=prefix)
-            tmp = folder / ".nodes.yaml.tmp"
-            tmp.write_text("---\n".join(docs_c))
+            tmp, target = stage_nodes(docs_c)
+            before = int(generation(ctl, sock)["live_generation"])
             t = time.monotonic()
-            tmp.replace(folder / "nodes.yaml")
-            while prefix not in routes(ctl, sock):
-                time.sleep(0.005)
+            tmp.replace(target)
+            # The generation moves when the Apply that carries the edit is live
+            # (cheaper to poll than the 5000 routes, which are checked after).
+            while int(generation(ctl, sock)["live_generation"]) == before:
+                time.sleep(0.002)
             lat.append((time.monotonic() - t) * 1000)
+            if prefix not in routes(ctl, sock):
+                raise RuntimeError(f"generation moved but {prefix} is not routed")
         lat.sort()
         result = {"nodes": a.nodes, "full_apply_s": round(full, 3),
                   "change_ms_p50": round(statistics.median(lat), 1),

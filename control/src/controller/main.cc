@@ -164,6 +164,7 @@ int main(int argc, char** argv) {
   auto channel = grpc::CreateCustomChannel("unix:" + o.api_socket, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::Dataplane::NewStub(channel);
   std::map<std::string, PeerEpoch> peer_epochs;
+  KeyCache key_cache;
   std::string applied;        // the state last applied, serialized
   std::string last_problem;   // said once, until it changes
   std::string last_skipped;
@@ -245,7 +246,8 @@ int main(int argc, char** argv) {
     self.workers = live.workers();
     self.tunnel_address = *meshwire::dp::parse_ip_address(live.tunnel_address());
     self.epoch = epoch;
-    auto desired = desired_state(*cluster, self, peer_epochs, now_ms(), static_cast<uint64_t>(o.grace_s * 1000));
+    auto desired = desired_state(*cluster, self, peer_epochs, now_ms(), static_cast<uint64_t>(o.grace_s * 1000),
+                                 &key_cache);
     if (!desired.ok()) {
       problem(desired.error());
       watch->wait(static_cast<int>(o.resync_s * 1000));

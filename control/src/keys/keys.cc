@@ -193,8 +193,9 @@ Result<DerivedSa> derive_sa(const X25519Key& shared, std::string_view cluster_id
   put_be(info, worker, 2);
   put_be(info, key_len, 1);
 
-  std::unique_ptr<EVP_KDF, decltype(&EVP_KDF_free)> kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr), EVP_KDF_free);
-  std::unique_ptr<EVP_KDF_CTX, decltype(&EVP_KDF_CTX_free)> ctx(kdf ? EVP_KDF_CTX_new(kdf.get()) : nullptr,
+  // Fetching the algorithm is costly (a provider lookup): once per process.
+  static EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  std::unique_ptr<EVP_KDF_CTX, decltype(&EVP_KDF_CTX_free)> ctx(kdf ? EVP_KDF_CTX_new(kdf) : nullptr,
                                                                 EVP_KDF_CTX_free);
   if (!ctx) return make_error(openssl_error("HKDF"));
   char digest[] = "SHA256";

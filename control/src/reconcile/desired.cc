@@ -1,6 +1,9 @@
 #include "reconcile/desired.h"
 
 #include <charconv>
+#include <iterator>
+
+#include <openssl/crypto.h>
 
 namespace meshwire::control {
 namespace {
@@ -58,8 +61,67 @@ std::string peer_inputs(const NodeObject& n, const SelfNode& self, IpAddress* ad
 
 }  // namespace
 
+Result<X25519Key> KeyCache::shared(const KeyPair& own, const std::string& peer, const X25519Key& peer_public) {
+  auto it = shared_.find(peer);
+  if (it != shared_.end() && it->second.peer_public == peer_public) {
+    it->second.used = true;
+    return it->second.secret;
+  }
+  auto secret = shared_secret(own.private_key, peer_public);
+  if (!secret.ok()) return secret;
+  Shared& s = shared_[peer];
+  s.peer_public = peer_public;
+  s.secret = *secret;
+  s.used = true;
+  return *secret;
+}
+
+Result<const DerivedSa*> KeyCache::sa(const X25519Key& shared, const std::string& cluster_id,
+                                      const std::string& sender, const std::string& receiver, uint64_t epoch,
+                                      unsigned worker, size_t key_len) {
+  // The shared secret is part of the key: a peer's new public key is new SAs.
+  std::string key(reinterpret_cast<const char*>(shared.data()), shared.size());
+  key += sender + '\0' + receiver + '\0' + cluster_id + '\0' + std::to_string(epoch) + '/' +
+         std::to_string(worker) + '/' + std::to_string(key_len);
+  auto it = sas_.find(key);
+  if (it == sas_.end()) {
+    auto derived = derive_sa(shared, cluster_id, sender, receiver, epoch, worker, key_len);
+    if (!derived.ok()) return make_error(derived.error());
+    auto owned = std::make_unique<DerivedSa>();
+    owned->spi = derived->spi;
+    owned->key = derived->key;
+    owned->salt = derived->salt;
+    it = sas_.emplace(std::move(key), Sa{std::move(owned), false}).first;
+  }
+  it->second.used = true;
+  return static_cast<const DerivedSa*>(it->second.sa.get());
+}
+
+void KeyCache::begin() {
+  for (auto& [k, s] : shared_) s.used = false;
+  for (auto& [k, s] : sas_) s.used = false;
+}
+
+void KeyCache::end() {
+  for (auto it = shared_.begin(); it != shared_.end();) {
+    if (it->second.used) {
+      ++it;
+    } else {
+      OPENSSL_cleanse(it->second.secret.data(), it->second.secret.size());
+      it = shared_.erase(it);
+    }
+  }
+  for (auto it = sas_.begin(); it != sas_.end();) {
+    it = it->second.used ? std::next(it) : sas_.erase(it);  // ~DerivedSa wipes
+  }
+}
+
 Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& self,
-                              std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms) {
+                              std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms,
+                              KeyCache* cache) {
+  KeyCache local;
+  KeyCache& keys = cache ? *cache : local;
+  keys.begin();
   auto me = cluster.nodes.find(self.name);
   if (me == cluster.nodes.end()) return make_error("Node " + self.name + ": not found (is --node right?)");
   if (me->second.pod_cidrs.empty()) return make_error("Node " + self.name + ": spec.podCIDRs: none yet");
@@ -80,7 +142,7 @@ Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& sel
       out.skipped.push_back(name + ": its InternalIP is this node's tunnel address");
       continue;
     }
-    auto shared = shared_secret(self.keys->private_key, public_key);
+    auto shared = keys.shared(*self.keys, name, public_key);
     if (!shared.ok()) {
       out.skipped.push_back(name + ": " + std::string(kPublicKeyAnnotation) + ": " + shared.error());
       continue;
@@ -105,13 +167,13 @@ Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& sel
     bool ok = true;
     std::string error;
     for (unsigned w = 0; w < self.workers && ok; ++w) {
-      auto sa = derive_sa(*shared, self.cluster_id, self.name, name, self.epoch, w, self.key_len);
+      auto sa = keys.sa(*shared, self.cluster_id, self.name, name, self.epoch, w, self.key_len);
       if (!sa.ok()) {
         ok = false;
         error = sa.error();
         break;
       }
-      add_sa(peer->mutable_outbound(), *sa, self.key_len);
+      add_sa(peer->mutable_outbound(), **sa, self.key_len);
     }
     std::vector<uint64_t> inbound_epochs;
     if (pe.has_previous && pe.previous < peer_epoch) inbound_epochs.push_back(pe.previous);
@@ -119,13 +181,13 @@ Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& sel
     inbound_epochs.push_back(peer_epoch + 1);
     for (uint64_t e : inbound_epochs) {
       for (unsigned w = 0; w < peer_workers && ok; ++w) {
-        auto sa = derive_sa(*shared, self.cluster_id, name, self.name, e, w, self.key_len);
+        auto sa = keys.sa(*shared, self.cluster_id, name, self.name, e, w, self.key_len);
         if (!sa.ok()) {
           ok = false;
           error = sa.error();
           break;
         }
-        add_sa(peer->mutable_inbound(), *sa, self.key_len);
+        add_sa(peer->mutable_inbound(), **sa, self.key_len);
       }
     }
     if (!ok) {
@@ -133,6 +195,7 @@ Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& sel
       out.skipped.push_back(name + ": " + error);
     }
   }
+  keys.end();
   return out;
 }
 

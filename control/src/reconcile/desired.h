@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,34 @@ struct PeerEpoch {
   uint64_t grace_until_ms = 0;
 };
 
+// What desired_state() derived before, reused while its inputs are the same:
+// one X25519 per peer public key and one HKDF per SA, not per reconcile.
+// Entries a reconcile did not use are dropped (and wiped) after it.
+class KeyCache {
+ public:
+  // The shared secret with a peer whose public key is `peer_public`.
+  Result<X25519Key> shared(const KeyPair& own, const std::string& peer, const X25519Key& peer_public);
+  // derive_sa() for these inputs (shared is the pair's, as shared() gave it).
+  Result<const DerivedSa*> sa(const X25519Key& shared, const std::string& cluster_id, const std::string& sender,
+                              const std::string& receiver, uint64_t epoch, unsigned worker, size_t key_len);
+  void begin();  // a reconcile starts: nothing used yet
+  void end();    // drops what it did not use
+  size_t size() const { return sas_.size(); }
+
+ private:
+  struct Shared {
+    X25519Key peer_public{};
+    X25519Key secret{};
+    bool used = false;
+  };
+  struct Sa {
+    std::unique_ptr<DerivedSa> sa;
+    bool used = false;
+  };
+  std::map<std::string, Shared> shared_;
+  std::map<std::string, Sa> sas_;  // key: sender, receiver, epoch, worker, length, cluster
+};
+
 struct Desired {
   v1::State state;
   // Nodes left out, each with why ("node3: no meshwire.io/public-key yet").
@@ -51,7 +80,9 @@ struct Desired {
 // programmed (its Node object missing, without pod CIDRs); a peer that is
 // not ready is skipped and said so. `epochs` is updated: a peer seen at a
 // new epoch keeps the one before for grace_ms from now_ms.
+// cache: optional (nullptr derives everything afresh).
 Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& self,
-                              std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms);
+                              std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms,
+                              KeyCache* cache = nullptr);
 
 }  // namespace meshwire::control

@@ -116,6 +116,28 @@ TEST(DesiredState, PeersNotReadyAreSkippedWithTheReason) {
   EXPECT_EQ(got.skipped[2], "node-e: no meshwire.io/public-key yet");
 }
 
+TEST(DesiredState, TheKeyCacheGivesTheSameStateAndForgetsWhatIsGone) {
+  TestCluster c;
+  std::map<std::string, PeerEpoch> e1, e2;
+  KeyCache cache;
+  const Desired fresh = desired_of(c, "node-a", e1);
+  auto cached = desired_state(c.objects, c.self("node-a"), e2, 1000, 30000, &cache);
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(cached->state.SerializeAsString(), fresh.state.SerializeAsString());
+  EXPECT_EQ(cache.size(), 4u);  // 2 outbound + 2 inbound
+  cached = desired_state(c.objects, c.self("node-a"), e2, 1000, 30000, &cache);  // again: all from the cache
+  EXPECT_EQ(cached->state.SerializeAsString(), fresh.state.SerializeAsString());
+  // node-b gets a new key pair: new SAs, and the old ones are dropped.
+  c.b = *generate_key_pair();
+  c.objects.nodes["node-b"].annotations[kPublicKeyAnnotation] = encode_public_key(c.b.public_key);
+  cached = desired_state(c.objects, c.self("node-a"), e2, 1000, 30000, &cache);
+  ASSERT_TRUE(cached.ok());
+  EXPECT_NE(cached->state.peers(0).outbound(0).key(), fresh.state.peers(0).outbound(0).key());
+  EXPECT_EQ(cache.size(), 4u);
+  std::map<std::string, PeerEpoch> e3;
+  EXPECT_EQ(cached->state.SerializeAsString(), desired_of(c, "node-a", e3).state.SerializeAsString());
+}
+
 TEST(DesiredState, ThisNodeMustExistWithPodCidrs) {
   TestCluster c;
   std::map<std::string, PeerEpoch> e;
