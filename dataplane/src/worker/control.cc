@@ -65,8 +65,11 @@ unsigned Control::poll() {
     handled += n;
   }
   const uint64_t now = rte_get_timer_cycles();
-  // A new generation may bring peers to resolve: ask now, not at the next round.
-  if (now >= next_peer_round_ || tables().generation != resolved_generation_) resolve_peers(now);
+  if (now >= next_peer_round_) {
+    resolve_peers(now, false);
+  } else if (tables().generation != resolved_generation_) {
+    resolve_peers(now, true);  // a new generation may bring peers to resolve: ask them now
+  }
   if (held_count_ != 0 && now >= next_expiry_) expire_held(now);
   return handled;
 }
@@ -329,15 +332,17 @@ void Control::handle_neighbor_miss(rte_mbuf* m) {
   }
 }
 
-void Control::resolve_peers(uint64_t now) {
+void Control::resolve_peers(uint64_t now, bool unresolved_only) {
   bool all_resolved = true;
   const Tables& t = tables();
   resolved_generation_ = t.generation;
   for (PeerRuntime* p : t.peers) {
     const bool resolved = p->link->fabric_mac.load(std::memory_order_relaxed) != 0;
     all_resolved = all_resolved && resolved;
-    solicit(node_.uplink, node_.tunnel_address, p->tunnel_address);
+    if (!resolved || !unresolved_only) solicit(node_.uplink, node_.tunnel_address, p->tunnel_address);
   }
+  // A new generation's peers that were resolved before keep the timer as it was.
+  if (unresolved_only && all_resolved) return;
   // Ask twice a second until every peer answered, then refresh every 10 s.
   next_peer_round_ = now + (all_resolved ? 10 : 0) * rte_get_timer_hz() + (all_resolved ? 0 : rte_get_timer_hz() / 2);
 }

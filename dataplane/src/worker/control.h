@@ -46,7 +46,9 @@ class Control {
   void handle_echo(rte_mbuf* m, uint16_t port_index);
   void handle_icmp_error(rte_mbuf* m, PuntKind kind);
   void handle_neighbor_miss(rte_mbuf* m);
-  void resolve_peers(uint64_t now);
+  // Asks the fabric for the peers' MACs: all of them (refreshing), or only
+  // those not resolved yet (after a new generation).
+  void resolve_peers(uint64_t now, bool unresolved_only);
   // Packets waiting for a pod's MAC: sent once it is learned, dropped
   // (neighbor_miss) after kHoldTime or beyond the limits below.
   void release_held(const IpAddress& address, const uint8_t mac[6], uint16_t port_index);
