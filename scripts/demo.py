@@ -149,9 +149,9 @@ def main() -> int:
         controllers = mctl.Controllers(cluster, folder)
         for node in cluster.nodes:
             controllers.start(node)
-        mctl.wait_for("both data planes programmed",
-                      lambda: all(mctl.ctl_json(n, "show", "generation")["source"] == "api" for n in cluster.nodes)
-                      and all(mctl.ctl_json(n, "show", "peers")["peers"] for n in cluster.nodes), timeout=20)
+        topo.wait_for(lambda: all(mctl.ctl_json(n, "show", "generation")["source"] == "api"
+                                  and mctl.ctl_json(n, "show", "peers")["peers"] for n in cluster.nodes),
+                      timeout=20, what="both data planes programmed")
         for node in cluster.nodes:
             print(f"   {node.name} controller:")
             print(indent(controllers.log(node), "     "))
@@ -178,8 +178,8 @@ def main() -> int:
         heading("edit the folder: node2 gets another pod CIDR (10.99.0.0/24)")
         mctl.write_atomic(folder / "nodes.yaml", mctl.nodes_yaml(cluster, {"node2": ["10.99.0.0/24"]}))
         edited = time.monotonic()
-        mctl.wait_for("node1 routes it", lambda: any(
-            r["prefix"] == "10.99.0.0/24" for r in mctl.ctl_json(n1, "show", "routes")["routes"]))
+        topo.wait_for(lambda: any(r["prefix"] == "10.99.0.0/24" for r in mctl.ctl_json(n1, "show", "routes")["routes"]),
+                      timeout=15, what="node1 routes it")
         print(f"   node1 follows in {time.monotonic() - edited:.2f} s; meshwirectl show routes:")
         routes = subprocess.run([str(mctl.CTL), "--socket", str(n1.api_socket), "show", "routes"],
                                 capture_output=True, text=True, timeout=10).stdout

@@ -47,17 +47,6 @@ def ctl_json(node, *args) -> dict:
     return json.loads(out)
 
 
-def wait_for(what: str, check, timeout: float = 15.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(step)
-
-
 class Controllers:
     """One meshwire-controller per node of `cluster`, on `folder`."""
 

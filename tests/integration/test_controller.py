@@ -11,7 +11,7 @@ import pytest
 
 import meshwire_topology as topo
 
-from meshwire_control import CONTROLLER, Controllers, ctl_json, nodes_yaml, wait_for, write_atomic
+from meshwire_control import CONTROLLER, Controllers, ctl_json, nodes_yaml, write_atomic
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,9 @@ def pinging(c, a, b):
 def test_keys_come_up_by_themselves(ctrl):
     c, ctls = ctrl
     n1, n2 = c.nodes
-    wait_for("both data planes programmed", lambda: all(show(n, "generation")["source"] == "api" for n in c.nodes))
-    wait_for("ping node1 -> node2", lambda: pinging(c, n1, n2), timeout=20)
+    topo.wait_for(lambda: all(show(n, "generation")["source"] == "api" for n in c.nodes), timeout=20,
+                  what="both data planes programmed")
+    topo.wait_for(lambda: pinging(c, n1, n2), timeout=20, what="ping node1 -> node2")
     assert c.ping(n2.pods[0], n1.pods[0], 6, count=2).returncode == 0
     sas = show(n1, "sas")["sas"]
     out = [s for s in sas if s["direction"] == "outbound"]
@@ -74,11 +75,12 @@ def test_an_edited_file_is_followed(ctrl):
     c, ctls = ctrl
     n1, n2 = c.nodes
     write_atomic(ctls.folder / "nodes.yaml", nodes_yaml(c, {"node2": ["10.99.0.0/24"]}))
-    wait_for("node1 routes node2's new pod CIDR",
-             lambda: any(r["prefix"] == "10.99.0.0/24" and r["next_hop"] == "node2"
+    topo.wait_for(what="node1 routes node2's new pod CIDR", timeout=15,
+                  predicate=lambda: any(r["prefix"] == "10.99.0.0/24" and r["next_hop"] == "node2"
                          for r in show(n1, "routes")["routes"]))
     write_atomic(ctls.folder / "nodes.yaml", nodes_yaml(c))
-    wait_for("and drops it again", lambda: all(r["prefix"] != "10.99.0.0/24" for r in show(n1, "routes")["routes"]))
+    topo.wait_for(lambda: all(r["prefix"] != "10.99.0.0/24" for r in show(n1, "routes")["routes"]), timeout=15,
+                  what="and drops it again")
 
 
 def test_a_broken_file_changes_nothing(ctrl):
@@ -87,8 +89,8 @@ def test_a_broken_file_changes_nothing(ctrl):
     before = show(n1, "generation")["live_generation"]
     write_atomic(ctls.folder / "zz-broken.yaml", "kind: Node\nmetadata:\n  name: n9\nstatus:\n  addresses:\n"
                  "  - {type: InternalIP, address: not-an-ip}\n")
-    wait_for("the controller names the file and field",
-             lambda: "zz-broken.yaml: Node n9: status.addresses[0].address" in ctls.log(n1))
+    topo.wait_for(lambda: "zz-broken.yaml: Node n9: status.addresses[0].address" in ctls.log(n1), timeout=15,
+                  what="the controller names the file and field")
     assert show(n1, "generation")["live_generation"] == before
     assert pinging(c, n1, n2)
     (ctls.folder / "zz-broken.yaml").unlink()
@@ -101,12 +103,12 @@ def test_a_restarted_data_plane_is_programmed_again_with_new_keys(ctrl):
     c.stop_node(n2)
     c.start_node(n2)
     started = time.monotonic()
-    wait_for("node2 programmed again", lambda: show(n2, "generation")["source"] == "api", timeout=10)
+    topo.wait_for(lambda: show(n2, "generation")["source"] == "api", timeout=10, what="node2 programmed again")
     took = time.monotonic() - started
     new_spi = next(s["spi"] for s in show(n2, "sas")["sas"] if s["direction"] == "outbound")
     assert new_spi != old_spi  # the next epoch: sequence numbers start over under new keys only
     print(f"re-applied {took:.2f} s after the data plane was ready")  # timed in no test: a report only
-    wait_for("ping both ways again", lambda: pinging(c, n2, n1) and pinging(c, n1, n2), timeout=10)
+    topo.wait_for(lambda: pinging(c, n2, n1) and pinging(c, n1, n2), timeout=10, what="ping both ways again")
 
 
 def test_a_restarted_controller_leaves_forwarding_alone(ctrl):
