@@ -13,13 +13,7 @@ namespace {
 
 // A packet whose SA lookup missed: was it from a peer at all?
 DropReason classify_miss(const Tables& tables, const InboundSaTable::Key& key) {
-  for (const PeerRuntime* p : tables.peers) {
-    if (p->tunnel_address.family == key.family &&
-        std::memcmp(p->tunnel_address.bytes.data(), key.addr, 16) == 0) {
-      return DropReason::kNoSa;
-    }
-  }
-  return DropReason::kUnknownPeer;
+  return find_peer(tables, key.family, key.addr) >= 0 ? DropReason::kNoSa : DropReason::kUnknownPeer;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "route/tables.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -14,6 +15,13 @@ namespace {
 
 constexpr int kMaxRoutes = 1 << 16;
 constexpr uint32_t kMaxNeighbors = 1 << 14;
+
+std::array<uint8_t, 17> address_key(uint8_t family, const uint8_t* address) {
+  std::array<uint8_t, 17> k;
+  k[0] = family;
+  std::memcpy(k.data() + 1, address, 16);
+  return k;
+}
 
 uint32_t v4_host_order(const IpAddress& a) {
   return (uint32_t{a.bytes[0]} << 24) | (uint32_t{a.bytes[1]} << 16) |
@@ -259,6 +267,8 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
     for (const IpPrefix& prefix : pc.pod_cidrs) peer->pods.add(prefix);
     peer->link = shared.acquire_link(pc.tunnel_address);
     if (!peer->link) return fail(field + ": out of memory");
+    t->peer_addresses.push_back({address_key(pc.tunnel_address.family, pc.tunnel_address.bytes.data()),
+                                 static_cast<uint16_t>(p)});
 
     t->outbound.emplace_back();
     for (size_t w = 0; w < pc.outbound.size(); ++w) {
@@ -311,6 +321,8 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
       }
     }
   }
+  std::sort(t->peer_addresses.begin(), t->peer_addresses.end(),
+            [](const Tables::PeerAddress& a, const Tables::PeerAddress& b) { return a.key < b.key; });
   return t;
 }
 
@@ -326,6 +338,13 @@ void free_tables(Tables* t, SharedState& shared) {
   }
   for (const InboundEntry& e : t->inbound_list) shared.release_inbound(e.sa);
   delete t;
+}
+
+int find_peer(const Tables& t, uint8_t family, const uint8_t* address) {
+  const std::array<uint8_t, 17> k = address_key(family, address);
+  auto it = std::lower_bound(t.peer_addresses.begin(), t.peer_addresses.end(), k,
+                             [](const Tables::PeerAddress& e, const std::array<uint8_t, 17>& key) { return e.key < key; });
+  return it != t.peer_addresses.end() && it->key == k ? it->peer : -1;
 }
 
 uint64_t route_lookup(const Tables& t, const IpAddress& dst) {

@@ -118,6 +118,14 @@ struct Tables {
   rte_fib6* fib6 = nullptr;  // likewise for IPv6
   Fibs* fibs = nullptr;      // shared with other generations of the same routes
   std::vector<PeerRuntime*> peers;
+  // The peers' tunnel addresses, sorted, for find_peer(): an SA miss (any
+  // packet an attacker makes up) and an ARP reply cost a binary search, not a
+  // scan of thousands of peers.
+  struct PeerAddress {
+    std::array<uint8_t, 17> key;  // family, then the 16 address bytes
+    uint16_t peer;
+  };
+  std::vector<PeerAddress> peer_addresses;
   std::vector<IpPrefix> local_pod_cidrs;  // this node's pod CIDRs (the FIB's kNextHopLocal routes)
   PrefixSet local_pods;                   // the same, for the decrypt path
   esp::InboundSaTable inbound_sas;        // (outer source, SPI) -> InboundSa*, peer
@@ -183,6 +191,10 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
 // Frees a generation no worker can still be reading, releasing what it
 // shared.
 void free_tables(Tables* tables, SharedState& shared);
+
+// The index of the peer with this tunnel address (family 4 or 6, 16 bytes,
+// IPv4 in the first 4, the rest zero), or -1. Any thread.
+int find_peer(const Tables& tables, uint8_t family, const uint8_t* address);
 
 // Lookup helpers for the control thread and tests (workers use bulk FIB lookups).
 uint64_t route_lookup(const Tables& tables, const IpAddress& dst);

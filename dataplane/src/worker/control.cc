@@ -113,9 +113,9 @@ void Control::send_built(uint16_t port_index, Build&& build, InjectKind kind) {
 }
 
 void Control::learn_peer(const IpAddress& address, const uint8_t mac[6]) {
-  for (PeerRuntime* p : tables().peers) {
-    if (p->tunnel_address == address) p->link->fabric_mac.store(pack_mac(mac), std::memory_order_relaxed);
-  }
+  const Tables& t = tables();
+  const int p = find_peer(t, address.family, address.bytes.data());
+  if (p >= 0) t.peers[p]->link->fabric_mac.store(pack_mac(mac), std::memory_order_relaxed);
 }
 
 void Control::learn_pod(const IpAddress& address, const uint8_t mac[6], uint16_t port_index) {

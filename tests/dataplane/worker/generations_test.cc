@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <thread>
 
 #include "route/generations.h"
@@ -138,6 +139,37 @@ TEST_F(GenerationsTest, AFailedBuildLeavesTheLiveTablesAndSharedStateAlone) {
   EXPECT_EQ(a_->shared->outbound_sas(), 1u);
   EXPECT_EQ(a_->shared->inbound_sas(), 1u);
   ASSERT_EQ(a_to_b(), 1u);
+}
+
+// Peers found by tunnel address without a scan (SA misses and ARP replies).
+TEST(FindPeer, FindsEveryPeerOfAThousandAndNothingElse) {
+  TestNode n("find_peer", false, 0);
+  RoutingState r = routing_of(n.config);
+  r.peers.clear();
+  for (int i = 0; i < 1000; ++i) {
+    char addr[32], cidr[32], name[16];
+    std::snprintf(addr, sizeof(addr), "198.%d.%d.%d", 18 + i % 2, (i * 7) % 256, i / 4);
+    std::snprintf(cidr, sizeof(cidr), "10.%d.%d.0/24", 100 + i / 256, i % 256);
+    std::snprintf(name, sizeof(name), "p%d", i);
+    PeerConfig p;
+    p.name = name;
+    p.tunnel_address = test::addr(addr);
+    p.pod_cidrs = {test::prefix(cidr)};
+    p.outbound = {test::sa(0x1000, static_cast<uint8_t>(i))};
+    p.inbound = {test::sa(0x2000, static_cast<uint8_t>(i + 1))};
+    r.peers.push_back(p);
+  }
+  auto t = build_tables(r, n.config.tunnel_address, 1, *n.engine, *n.shared);
+  ASSERT_TRUE(t.ok()) << t.error();
+  for (int i = 0; i < 1000; ++i) {
+    const IpAddress& a = r.peers[i].tunnel_address;
+    EXPECT_EQ(find_peer(**t, a.family, a.bytes.data()), i);
+  }
+  const IpAddress stranger = test::addr("203.0.113.9");
+  EXPECT_EQ(find_peer(**t, stranger.family, stranger.bytes.data()), -1);
+  const IpAddress as_v6 = r.peers[5].tunnel_address;
+  EXPECT_EQ(find_peer(**t, 6, as_v6.bytes.data()), -1);  // the family counts
+  free_tables(*t, *n.shared);
 }
 
 // The RCU hand-over with a real reader thread.
