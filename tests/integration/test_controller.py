@@ -100,6 +100,7 @@ def test_a_restarted_data_plane_is_programmed_again_with_new_keys(ctrl):
     c, ctls = ctrl
     n1, n2 = c.nodes
     old_spi = next(s["spi"] for s in show(n2, "sas")["sas"] if s["direction"] == "outbound")
+    n1_old_spi = next(s["spi"] for s in show(n1, "sas")["sas"] if s["direction"] == "outbound")
     c.stop_node(n2)
     c.start_node(n2)
     started = time.monotonic()
@@ -109,6 +110,14 @@ def test_a_restarted_data_plane_is_programmed_again_with_new_keys(ctrl):
     assert new_spi != old_spi  # the next epoch: sequence numbers start over under new keys only
     print(f"re-applied {took:.2f} s after the data plane was ready")  # timed in no test: a report only
     topo.wait_for(lambda: pinging(c, n2, n1) and pinging(c, n1, n2), timeout=10, what="ping both ways again")
+    # node2's replay windows started empty: node1 moved on when it saw
+    # node2's boot epoch move, and node2 drops node1's old epoch after the
+    # grace period (5 s here).
+    assert "peer data plane restarted (node2)" in ctls.log(n1)
+    n1_new_spi = next(s["spi"] for s in show(n1, "sas")["sas"] if s["direction"] == "outbound")
+    assert n1_new_spi != n1_old_spi
+    topo.wait_for(lambda: n1_old_spi not in [s["spi"] for s in show(n2, "sas")["sas"] if s["direction"] == "inbound"],
+                  timeout=15, what="node2 to drop node1's epoch from before its restart")
 
 
 def test_a_restarted_controller_leaves_forwarding_alone(ctrl):

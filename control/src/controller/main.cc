@@ -56,22 +56,30 @@ void log(const std::string& msg) {
   std::fflush(stderr);
 }
 
-// The sending epoch and when it began, persisted before the epoch is used
-// (write, fsync, rename): "EPOCH STARTED_UNIX_MS".
+// The sending epoch, when it began, and the epoch the data plane last came
+// up fresh under, persisted before the epoch is used (write, fsync,
+// rename): "EPOCH STARTED_UNIX_MS BOOT_EPOCH".
+struct Epochs {
+  uint64_t epoch = 0;
+  uint64_t started_ms = 0;
+  uint64_t boot = 0;
+};
+
 class EpochFile {
  public:
   explicit EpochFile(std::string path) : path_(std::move(path)) {}
-  void load(uint64_t* epoch, uint64_t* started_ms) {
+  Epochs load() {
     std::ifstream in(path_);
-    *epoch = 0;
-    *started_ms = 0;
-    in >> *epoch >> *started_ms;
+    Epochs e;
+    in >> e.epoch >> e.started_ms >> e.boot;
+    return e;
   }
-  bool store(uint64_t epoch, uint64_t started_ms) {
+  bool store(const Epochs& e) {
     const std::string tmp = path_ + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return false;
-    const std::string text = std::to_string(epoch) + " " + std::to_string(started_ms) + "\n";
+    const std::string text =
+        std::to_string(e.epoch) + " " + std::to_string(e.started_ms) + " " + std::to_string(e.boot) + "\n";
     const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
     ::close(fd);
     return ok && ::rename(tmp.c_str(), path_.c_str()) == 0;
@@ -144,8 +152,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   EpochFile epoch_file(o.state_dir + "/epoch");
-  uint64_t epoch = 0, epoch_started_ms = 0;
-  epoch_file.load(&epoch, &epoch_started_ms);
+  Epochs ep = epoch_file.load();
+  // Moves to the next sending epoch, persisted first; false if it could not be.
+  auto next_epoch = [&](bool fresh_data_plane) {
+    Epochs next = ep;
+    next.epoch += 1;
+    next.started_ms = now_ms();
+    if (fresh_data_plane) next.boot = next.epoch;
+    if (!epoch_file.store(next)) return false;
+    ep = next;
+    return true;
+  };
   auto watch = FolderWatch::open(folder);
   if (!watch.ok()) {
     log("--source " + o.source + ": " + watch.error());
@@ -191,10 +208,9 @@ int main(int argc, char** argv) {
       fresh_handled = false;
     } else if (!fresh_handled) {
       // Fresh (or restarted): its SAs' sequence numbers start over, so the
-      // keys must be new ones.
-      epoch += 1;
-      epoch_started_ms = now_ms();
-      if (!epoch_file.store(epoch, epoch_started_ms)) {
+      // keys must be new ones. Its replay windows are empty too: the boot
+      // epoch it publishes tells the peers to move on as well.
+      if (!next_epoch(true)) {
         problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
         watch->wait(1000);
         continue;
@@ -202,28 +218,27 @@ int main(int argc, char** argv) {
       applied.clear();
       fresh_handled = true;
       log("data plane is fresh (generation " + std::to_string(live.live_generation()) + "): sending epoch " +
-          std::to_string(epoch));
+          std::to_string(ep.epoch));
     }
     // Rotation: on time or volume, but never sooner than --grace after the
     // epoch began: by then every peer has seen it published and has the
     // next epoch's inbound SAs in place.
     if (live.source() == "api" && !applied.empty()) {
-      const uint64_t age = now_ms() - epoch_started_ms;
+      const uint64_t age = now_ms() - ep.started_ms;
       const bool due = age >= static_cast<uint64_t>(o.rotate_after_s * 1000) ||
                        max_outbound_seq(*stub) >= o.rotate_packets;
       if (due && age >= static_cast<uint64_t>(o.grace_s * 1000)) {
-        if (!epoch_file.store(epoch + 1, now_ms())) {
+        if (!next_epoch(false)) {
           problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
         } else {
-          epoch += 1;
-          epoch_started_ms = now_ms();
-          log("rotating: sending epoch " + std::to_string(epoch));
+          log("rotating: sending epoch " + std::to_string(ep.epoch));
         }
       }
     }
     const std::map<std::string, std::string> want = {
         {kPublicKeyAnnotation, encode_public_key(keys->public_key)},
-        {kKeyEpochAnnotation, std::to_string(epoch)},
+        {kKeyEpochAnnotation, std::to_string(ep.epoch)},
+        {kBootEpochAnnotation, std::to_string(ep.boot)},
         {kWorkersAnnotation, std::to_string(live.workers())}};
     if (!published || want != annotations) {
       if (Status s = publish_node_annotations(folder, o.node, want); !s.ok()) {
@@ -245,13 +260,23 @@ int main(int argc, char** argv) {
     self.keys = &*keys;
     self.workers = live.workers();
     self.tunnel_address = *meshwire::dp::parse_ip_address(live.tunnel_address());
-    self.epoch = epoch;
+    self.epoch = ep.epoch;
     auto desired = desired_state(*cluster, self, peer_epochs, now_ms(), static_cast<uint64_t>(o.grace_s * 1000),
                                  &key_cache);
     if (!desired.ok()) {
       problem(desired.error());
       watch->wait(static_cast<int>(o.resync_s * 1000));
       continue;
+    }
+    if (!desired->restarted.empty()) {
+      // A peer's data plane came up fresh: what this node sent it under the
+      // current epoch must not be accepted there again.
+      if (next_epoch(false)) {
+        log("peer data plane restarted (" + desired->restarted.front() + "): sending epoch " +
+            std::to_string(ep.epoch));
+        continue;  // publish and apply the new epoch at once
+      }
+      problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
     }
     std::string skipped;
     for (const std::string& s : desired->skipped) skipped += (skipped.empty() ? "" : "; ") + s;
@@ -273,9 +298,8 @@ int main(int argc, char** argv) {
         continue;
       }
       applied = serialized;
-      if (epoch_started_ms == 0) epoch_started_ms = now_ms();  // an epoch file from before it kept the time
       log("applied generation " + std::to_string(resp.live_generation()) + ": " +
-          std::to_string(desired->state.peers_size()) + " peer(s), sending epoch " + std::to_string(epoch));
+          std::to_string(desired->state.peers_size()) + " peer(s), sending epoch " + std::to_string(ep.epoch));
     }
     last_problem.clear();
     if (watch->wait(static_cast<int>(o.resync_s * 1000))) {

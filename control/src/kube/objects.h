@@ -23,6 +23,8 @@ using dp::Status;
 inline constexpr const char* kPublicKeyAnnotation = "meshwire.io/public-key";
 inline constexpr const char* kKeyEpochAnnotation = "meshwire.io/key-epoch";
 inline constexpr const char* kWorkersAnnotation = "meshwire.io/workers";
+// The node's sending epoch when its data plane last came up fresh.
+inline constexpr const char* kBootEpochAnnotation = "meshwire.io/boot-epoch";
 
 struct NodeObject {
   std::string name;

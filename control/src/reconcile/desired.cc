@@ -1,5 +1,6 @@
 #include "reconcile/desired.h"
 
+#include <algorithm>
 #include <charconv>
 #include <iterator>
 
@@ -159,6 +160,13 @@ Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& sel
       pe.epoch = peer_epoch;
     }
     if (pe.has_previous && now_ms >= pe.grace_until_ms) pe.has_previous = false;
+    if (auto b = node.annotations.find(kBootEpochAnnotation); b != node.annotations.end()) {
+      auto boot = parse_u64(b->second, kBootEpochAnnotation);
+      if (boot.ok()) {
+        if (pe.boot_epoch != 0 && *boot > pe.boot_epoch) out.restarted.push_back(name);
+        pe.boot_epoch = std::max(pe.boot_epoch, *boot);
+      }
+    }
 
     v1::Peer* peer = out.state.add_peers();
     peer->set_name(name);

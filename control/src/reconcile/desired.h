@@ -40,6 +40,8 @@ struct PeerEpoch {
   uint64_t previous = 0;
   bool has_previous = false;
   uint64_t grace_until_ms = 0;
+  // The peer's meshwire.io/boot-epoch when last seen (0: not yet).
+  uint64_t boot_epoch = 0;
 };
 
 // What desired_state() derived before, reused while its inputs are the same:
@@ -72,6 +74,11 @@ class KeyCache {
 
 struct Desired {
   v1::State state;
+  // Peers whose data plane came up fresh since the last reconcile (their
+  // boot epoch moved): this node moves to its next sending epoch, so that
+  // what it sent them before under the current one (which their new, empty
+  // replay windows would take again) is accepted only for the grace period.
+  std::vector<std::string> restarted;
   // Nodes left out, each with why ("node3: no meshwire.io/public-key yet").
   std::vector<std::string> skipped;
 };

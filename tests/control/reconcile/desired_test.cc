@@ -138,6 +138,20 @@ TEST(DesiredState, TheKeyCacheGivesTheSameStateAndForgetsWhatIsGone) {
   EXPECT_EQ(cached->state.SerializeAsString(), desired_of(c, "node-a", e3).state.SerializeAsString());
 }
 
+TEST(DesiredState, APeersBootEpochMovingSaysItRestarted) {
+  TestCluster c;
+  std::map<std::string, PeerEpoch> ea;
+  c.objects.nodes["node-b"].annotations[kBootEpochAnnotation] = "9";
+  EXPECT_TRUE(desired_of(c, "node-a", ea).restarted.empty());  // first sighting: nothing moved
+  EXPECT_TRUE(desired_of(c, "node-a", ea).restarted.empty());
+  c.objects.nodes["node-b"].annotations[kKeyEpochAnnotation] = "10";  // a rotation is no restart
+  EXPECT_TRUE(desired_of(c, "node-a", ea).restarted.empty());
+  c.objects.nodes["node-b"].annotations[kKeyEpochAnnotation] = "11";
+  c.objects.nodes["node-b"].annotations[kBootEpochAnnotation] = "11";
+  EXPECT_EQ(desired_of(c, "node-a", ea).restarted, std::vector<std::string>{"node-b"});
+  EXPECT_TRUE(desired_of(c, "node-a", ea).restarted.empty());  // said once
+}
+
 TEST(DesiredState, ThisNodeMustExistWithPodCidrs) {
   TestCluster c;
   std::map<std::string, PeerEpoch> e;
