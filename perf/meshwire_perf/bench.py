@@ -109,35 +109,54 @@ class Bench:
             return SecgwDut(topo, Path(self.args.secgw_build))
         raise ValueError(name)
 
+    class Running:
+        """A started generator and system under test."""
+
+        def __init__(self, bench: "Bench", topo: Topology, system):
+            self.bench, self.topo, self.system, self.gen = bench, topo, system, None
+
+        def start(self) -> None:
+            # The generator is the memif server: it first, then the system.
+            self.topo.clear_sockets()
+            self.gen = Generator(self.bench.generator, generator_config(self.topo, self.system), self.topo.workdir)
+            self.system.start()
+            if hasattr(self.system, "wait_ready"):  # systems that wait for their links first
+                self.system.wait_ready()
+
+        def stop(self) -> None:
+            if self.gen is not None:
+                self.gen.stop()
+                self.gen = None
+            self.system.stop()
+
+        def restart(self) -> None:
+            """Both again (a DPDK 22.11 memif client does not survive its
+            server going away, so the system restarts too)."""
+            self.stop()
+            self.start()
+
     @contextlib.contextmanager
     def running(self, name: str, folder: str):
         """The generator (memif server) and then the system under test,
         both stopped on the way out whatever happens."""
         topo = Topology(self.workdir / folder)
-        system = self.system(name, topo)
-        gen = None
+        run = Bench.Running(self, topo, self.system(name, topo))
         try:
-            topo.clear_sockets()
-            gen = Generator(self.generator, generator_config(topo, system), topo.workdir)
-            system.start()
-            if hasattr(system, "wait_ready"):  # systems that wait for their links first
-                system.wait_ready()
-            self.results["host"].setdefault("crypto_arch", gen.ready.get("crypto_arch"))
-            yield system, gen
+            run.start()
+            self.results["host"].setdefault("crypto_arch", run.gen.ready.get("crypto_arch"))
+            yield run
         finally:
-            if gen is not None:
-                gen.stop()
-            system.stop()
+            run.stop()
 
     def run_system(self, name: str, items: list, with_scenarios: bool) -> None:
         log(f"{name}: starting")
-        with self.running(name, name) as (system, gen):
+        with self.running(name, name) as run:
             for traffic, sizes in items:
-                self.warm_up(gen, traffic, name)
+                self.warm_up(run.gen, traffic, name)
                 for size in sizes:
-                    self.point(gen, name, traffic, size)
+                    self.point(run.gen, name, traffic, size)
             if with_scenarios:
-                self.run_scenarios(system, gen)
+                self.run_scenarios(run)
 
     def paired(self, traffic: str, size, baseline: str, rounds: int) -> None:
         """meshwire and a baseline measured flat out by turns, `rounds`
@@ -149,10 +168,10 @@ class Bench:
             order = ("meshwire", baseline) if r % 2 == 0 else (baseline, "meshwire")
             got = {}
             for name in order:
-                with self.running(name, f"paired-{name}") as (_, gen):
-                    self.warm_up(gen, traffic, name)
-                    got[name] = max(gen.trial(traffic, size, 0.0, self.args.trial_s,
-                                              drain_s=self.args.drain_s)["received_pps"]
+                with self.running(name, f"paired-{name}") as run:
+                    self.warm_up(run.gen, traffic, name)
+                    got[name] = max(run.gen.trial(traffic, size, 0.0, self.args.trial_s,
+                                                  drain_s=self.args.drain_s)["received_pps"]
                                     for _ in range(PAIRED_TRIALS))
             rows.append({"meshwire_pps": got["meshwire"], "baseline_pps": got[baseline]})
             log(f"paired {traffic} {size} B round {r + 1}/{rounds}: meshwire {fmt(got['meshwire'])}, "
@@ -188,23 +207,36 @@ class Bench:
         log(f"{system:12s} {traffic:18s} {str(size):>5s} B  NDR {ndr:6.3f}  PDR {pdr:6.3f}  overload {over:6.3f} Mpps"
             f"  ({len(res.trials)} trials{', generator-bound' if res.generator_bound else ''})")
 
-    def run_scenarios(self, system, gen: Generator) -> None:
+    def run_scenarios(self, run: "Bench.Running") -> None:
         for name in self.args.scenarios:
             s = scen.SCENARIOS[name]()
             if self.args.quick:
                 s.duration_s, s.at_s = min(s.duration_s, 2.5), 0.5
             ndr = self.ndr_of("meshwire", *s.traffic.split("/"), s.frame_size)
-            try:
-                out = s.run(scen.Context(system=system, generator=gen, ndr_pps=ndr))
-            except RuntimeError as e:
-                log(f"scenario {name}: FAILED: {e}")
-                self.results["errors"].append(f"scenario {name}: {e}")
-                if not system.proc.alive():
-                    system.start()  # leave a running system for the next scenario
-                continue
-            self.results["scenarios"].append(out)
-            r = out["result"]
-            log(f"scenario {name}: loss {r['loss']:.2%}, longest gap {r['longest_gap_ms']} ms")
+            for attempt in (1, 2):
+                try:
+                    out = s.run(scen.Context(system=run.system, generator=run.gen, ndr_pps=ndr))
+                except RuntimeError as e:
+                    generator_died = not run.gen.alive()
+                    if generator_died and attempt == 1:
+                        # DPDK 22.11's memif server (the generator) sometimes
+                        # crashes when its client is SIGKILLed mid-traffic (about
+                        # one run in five of dataplane-restart here): said, and
+                        # the scenario run once more on a fresh pair.
+                        log(f"scenario {name}: the generator died ({e}); once more")
+                        self.results["warnings"].append(f"scenario {name}: the generator died, run again: {e}")
+                        run.restart()
+                        self.warm_up(run.gen, s.traffic, "meshwire")
+                        continue
+                    log(f"scenario {name}: FAILED: {e}")
+                    self.results["errors"].append(f"scenario {name}: {e}")
+                    if generator_died or not run.system.proc.alive():
+                        run.restart()  # leave a running pair for the next scenario
+                    break
+                self.results["scenarios"].append(out)
+                r = out["result"]
+                log(f"scenario {name}: loss {r['loss']:.2%}, longest gap {r['longest_gap_ms']} ms")
+                break
 
     def ndr_of(self, system: str, suite: str, traffic: str, size) -> Optional[float]:
         for e in self.results["results"]:
@@ -229,7 +261,7 @@ class Bench:
                                      "pdr_loss": a.pdr_loss, "quick": a.quick, "workers": a.workers,
                                      "paired_rounds": a.paired},
                         "crypto_bound": {}, "results": [], "paired": [], "targets": [], "scenarios": [],
-                        "errors": []}
+                        "errors": [], "warnings": []}
         plan = quick_plan() if a.quick else full_plan()
         topo = Topology(self.workdir / "probe")
         self.results["settings"].update({"generator_cpu": topo.cpus.generator, "dut_worker_cpu": topo.cpus.worker,
