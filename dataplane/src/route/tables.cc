@@ -58,6 +58,20 @@ Status expand_sa_key(esp::GcmEngine& engine, const SaConfig& sa, esp::GcmKey* ke
   return Ok{};
 }
 
+// Expands a new SA's key and gives the SA its first ref; on failure the SA
+// is wiped and freed.
+template <typename Sa>
+Status expand_new_sa(esp::GcmEngine& engine, const SaConfig& sc, Sa* sa, const std::string& field) {
+  Status s = expand_sa_key(engine, sc, &sa->key, field);
+  if (!s.ok()) {
+    esp::wipe(&sa->key);
+    free_aligned(sa);
+    return s;
+  }
+  sa->refs = 1;
+  return Ok{};
+}
+
 }  // namespace
 
 std::string format_mac(const uint8_t mac[6]) {
@@ -284,13 +298,8 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
         sa->worker = worker;
         std::memcpy(sa->outer_src, tunnel_address.bytes.data(), 16);
         std::memcpy(sa->outer_dst, pc.tunnel_address.bytes.data(), 16);
-        Status s = expand_sa_key(engine, sc, &sa->key, field + ".sas.outbound[" + std::to_string(w) + "]");
-        if (!s.ok()) {
-          esp::wipe(&sa->key);
-          free_aligned(sa);
-          return fail(s.error());
-        }
-        sa->refs = 1;
+        Status s = expand_new_sa(engine, sc, sa, field + ".sas.outbound[" + std::to_string(w) + "]");
+        if (!s.ok()) return fail(s.error());
         shared.add_outbound(sa);
       }
       t->outbound[p].push_back(sa);
@@ -306,13 +315,8 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
         sa->spi = sc.spi;
         sa->family = pc.tunnel_address.family;
         std::memcpy(sa->source, pc.tunnel_address.bytes.data(), 16);
-        Status s = expand_sa_key(engine, sc, &sa->key, sfield);
-        if (!s.ok()) {
-          esp::wipe(&sa->key);
-          free_aligned(sa);
-          return fail(s.error());
-        }
-        sa->refs = 1;
+        Status s = expand_new_sa(engine, sc, sa, sfield);
+        if (!s.ok()) return fail(s.error());
         shared.add_inbound(sa);
       }
       t->inbound_list.push_back({sa, static_cast<uint16_t>(p)});
