@@ -10,6 +10,8 @@ packages=(
   # data plane
   dpdk dpdk-dev libdpdk-dev dpdk-doc libipsec-mb-dev libnuma-dev libpcap-dev
   libssl-dev libboost-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  # controller: Kubernetes API client
+  libcurl4-openssl-dev
   # control API (protobuf/gRPC)
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
   # tests and benchmarks

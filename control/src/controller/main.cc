@@ -1,11 +1,12 @@
 // meshwire-controller: programs one node's data plane from the cluster's
-// objects (this release: `--source dir:PATH`, a folder of Kubernetes
-// objects as files), with keys derived per node pair.
+// objects, with keys derived per node pair. The objects come from a folder
+// of files (`--source dir:PATH`, followed with inotify) or from the
+// Kubernetes API server (`--source kube`, listed and watched).
 //
 // The loop: read the objects, compute the whole desired routing state,
 // Apply it as a new generation when it differs from what the data plane
-// runs; then wait for a file change (inotify) or a second, whichever comes
-// first, and check that the data plane is still the one we programmed.
+// runs; then wait for a change or a second, whichever comes first, and
+// check that the data plane is still the one we programmed.
 //
 // Keys: the node's X25519 pair and its sending epoch live in --state-dir.
 // A data plane that comes up fresh (running its startup config) has lost its
@@ -35,7 +36,8 @@
 #include "dataplane.grpc.pb.h"
 #include "keys/keys.h"
 #include "reconcile/desired.h"
-#include "source/folder.h"
+#include "source/kube_source.h"
+#include "source/source.h"
 
 namespace {
 
@@ -105,6 +107,9 @@ uint64_t max_outbound_seq(v1::Dataplane::Stub& stub) {
 struct Options {
   std::string node;
   std::string source = "";
+  std::string kubeconfig;
+  std::string kube_context;
+  std::string service_account_dir = kServiceAccountDir;
   std::string api_socket = "/run/meshwire/api.sock";
   std::string state_dir = "/var/lib/meshwire";
   std::string cluster_id = "default";
@@ -114,14 +119,51 @@ struct Options {
   uint64_t rotate_packets = uint64_t{1} << 31;
 };
 
+Result<std::unique_ptr<Source>> open_source(const Options& o) {
+  if (o.source.rfind("dir:", 0) == 0) {
+    auto folder = open_folder_source(o.source.substr(4));
+    if (!folder.ok()) return meshwire::dp::make_error("--source " + o.source + ": " + folder.error());
+    return folder;
+  }
+  if (o.source != "kube") {
+    return meshwire::dp::make_error("--source " + o.source + ": want dir:PATH or kube");
+  }
+  // As client-go looks: the flag, $KUBECONFIG, in-cluster, ~/.kube/config.
+  std::map<std::string, std::string> env;
+  for (const char* name : {"KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "HOME"}) {
+    if (const char* v = std::getenv(name)) env[name] = v;
+  }
+  std::string kubeconfig = o.kubeconfig;
+  if (kubeconfig.empty() && !env["KUBECONFIG"].empty()) {
+    kubeconfig = env["KUBECONFIG"].substr(0, env["KUBECONFIG"].find(':'));
+  }
+  Result<KubeEndpoint> endpoint = meshwire::dp::make_error("");
+  if (kubeconfig.empty() && !env["KUBERNETES_SERVICE_HOST"].empty()) {
+    endpoint = in_cluster_endpoint(env, o.service_account_dir);
+  } else {
+    if (kubeconfig.empty()) kubeconfig = env["HOME"] + "/.kube/config";
+    endpoint = kubeconfig_endpoint(kubeconfig, o.kube_context);
+  }
+  if (!endpoint.ok()) return meshwire::dp::make_error("--source kube: " + endpoint.error());
+  KubeSourceOptions options;
+  options.log = [](const std::string& what) { log("API server: " + what); };
+  return open_kube_source(std::move(*endpoint), std::move(options));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"meshwire-controller: programs this node's meshwire data plane from Kubernetes objects"};
   Options o;
   app.add_option("--node", o.node, "this node's name (its Node object)")->required();
-  app.add_option("--source", o.source, "where the objects come from: dir:PATH (a folder of YAML/JSON files)")
+  app.add_option("--source", o.source,
+                 "where the objects come from: dir:PATH (a folder of YAML/JSON files) or kube (the API server)")
       ->required();
+  app.add_option("--kubeconfig", o.kubeconfig,
+                 "with --source kube: this kubeconfig (default: $KUBECONFIG, else in-cluster, else ~/.kube/config)");
+  app.add_option("--kube-context", o.kube_context, "with --kubeconfig: this context instead of current-context");
+  app.add_option("--service-account-dir", o.service_account_dir,
+                 "in-cluster: where the service account's token and ca.crt are");
   app.add_option("--api-socket", o.api_socket, "the data plane's control API socket");
   app.add_option("--state-dir", o.state_dir, "where the node's private key and epoch are kept");
   app.add_option("--cluster-id", o.cluster_id, "salts every key of this cluster (the same on every node)");
@@ -136,11 +178,6 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (o.source.rfind("dir:", 0) != 0) {
-    log("--source " + o.source + ": only dir:PATH is supported in this release");
-    return 2;
-  }
-  const std::string folder = o.source.substr(4);
 
   if (::mkdir(o.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     log("--state-dir " + o.state_dir + ": " + std::strerror(errno));
@@ -163,11 +200,12 @@ int main(int argc, char** argv) {
     ep = next;
     return true;
   };
-  auto watch = FolderWatch::open(folder);
-  if (!watch.ok()) {
-    log("--source " + o.source + ": " + watch.error());
-    return 1;
+  auto source = open_source(o);
+  if (!source.ok()) {
+    log(source.error());
+    return source.error().find(": want dir:PATH or kube") != std::string::npos ? 2 : 1;
   }
+  Source& objects = **source;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
@@ -188,7 +226,7 @@ int main(int argc, char** argv) {
   bool published = false;
   bool fresh_handled = false;  // the fresh data plane seen has its new epoch
   std::map<std::string, std::string> annotations;
-  log("node " + o.node + ", public key " + encode_public_key(keys->public_key) + ", objects from " + folder);
+  log("node " + o.node + ", public key " + encode_public_key(keys->public_key) + ", objects from " + objects.describe());
 
   while (!g_stop.load()) {
     auto problem = [&](const std::string& what) {
@@ -201,7 +239,7 @@ int main(int argc, char** argv) {
     grpc::Status st = stub->GetGeneration(&ctx, {}, &live);
     if (!st.ok()) {
       problem("data plane at " + o.api_socket + ": " + st.error_message() + " (will retry)");
-      watch->wait(200);
+      objects.wait(200);
       continue;
     }
     if (live.source() != "config") {
@@ -212,7 +250,7 @@ int main(int argc, char** argv) {
       // epoch it publishes tells the peers to move on as well.
       if (!next_epoch(true)) {
         problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
-        watch->wait(1000);
+        objects.wait(1000);
         continue;
       }
       applied.clear();
@@ -241,17 +279,17 @@ int main(int argc, char** argv) {
         {kBootEpochAnnotation, std::to_string(ep.boot)},
         {kWorkersAnnotation, std::to_string(live.workers())}};
     if (!published || want != annotations) {
-      if (Status s = publish_node_annotations(folder, o.node, want); !s.ok()) {
+      if (Status s = objects.publish_node_annotations(o.node, want); !s.ok()) {
         problem("publishing this node's annotations: " + s.error());
       } else {
         annotations = want;
         published = true;
       }
     }
-    auto cluster = load_folder(folder);
+    auto cluster = objects.snapshot();
     if (!cluster.ok()) {
-      problem(folder + ": " + cluster.error() + " (keeping the state applied last)");
-      watch->wait(static_cast<int>(o.resync_s * 1000));
+      problem(objects.describe() + ": " + cluster.error() + " (keeping the state applied last)");
+      objects.wait(static_cast<int>(o.resync_s * 1000));
       continue;
     }
     SelfNode self;
@@ -265,7 +303,7 @@ int main(int argc, char** argv) {
                                  &key_cache);
     if (!desired.ok()) {
       problem(desired.error());
-      watch->wait(static_cast<int>(o.resync_s * 1000));
+      objects.wait(static_cast<int>(o.resync_s * 1000));
       continue;
     }
     if (!desired->restarted.empty()) {
@@ -294,7 +332,7 @@ int main(int argc, char** argv) {
       st = stub->Apply(&actx, req, &resp);
       if (!st.ok()) {
         problem("Apply generation " + std::to_string(req.generation()) + ": " + st.error_message());
-        watch->wait(static_cast<int>(o.resync_s * 1000));
+        objects.wait(static_cast<int>(o.resync_s * 1000));
         continue;
       }
       applied = serialized;
@@ -302,10 +340,10 @@ int main(int argc, char** argv) {
           std::to_string(desired->state.peers_size()) + " peer(s), sending epoch " + std::to_string(ep.epoch));
     }
     last_problem.clear();
-    if (watch->wait(static_cast<int>(o.resync_s * 1000))) {
-      // Coalesce a burst of file events into one reconcile.
+    if (objects.wait(static_cast<int>(o.resync_s * 1000))) {
+      // Coalesce a burst of changes into one reconcile.
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      while (watch->wait(0)) {
+      while (objects.wait(0)) {
       }
     }
   }

@@ -1,5 +1,7 @@
 #include "source/folder.h"
 
+#include "source/source.h"
+
 #include <poll.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -13,46 +15,14 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "kube/yaml.h"
+
 namespace meshwire::control {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using dp::make_error;
-
-// YAML as JSON: quoted scalars are strings; plain ones are null, booleans
-// and numbers where YAML 1.2's core schema says so, strings otherwise.
-json to_json(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return nullptr;
-    case YAML::NodeType::Sequence: {
-      json a = json::array();
-      for (const auto& item : node) a.push_back(to_json(item));
-      return a;
-    }
-    case YAML::NodeType::Map: {
-      json o = json::object();
-      for (const auto& kv : node) o[kv.first.as<std::string>()] = to_json(kv.second);
-      return o;
-    }
-    case YAML::NodeType::Scalar: break;
-  }
-  const std::string& s = node.Scalar();
-  if (node.Tag() == "!") return s;  // quoted
-  if (s == "null" || s == "~" || s.empty()) return nullptr;
-  if (s == "true") return true;
-  if (s == "false") return false;
-  if (!s.empty() && (std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '-')) {
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(s.c_str(), &end, 10);
-    if (*end == '\0' && errno == 0) return v;
-    const double d = std::strtod(s.c_str(), &end);
-    if (*end == '\0') return d;
-  }
-  return s;
-}
 
 Result<std::vector<json>> documents_of(const fs::path& file) {
   std::ifstream in(file);
@@ -68,12 +38,7 @@ Result<std::vector<json>> documents_of(const fs::path& file) {
     }
     return docs;
   }
-  try {
-    for (const YAML::Node& d : YAML::LoadAll(text.str())) docs.push_back(to_json(d));
-  } catch (const YAML::Exception& e) {
-    return make_error("yaml: line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
-  return docs;
+  return parse_yaml_documents(text.str());
 }
 
 // Merges b (from file_b) into a (from file_a) as described in folder.h.
@@ -184,6 +149,35 @@ bool FolderWatch::wait(int timeout_ms) {
   while (::read(fd_, buf, sizeof(buf)) > 0) {
   }
   return true;
+}
+
+}  // namespace meshwire::control
+
+namespace meshwire::control {
+namespace {
+
+class FolderSource final : public Source {
+ public:
+  FolderSource(std::string folder, FolderWatch watch) : folder_(std::move(folder)), watch_(std::move(watch)) {}
+  std::string describe() const override { return "folder " + folder_; }
+  Result<ClusterObjects> snapshot() override { return load_folder(folder_); }
+  Status publish_node_annotations(const std::string& node,
+                                  const std::map<std::string, std::string>& annotations) override {
+    return control::publish_node_annotations(folder_, node, annotations);
+  }
+  bool wait(int timeout_ms) override { return watch_.wait(timeout_ms); }
+
+ private:
+  std::string folder_;
+  FolderWatch watch_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Source>> open_folder_source(const std::string& folder) {
+  auto watch = FolderWatch::open(folder);
+  if (!watch.ok()) return make_error(watch.error());
+  return std::unique_ptr<Source>(std::make_unique<FolderSource>(folder, std::move(*watch)));
 }
 
 }  // namespace meshwire::control
