@@ -47,12 +47,25 @@ def ctl_json(node, *args) -> dict:
     return json.loads(out)
 
 
-class Controllers:
-    """One meshwire-controller per node of `cluster`, on `folder`."""
+def node_objects(cluster, extra_cidrs=None) -> list[dict]:
+    """The cluster's nodes as Node objects (dicts), for an API server."""
+    import yaml
+    return list(yaml.safe_load_all(nodes_yaml(cluster, extra_cidrs)))
 
-    def __init__(self, cluster, folder: Path, grace_s: float = 5):
-        self.cluster, self.folder, self.grace_s = cluster, folder, grace_s
+
+class Controllers:
+    """One meshwire-controller per node of `cluster`: on `folder`
+    (--source dir:), or on an API server when `api` (a FakeApiServer) is
+    given (--source kube, with a kubeconfig written for it)."""
+
+    def __init__(self, cluster, folder: Path | None, grace_s: float = 5, api=None):
+        self.cluster, self.folder, self.grace_s, self.api = cluster, folder, grace_s, api
         self.procs: dict[str, subprocess.Popen] = {}
+        self.source = ["--source", f"dir:{folder}"]
+        if api is not None:
+            kubeconfig = cluster.tmpdir / "kubeconfig"
+            api.write_kubeconfig(kubeconfig)
+            self.source = ["--source", "kube", "--kubeconfig", str(kubeconfig)]
 
     def state_dir(self, node) -> Path:
         return self.cluster.tmpdir / f"state-{node.name}"
@@ -60,7 +73,7 @@ class Controllers:
     def start(self, node, *extra: str) -> None:
         log = open(self.cluster.tmpdir / f"controller-{node.name}.log", "ab")
         self.procs[node.name] = subprocess.Popen(
-            [str(CONTROLLER), "--node", node.name, "--source", f"dir:{self.folder}", "--api-socket",
+            [str(CONTROLLER), "--node", node.name, *self.source, "--api-socket",
              str(node.api_socket), "--state-dir", str(self.state_dir(node)), "--cluster-id", CLUSTER_ID,
              "--grace", str(self.grace_s), *extra], stdout=log, stderr=log)
 
@@ -83,7 +96,9 @@ class Controllers:
         self.procs.clear()
 
     def annotations(self, node) -> dict:
-        """What node's controller published (its patch file)."""
+        """What node's controller published (its Node's annotations, or its patch file)."""
+        if self.api is not None:
+            return self.api.get("nodes", node.name)["metadata"].get("annotations", {})
         import yaml
         doc = yaml.safe_load((self.folder / f"meshwire-node-{node.name}.yaml").read_text())
         return doc["metadata"]["annotations"]

@@ -91,17 +91,10 @@ class EpochFile {
   std::string path_;
 };
 
-// The highest sequence number this node's outbound SAs have used.
-uint64_t max_outbound_seq(v1::Dataplane::Stub& stub) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  v1::ListSasResponse resp;
-  if (!stub.ListSas(&ctx, {}, &resp).ok()) return 0;
-  uint64_t top = 0;
-  for (const v1::SaStatus& sa : resp.sas()) {
-    if (sa.direction() == "outbound") top = std::max<uint64_t>(top, sa.seq());
-  }
-  return top;
+// Milliseconds since t0, for the phase timings in the log.
+uint64_t ms_since(std::chrono::steady_clock::time_point t0) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
 }
 
 struct Options {
@@ -220,18 +213,31 @@ int main(int argc, char** argv) {
   auto stub = v1::Dataplane::NewStub(channel);
   std::map<std::string, PeerEpoch> peer_epochs;
   KeyCache key_cache;
-  std::string applied;        // the state last applied, serialized
-  std::string last_problem;   // said once, until it changes
+  std::string applied;             // the state last applied, serialized
+  uint64_t applied_generation = 0;  // ... and the generation it went live as
+  bool dirty = true;               // the objects (or epochs) changed since the last reconcile
+  uint64_t recheck_at_ms = 0;      // when a peer's previous epoch leaves grace: reconcile then
+  std::string last_problem;        // said once, until it changes
   std::string last_skipped;
   bool published = false;
   bool fresh_handled = false;  // the fresh data plane seen has its new epoch
   std::map<std::string, std::string> annotations;
-  log("node " + o.node + ", public key " + encode_public_key(keys->public_key) + ", objects from " + objects.describe());
+  log("node " + o.node + ", public key " + encode_public_key(keys->public_key) + ", objects from " +
+      objects.describe());
 
   while (!g_stop.load()) {
     auto problem = [&](const std::string& what) {
       if (what != last_problem) log(what);
       last_problem = what;
+    };
+    // Waits for a change of the objects (or resync_s), and takes a burst
+    // of changes as one: another within 10 ms extends the wait, up to 100 ms.
+    auto wait_for_change = [&](int timeout_ms) {
+      if (!objects.wait(timeout_ms)) return;
+      dirty = true;
+      const auto t0 = std::chrono::steady_clock::now();
+      while (ms_since(t0) < 100 && objects.wait(10)) {
+      }
     };
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -239,7 +245,7 @@ int main(int argc, char** argv) {
     grpc::Status st = stub->GetGeneration(&ctx, {}, &live);
     if (!st.ok()) {
       problem("data plane at " + o.api_socket + ": " + st.error_message() + " (will retry)");
-      objects.wait(200);
+      wait_for_change(200);
       continue;
     }
     if (live.source() != "config") {
@@ -250,7 +256,7 @@ int main(int argc, char** argv) {
       // epoch it publishes tells the peers to move on as well.
       if (!next_epoch(true)) {
         problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
-        objects.wait(1000);
+        wait_for_change(1000);
         continue;
       }
       applied.clear();
@@ -264,7 +270,7 @@ int main(int argc, char** argv) {
     if (live.source() == "api" && !applied.empty()) {
       const uint64_t age = now_ms() - ep.started_ms;
       const bool due = age >= static_cast<uint64_t>(o.rotate_after_s * 1000) ||
-                       max_outbound_seq(*stub) >= o.rotate_packets;
+                       live.max_outbound_seq() >= o.rotate_packets;
       if (due && age >= static_cast<uint64_t>(o.grace_s * 1000)) {
         if (!next_epoch(false)) {
           problem(o.state_dir + "/epoch: cannot write: " + std::strerror(errno));
@@ -284,14 +290,29 @@ int main(int argc, char** argv) {
       } else {
         annotations = want;
         published = true;
+        dirty = true;
       }
     }
+    // Nothing to do unless the objects or epochs changed, a peer's grace
+    // ended, or the data plane runs something else than what we applied
+    // (restarted, or programmed by hand): the state would come out the same.
+    if (applied.empty() || live.live_generation() != applied_generation ||
+        (recheck_at_ms != 0 && now_ms() >= recheck_at_ms)) {
+      dirty = true;
+    }
+    if (!dirty) {
+      wait_for_change(static_cast<int>(o.resync_s * 1000));
+      continue;
+    }
+    const auto t_read = std::chrono::steady_clock::now();
     auto cluster = objects.snapshot();
     if (!cluster.ok()) {
       problem(objects.describe() + ": " + cluster.error() + " (keeping the state applied last)");
-      objects.wait(static_cast<int>(o.resync_s * 1000));
+      wait_for_change(static_cast<int>(o.resync_s * 1000));
       continue;
     }
+    const uint64_t read_ms = ms_since(t_read);
+    const auto t_compute = std::chrono::steady_clock::now();
     SelfNode self;
     self.name = o.node;
     self.cluster_id = o.cluster_id;
@@ -303,8 +324,14 @@ int main(int argc, char** argv) {
                                  &key_cache);
     if (!desired.ok()) {
       problem(desired.error());
-      objects.wait(static_cast<int>(o.resync_s * 1000));
+      wait_for_change(static_cast<int>(o.resync_s * 1000));
       continue;
+    }
+    recheck_at_ms = 0;
+    for (const auto& [name, pe] : peer_epochs) {
+      if (pe.has_previous && (recheck_at_ms == 0 || pe.grace_until_ms < recheck_at_ms)) {
+        recheck_at_ms = pe.grace_until_ms;
+      }
     }
     if (!desired->restarted.empty()) {
       // A peer's data plane came up fresh: what this node sent it under the
@@ -322,7 +349,9 @@ int main(int argc, char** argv) {
     last_skipped = skipped;
     std::string serialized;
     desired->state.SerializeToString(&serialized);
-    if (serialized != applied) {
+    const uint64_t compute_ms = ms_since(t_compute);
+    if (serialized != applied || live.live_generation() != applied_generation) {
+      const auto t_apply = std::chrono::steady_clock::now();
       v1::ApplyRequest req;
       req.set_generation(live.live_generation() + 1);
       *req.mutable_state() = desired->state;
@@ -332,20 +361,20 @@ int main(int argc, char** argv) {
       st = stub->Apply(&actx, req, &resp);
       if (!st.ok()) {
         problem("Apply generation " + std::to_string(req.generation()) + ": " + st.error_message());
-        objects.wait(static_cast<int>(o.resync_s * 1000));
+        wait_for_change(static_cast<int>(o.resync_s * 1000));
         continue;
       }
       applied = serialized;
+      applied_generation = resp.live_generation();
       log("applied generation " + std::to_string(resp.live_generation()) + ": " +
-          std::to_string(desired->state.peers_size()) + " peer(s), sending epoch " + std::to_string(ep.epoch));
+          std::to_string(desired->state.peers_size()) + " peer(s), sending epoch " + std::to_string(ep.epoch) +
+          " (read " + std::to_string(read_ms) + " ms, computed " + std::to_string(compute_ms) + " ms, applied " +
+          std::to_string(ms_since(t_apply)) + " ms, of which the data plane built " +
+          std::to_string(resp.build_us() / 1000) + " ms)");
     }
+    dirty = false;
     last_problem.clear();
-    if (objects.wait(static_cast<int>(o.resync_s * 1000))) {
-      // Coalesce a burst of changes into one reconcile.
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      while (objects.wait(0)) {
-      }
-    }
+    wait_for_change(static_cast<int>(o.resync_s * 1000));
   }
   log("stopped");
   return 0;

@@ -14,39 +14,42 @@ namespace {
 using nlohmann::json;
 using dp::make_error;
 
-// One collection's copy: objects by namespace/name, as the reflector keeps
-// it. `changed` wakes the controller's loop.
-class Store final : public ReflectorSink {
+// The Nodes' copy: each parsed once, when it arrives (a snapshot of 5,000
+// nodes is then a copy, not 5,000 parses). An object that does not parse is
+// kept with its error: snapshot() names it until it is fixed or deleted.
+// `changed` wakes the controller's loop.
+class NodeStore final : public ReflectorSink {
  public:
-  Store(std::mutex& mu, std::condition_variable& cv, bool& changed) : mu_(mu), cv_(cv), changed_(changed) {}
+  NodeStore(std::mutex& mu, std::condition_variable& cv, bool& changed) : mu_(mu), cv_(cv), changed_(changed) {}
 
   void replace(std::vector<json> items) override {
-    std::map<std::string, json> fresh;
-    for (json& o : items) fresh[key_of(o)] = std::move(o);
+    std::map<std::string, Result<NodeObject>> fresh;
+    for (const json& o : items) fresh.insert_or_assign(name_of(o), parse_node(o));
     std::lock_guard lock(mu_);
-    objects_ = std::move(fresh);
+    nodes_ = std::move(fresh);
     synced_ = true;
     touch();
   }
   void upsert(json object) override {
-    std::string key = key_of(object);
+    std::string name = name_of(object);
+    Result<NodeObject> node = parse_node(object);
     std::lock_guard lock(mu_);
-    objects_[std::move(key)] = std::move(object);
+    nodes_.insert_or_assign(std::move(name), std::move(node));
     touch();
   }
   void remove(const json& object) override {
     std::lock_guard lock(mu_);
-    objects_.erase(key_of(object));
+    nodes_.erase(name_of(object));
     touch();
   }
   // With mu_ held.
   bool synced() const { return synced_; }
-  const std::map<std::string, json>& objects() const { return objects_; }
+  const std::map<std::string, Result<NodeObject>>& nodes() const { return nodes_; }
 
  private:
-  static std::string key_of(const json& o) {
-    const json& m = o.contains("metadata") && o["metadata"].is_object() ? o["metadata"] : json::object();
-    return m.value("namespace", "") + "/" + m.value("name", "");
+  static std::string name_of(const json& o) {
+    auto m = o.find("metadata");
+    return m != o.end() && m->is_object() ? m->value("name", "") : std::string();
   }
   void touch() {
     changed_ = true;
@@ -55,7 +58,7 @@ class Store final : public ReflectorSink {
   std::mutex& mu_;
   std::condition_variable& cv_;
   bool& changed_;
-  std::map<std::string, json> objects_;
+  std::map<std::string, Result<NodeObject>> nodes_;
   bool synced_ = false;
 };
 
@@ -80,11 +83,9 @@ class KubeSource final : public Source {
     std::lock_guard lock(mu_);
     if (!nodes_.synced()) return make_error("waiting for the first list of nodes from " + describe());
     ClusterObjects out;
-    for (const auto& [key, object] : nodes_.objects()) {
-      auto node = parse_node(object);
+    for (const auto& [name, node] : nodes_.nodes()) {
       if (!node.ok()) return make_error(node.error());
-      std::string name = node->name;
-      out.nodes.emplace(std::move(name), std::move(*node));
+      out.nodes.emplace_hint(out.nodes.end(), name, *node);
     }
     return out;
   }
@@ -113,7 +114,7 @@ class KubeSource final : public Source {
   std::mutex mu_;
   std::condition_variable cv_;
   bool changed_ = false;
-  Store nodes_;
+  NodeStore nodes_;
   Reflector node_reflector_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <grpcpp/grpcpp.h>
@@ -36,7 +38,16 @@ class Service final : public v1::Dataplane::Service {
     auto routing = api::routing_from_proto(req->state());
     if (!routing.ok()) return {grpc::StatusCode::INVALID_ARGUMENT, "state." + routing.error()};
     Node::ApplyOutcome out;
-    if (!node_.tasks().run([&] { out = node_.apply(*routing, req->generation(), req->force()); })) return kStopping;
+    uint64_t build_us = 0;
+    if (!node_.tasks().run([&] {
+          const auto t0 = std::chrono::steady_clock::now();
+          out = node_.apply(*routing, req->generation(), req->force());
+          build_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::steady_clock::now() - t0)
+                                               .count());
+        })) {
+      return kStopping;
+    }
     wipe(*routing);
     using Code = Node::ApplyOutcome::Code;
     switch (out.code) {
@@ -49,6 +60,7 @@ class Service final : public v1::Dataplane::Service {
     }
     resp->set_live_generation(out.live_generation);
     resp->set_changed(out.changed);
+    resp->set_build_us(build_us);
     return grpc::Status::OK;
   }
 
@@ -60,6 +72,11 @@ class Service final : public v1::Dataplane::Service {
       resp->set_applied_unix_ms(node_.applied_unix_ms());
       resp->set_workers(node_.workers());
       resp->set_tunnel_address(format_ip(node_.runtime().tunnel_address));
+      uint64_t top = 0;
+      for (const auto& per_peer : node_.tables().outbound) {
+        for (const esp::OutboundSa* sa : per_peer) top = std::max<uint64_t>(top, read_counter(sa->seq));
+      }
+      resp->set_max_outbound_seq(top);
     });
   }
 

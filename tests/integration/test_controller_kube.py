@@ -1,0 +1,91 @@
+"""meshwire-controller with --source kube: two data planes that start
+without peers, their controllers on a (fake, HTTPS) Kubernetes API server.
+Each controller PATCHes its node's public key and epoch onto its Node
+object, reads its peer's from the watch, and keys the data plane; a Node
+edited in the API server is followed; an API server that goes away leaves
+forwarding alone, and the controller catches up when it comes back."""
+
+import time
+
+import pytest
+
+import meshwire_topology as topo
+
+from fake_apiserver import FakeApiServer
+from meshwire_control import CONTROLLER, Controllers, ctl_json, node_objects
+
+
+@pytest.fixture(scope="module")
+def kube(cluster):
+    if not CONTROLLER.exists():
+        pytest.fail(f"{CONTROLLER} is not built")
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=1, workers=1, static_peers=False) as c:
+        with FakeApiServer(c.tmpdir / "apiserver") as api:
+            for obj in node_objects(c):
+                api.create("nodes", obj)
+            ctls = Controllers(c, None, api=api)
+            try:
+                for n in c.nodes:
+                    ctls.start(n)
+                yield c, ctls, api
+            finally:
+                ctls.stop_all()
+
+
+def show(node, what):
+    return ctl_json(node, "show", what)
+
+
+def pinging(c, a, b):
+    return c.ping(a.pods[0], b.pods[0], 4, count=2, deadline=3).returncode == 0
+
+
+def test_keys_are_published_by_patch_and_traffic_flows(kube):
+    c, ctls, api = kube
+    n1, n2 = c.nodes
+    topo.wait_for(lambda: all(show(n, "generation")["source"] == "api" and show(n, "peers")["peers"]
+                              for n in c.nodes), timeout=20, what="both data planes keyed from the API server")
+    topo.wait_for(lambda: pinging(c, n1, n2) and pinging(c, n2, n1), timeout=20, what="ping both ways")
+    for n in c.nodes:
+        a = ctls.annotations(n)
+        assert {"meshwire.io/public-key", "meshwire.io/key-epoch", "meshwire.io/workers",
+                "meshwire.io/boot-epoch"} <= set(a), a
+    patches = [r for r in api.requests if r["method"] == "PATCH"]
+    assert {r["path"] for r in patches} == {"/api/v1/nodes/node1", "/api/v1/nodes/node2"}, patches
+    # The SPI node1 sends with is the README's derivation from the annotations.
+    out = [s for s in show(n1, "sas")["sas"] if s["direction"] == "outbound"]
+    assert out[0]["spi"] == ctls.derived_sa(n1, n2).spi
+    # Lists and watches, no polling: a handful of requests, however long it ran.
+    gets = [r for r in api.requests if r["method"] == "GET"]
+    assert len(gets) <= 8, gets
+
+
+def test_a_node_edited_in_the_api_server_is_followed(kube):
+    c, ctls, api = kube
+    n1, n2 = c.nodes
+    obj = api.get("nodes", "node2")
+    obj["spec"]["podCIDRs"] = obj["spec"]["podCIDRs"] + ["10.98.0.0/24"]
+    api.update("nodes", obj)
+    topo.wait_for(lambda: any(r["prefix"] == "10.98.0.0/24" and r["next_hop"] == "node2"
+                              for r in show(n1, "routes")["routes"]), timeout=10,
+                  what="node1 routes node2's new pod CIDR")
+
+
+def test_an_absent_api_server_leaves_forwarding_alone_and_is_caught_up_with(kube):
+    c, ctls, api = kube
+    n1, n2 = c.nodes
+    before = show(n1, "generation")["live_generation"]
+    api.fail_next(10**6, status=503, path_prefix="/api/v1/nodes")  # every list and watch refused
+    api.drop_watches()
+    time.sleep(2)
+    assert pinging(c, n1, n2) and pinging(c, n2, n1)
+    assert show(n1, "generation")["live_generation"] == before
+    assert "API server: /api/v1/nodes: watch: HTTP 503" in ctls.log(n1), ctls.log(n1)[-1500:]
+    # Meanwhile node2 gains a pod CIDR; once the server answers again, node1 follows.
+    obj = api.get("nodes", "node2")
+    obj["spec"]["podCIDRs"] = obj["spec"]["podCIDRs"] + ["10.97.0.0/24"]
+    api.update("nodes", obj)
+    api.clear_failures()
+    topo.wait_for(lambda: any(r["prefix"] == "10.97.0.0/24" for r in show(n1, "routes")["routes"]),
+                  timeout=40, what="node1 catches up after the API server came back")
+    assert pinging(c, n1, n2)
