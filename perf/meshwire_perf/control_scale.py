@@ -1,15 +1,20 @@
 """Controller scale on synthetic objects (`python3 -m meshwire_perf.control_scale`).
 
 A data plane on two `net_null` ports (no traffic: the control path alone)
-and its meshwire-controller in dir mode on a folder of N synthetic Nodes,
-each with an InternalIP, a pod CIDR and the annotations its own controller
-would have published (X25519 keys made here). Measured:
+and its meshwire-controller on N synthetic Nodes, each with an InternalIP, a
+pod CIDR and the annotations its own controller would have published
+(X25519 keys made here). The Nodes are files in a folder (`--source dir`,
+written as YAML or JSON) or objects in the tests' HTTPS fake API server
+(`--source kube`: listed in pages and watched, as in a cluster). Measured:
 
   full_apply_s     controller start -> the data plane runs generation 1 with
                    every peer (keys derived, state checked, tables built)
-  change_ms        one Node's pod CIDR edited (a file renamed in) -> the data
-                   plane runs the generation that routes it (p50/p99 over
-                   --changes edits)
+  change_ms        one Node's pod CIDR edited (a file renamed in, or the
+                   object updated in the API server) -> the data plane runs
+                   the generation that routes it (p50/p99 over --changes edits)
+  phases_ms        where a change's time went, medians from the controller's
+                   log: reading the objects, computing the state, the Apply
+                   round trip, and the data plane's build within it
   rss_mb           resident memory of both processes afterwards
 
 Services and EndpointSlices are not read by this release's controller, so
@@ -22,7 +27,10 @@ import argparse
 import base64
 import json
 import os
+import re
+import shutil
 import statistics
+import sys
 import subprocess
 import tempfile
 import time
@@ -64,7 +72,11 @@ def main(argv=None) -> int:
     p.add_argument("--nodes", type=int, default=5000)
     p.add_argument("--changes", type=int, default=20)
     p.add_argument("--build", default=str(ROOT / "build"))
-    p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="how the Node objects are written")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (logs) in /tmp")
+    p.add_argument("--source", choices=["dir", "kube"], default="kube",
+                   help="where the controller reads the Nodes: files, or the fake API server")
+    p.add_argument("--format", choices=["yaml", "json"], default="json",
+                   help="with --source dir: how the Node objects are written")
     a = p.parse_args(argv)
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -100,8 +112,19 @@ def main(argv=None) -> int:
         tmp.write_text(text)
         return tmp, folder / name
 
-    tmp, target = stage_nodes(docs)
-    tmp.replace(target)
+    api = None
+    if a.source == "kube":
+        sys.path.insert(0, str(ROOT / "tests" / "integration"))
+        from fake_apiserver import FakeApiServer
+        api = FakeApiServer(work / "apiserver").__enter__()
+        for d in docs:
+            api.create("nodes", yaml.safe_load(d))
+        api.write_kubeconfig(work / "kubeconfig")
+        source = ["--source", "kube", "--kubeconfig", str(work / "kubeconfig")]
+    else:
+        tmp, target = stage_nodes(docs)
+        tmp.replace(target)
+        source = ["--source", f"dir:{folder}"]
 
     config = {"eal": ["--no-huge", "-m", "2048", "--no-pci", "--file-prefix", f"cscale{os.getpid()}",
                       "-l", "0,1", "--log-level", "lib.eal:notice"],
@@ -111,15 +134,19 @@ def main(argv=None) -> int:
                         {"name": "fabric", "device": "net_null1,no-rx=1", "role": "uplink"}]}
     (work / "dp.yaml").write_text(yaml.safe_dump(config))
     sock = work / "api.sock"
+    # Its output to a file: a pipe nobody reads after "ready" could fill and stall it.
+    dp_log = work / "dataplane.log"
     dp = subprocess.Popen([str(dataplane), "--config", str(work / "dp.yaml"), "--api-socket", str(sock)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=open(dp_log, "w"), stderr=subprocess.STDOUT)
     ctrl = None
     try:
-        for line in dp.stdout:
-            if "ready" in line:
-                break
+        deadline = time.monotonic() + 60
+        while "ready" not in dp_log.read_text(errors="replace"):
+            if dp.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the data plane did not come up: {dp_log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.05)
         t0 = time.monotonic()
-        ctrl = subprocess.Popen([str(controller), "--node", "node-0", "--source", f"dir:{folder}",
+        ctrl = subprocess.Popen([str(controller), "--node", "node-0", *source,
                                  "--api-socket", str(sock), "--state-dir", str(work / "state"),
                                  "--cluster-id", "scale"], stderr=open(work / "controller.log", "w"))
         while True:
@@ -133,10 +160,16 @@ def main(argv=None) -> int:
             prefix = f"10.250.{c}.0/24"
             docs_c = list(docs)
             docs_c[1] = node_doc(1, pubs[1], extra_cidr=prefix)
-            tmp, target = stage_nodes(docs_c)
+            if api is None:
+                tmp, target = stage_nodes(docs_c)
             before = int(generation(ctl, sock)["live_generation"])
             t = time.monotonic()
-            tmp.replace(target)
+            if api is None:
+                tmp.replace(target)
+            else:
+                obj = api.get("nodes", "node-1")
+                obj["spec"]["podCIDRs"] = ["10.0.1.0/24", prefix]
+                api.update("nodes", obj)
             # The generation moves when the Apply that carries the edit is live
             # (cheaper to poll than the 5000 routes, which are checked after).
             while int(generation(ctl, sock)["live_generation"]) == before:
@@ -145,9 +178,17 @@ def main(argv=None) -> int:
             if prefix not in routes(ctl, sock):
                 raise RuntimeError(f"generation moved but {prefix} is not routed")
         lat.sort()
-        result = {"nodes": a.nodes, "full_apply_s": round(full, 3),
+        time.sleep(0.2)  # the controller's log line of the last apply
+        phases = {k: [] for k in ("read", "computed", "applied", "built")}
+        for m in re.finditer(r"\(read (\d+) ms, computed (\d+) ms, applied (\d+) ms, of which the data plane "
+                             r"built (\d+) ms\)", (work / "controller.log").read_text()):
+            for k, v in zip(phases, m.groups()):
+                phases[k].append(int(v))
+        result = {"nodes": a.nodes, "source": a.source if api else f"dir ({a.format})",
+                  "full_apply_s": round(full, 3),
                   "change_ms_p50": round(statistics.median(lat), 1),
                   "change_ms_p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
+                  "phases_ms": {k: statistics.median(v[1:]) if len(v) > 1 else None for k, v in phases.items()},
                   "rss_mb": {"dataplane": round(rss_mb(dp.pid)), "controller": round(rss_mb(ctrl.pid))}}
         print(json.dumps(result))
     finally:
@@ -156,6 +197,10 @@ def main(argv=None) -> int:
             ctrl.wait(timeout=10)
         dp.terminate()
         dp.wait(timeout=20)
+        if api is not None:
+            api.__exit__(None, None, None)
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -14,7 +14,9 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 
 #include <meshwire/dp/config.h>
 
@@ -297,13 +299,21 @@ Status check_ports(const Config& config) {
   return Ok{};
 }
 
-Status check_spis_unique(const std::vector<SaConfig>& sas, const std::string& path) {
-  std::map<uint32_t, size_t> seen;
-  for (size_t i = 0; i < sas.size(); ++i) {
-    if (auto [it, fresh] = seen.emplace(sas[i].spi, i); !fresh) {
-      std::ostringstream spi;
-      spi << "0x" << std::hex << sas[i].spi;
-      return field_error(index_path(path, i) + ".spi", spi.str() + " already used by " + index_path(path, it->second));
+// Paths of errors are built only when there is an error: at thousands of
+// peers, building them for every field that is fine cost more than the checks.
+
+// `path(i)` names sas[i] ("peers[3].sas.inbound[1]"). Per peer there are a
+// few inbound SAs and one outbound per worker: comparing pairs allocates
+// nothing.
+template <typename PathFn>
+Status check_spis_unique(const std::vector<SaConfig>& sas, PathFn path) {
+  for (size_t i = 1; i < sas.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (sas[i].spi == sas[j].spi) {
+        std::ostringstream spi;
+        spi << "0x" << std::hex << sas[i].spi;
+        return field_error(path(i) + ".spi", spi.str() + " already used by " + path(j));
+      }
     }
   }
   return Ok{};
@@ -313,74 +323,104 @@ Status check_spis_unique(const std::vector<SaConfig>& sas, const std::string& pa
 // with the same key and salt encrypt under the same nonces. That holds for an
 // outbound and an inbound SA too: the peer encrypts with the inbound one.
 Status check_keys_unique(const RoutingState& routing, const RoutingPaths& paths) {
-  // key size || key (zero-padded to 32) || salt -> SA path. Fixed-size keys:
+  // key size || key (zero-padded to 32) || salt, and where the SA is, in
+  // document order (peer, outbound before inbound, index). Fixed-size keys:
   // g++ 12 -O3 warns falsely (-Wstringop-overread) on comparing vectors.
-  std::map<std::array<uint8_t, 1 + 32 + 4>, std::string> seen;
+  struct Use {
+    std::array<uint8_t, 1 + 32 + 4> material;
+    uint32_t peer;
+    uint32_t direction;  // 0 outbound, 1 inbound
+    uint32_t index;
+    auto where() const { return std::tie(peer, direction, index); }
+  };
+  std::vector<Use> uses;
   for (size_t p = 0; p < routing.peers.size(); ++p) {
-    for (const auto& [direction, sas] : {std::pair{"outbound", &routing.peers[p].outbound},
-                                         std::pair{"inbound", &routing.peers[p].inbound}}) {
-      for (size_t i = 0; i < sas->size(); ++i) {
-        const SaConfig& sa = (*sas)[i];
-        std::array<uint8_t, 1 + 32 + 4> material{static_cast<uint8_t>(sa.key.size())};
-        std::copy_n(sa.key.begin(), std::min<size_t>(sa.key.size(), 32), material.begin() + 1);
-        std::copy(sa.salt.begin(), sa.salt.end(), material.begin() + 1 + 32);
-        const std::string path = index_path(peer_path(p) + paths.sas + direction, i);
-        if (auto [it, fresh] = seen.emplace(material, path); !fresh) {
-          return field_error(path, "same key and salt as " + it->second +
-                                       ": AES-GCM would repeat nonces under one key, which exposes plaintext "
-                                       "and allows forgeries; give every SA its own key");
-        }
+    const PeerConfig& peer = routing.peers[p];
+    for (uint32_t d = 0; d < 2; ++d) {
+      const std::vector<SaConfig>& sas = d == 0 ? peer.outbound : peer.inbound;
+      for (size_t i = 0; i < sas.size(); ++i) {
+        Use u{{static_cast<uint8_t>(sas[i].key.size())}, static_cast<uint32_t>(p), d, static_cast<uint32_t>(i)};
+        std::copy_n(sas[i].key.begin(), std::min<size_t>(sas[i].key.size(), 32), u.material.begin() + 1);
+        std::copy(sas[i].salt.begin(), sas[i].salt.end(), u.material.begin() + 1 + 32);
+        uses.push_back(u);
       }
     }
   }
-  return Ok{};
+  std::sort(uses.begin(), uses.end(), [](const Use& a, const Use& b) {
+    return std::tie(a.material, a.peer, a.direction, a.index) < std::tie(b.material, b.peer, b.direction, b.index);
+  });
+  // Of all repeats, report the one earliest in the document, naming the
+  // first use of its key (what reading the document in order finds).
+  const Use* repeat = nullptr;
+  const Use* first = nullptr;
+  for (size_t k = 1; k < uses.size(); ++k) {
+    if (uses[k].material != uses[k - 1].material) continue;
+    size_t f = k - 1;
+    while (f > 0 && uses[f - 1].material == uses[k].material) --f;
+    if (!repeat || uses[k].where() < repeat->where()) {
+      repeat = &uses[k];
+      first = &uses[f];
+    }
+  }
+  if (!repeat) return Ok{};
+  auto path = [&](const Use& u) {
+    return index_path(peer_path(u.peer) + paths.sas + (u.direction == 0 ? "outbound" : "inbound"), u.index);
+  };
+  return field_error(path(*repeat), "same key and salt as " + path(*first) +
+                                        ": AES-GCM would repeat nonces under one key, which exposes plaintext "
+                                        "and allows forgeries; give every SA its own key");
 }
 
 // One SA on its own (the YAML reader checks the same while it reads; the API
-// relies on this).
-Status check_sa(const SaConfig& sa, const std::string& path) {
+// relies on this). `path()` names it.
+template <typename PathFn>
+Status check_sa(const SaConfig& sa, PathFn path) {
   if (sa.spi < kMinSpi) {
-    return field_error(path + ".spi", "must be 256..0xffffffff (0..255 are reserved), got " + std::to_string(sa.spi));
+    return field_error(path() + ".spi",
+                       "must be 256..0xffffffff (0..255 are reserved), got " + std::to_string(sa.spi));
   }
   const size_t want = sa.algorithm == AeadAlgorithm::kAes256Gcm ? 32 : 16;
   if (sa.key.size() != want) {
-    return field_error(path + ".key", "must be " + std::to_string(want) + " bytes for " +
-                                          (want == 32 ? "aes-256-gcm" : "aes-128-gcm") + ", got " +
-                                          std::to_string(sa.key.size()));
+    return field_error(path() + ".key", "must be " + std::to_string(want) + " bytes for " +
+                                            (want == 32 ? "aes-256-gcm" : "aes-128-gcm") + ", got " +
+                                            std::to_string(sa.key.size()));
   }
   return Ok{};
 }
 
-Status check_peer(const PeerConfig& peer, const std::string& path, const IpAddress& tunnel_address, unsigned workers,
+Status check_peer(const PeerConfig& peer, size_t p, const IpAddress& tunnel_address, unsigned workers,
                   const RoutingPaths& paths) {
+  auto path = [&] { return peer_path(p); };
   if (!is_name(peer.name, kMaxPeerName, "_-.")) {
-    return field_error(path + ".name", "must be 1..253 characters of A-Z a-z 0-9 _ - ., got '" + peer.name + "'");
+    return field_error(path() + ".name", "must be 1..253 characters of A-Z a-z 0-9 _ - ., got '" + peer.name + "'");
   }
-  const std::string address = format_ip(peer.tunnel_address);
   if (peer.tunnel_address.family != tunnel_address.family) {
-    return field_error(path + ".tunnel_address", address + " is IPv" + std::to_string(peer.tunnel_address.family) +
-                                                     " but node.tunnel_address is IPv" +
-                                                     std::to_string(tunnel_address.family));
+    return field_error(path() + ".tunnel_address",
+                       format_ip(peer.tunnel_address) + " is IPv" + std::to_string(peer.tunnel_address.family) +
+                           " but node.tunnel_address is IPv" + std::to_string(tunnel_address.family));
   }
   if (peer.tunnel_address == tunnel_address) {
-    return field_error(path + ".tunnel_address", address + " is this node's own tunnel address");
+    return field_error(path() + ".tunnel_address",
+                       format_ip(peer.tunnel_address) + " is this node's own tunnel address");
   }
-  if (peer.pod_cidrs.empty()) return field_error(path + ".pod_cidrs", "must list at least one prefix");
-  const std::string sas = path + paths.sas;
+  if (peer.pod_cidrs.empty()) return field_error(path() + ".pod_cidrs", "must list at least one prefix");
+  auto sas = [&](const char* direction) { return path() + paths.sas + direction; };
   if (peer.outbound.size() != workers) {
-    return field_error(sas + "outbound", "needs exactly " + std::to_string(workers) +
-                                             " entries, one per worker (workers: " + std::to_string(workers) +
-                                             "), got " + std::to_string(peer.outbound.size()));
+    return field_error(sas("outbound"), "needs exactly " + std::to_string(workers) +
+                                            " entries, one per worker (workers: " + std::to_string(workers) +
+                                            "), got " + std::to_string(peer.outbound.size()));
   }
-  if (peer.inbound.empty()) return field_error(sas + "inbound", "needs at least one SA");
+  if (peer.inbound.empty()) return field_error(sas("inbound"), "needs at least one SA");
+  auto outbound = [&](size_t i) { return index_path(sas("outbound"), i); };
+  auto inbound = [&](size_t i) { return index_path(sas("inbound"), i); };
   for (size_t i = 0; i < peer.outbound.size(); ++i) {
-    if (auto s = check_sa(peer.outbound[i], index_path(sas + "outbound", i)); !s) return s;
+    if (auto s = check_sa(peer.outbound[i], [&] { return outbound(i); }); !s) return s;
   }
   for (size_t i = 0; i < peer.inbound.size(); ++i) {
-    if (auto s = check_sa(peer.inbound[i], index_path(sas + "inbound", i)); !s) return s;
+    if (auto s = check_sa(peer.inbound[i], [&] { return inbound(i); }); !s) return s;
   }
-  if (auto s = check_spis_unique(peer.outbound, sas + "outbound"); !s) return s;
-  return check_spis_unique(peer.inbound, sas + "inbound");
+  if (auto s = check_spis_unique(peer.outbound, outbound); !s) return s;
+  return check_spis_unique(peer.inbound, inbound);
 }
 
 }  // namespace
@@ -390,31 +430,37 @@ Status check_routing(const RoutingState& routing, const IpAddress& tunnel_addres
   // Pod CIDRs must not overlap: sorted by family and address, any overlap is
   // between neighbours that the earlier one contains (n log n for thousands
   // of peers, where comparing every pair took seconds).
+  constexpr uint32_t kNode = UINT32_MAX;
   struct Claim {
     IpPrefix prefix;
-    std::string path;
+    uint32_t peer;  // kNode: the node's own
+    uint32_t index;
+  };
+  auto claim_path = [&](const Claim& c) {
+    return c.peer == kNode ? index_path(paths.pod_cidrs, c.index)
+                           : index_path(peer_path(c.peer) + ".pod_cidrs", c.index);
   };
   std::vector<Claim> claims;
   for (size_t i = 0; i < routing.pod_cidrs.size(); ++i) {
-    claims.push_back({routing.pod_cidrs[i], index_path(paths.pod_cidrs, i)});
+    claims.push_back({routing.pod_cidrs[i], kNode, static_cast<uint32_t>(i)});
   }
-  std::map<std::string, size_t> names;
+  std::unordered_map<std::string_view, size_t> names;
+  names.reserve(routing.peers.size());
   std::map<std::array<uint8_t, 17>, size_t> addresses;
   for (size_t p = 0; p < routing.peers.size(); ++p) {
     const PeerConfig& peer = routing.peers[p];
-    const std::string path = peer_path(p);
-    if (auto s = check_peer(peer, path, tunnel_address, workers, paths); !s) return s;
+    if (auto s = check_peer(peer, p, tunnel_address, workers, paths); !s) return s;
     if (auto [it, fresh] = names.emplace(peer.name, p); !fresh) {
-      return field_error(path + ".name", "'" + peer.name + "' already used by " + peer_path(it->second));
+      return field_error(peer_path(p) + ".name", "'" + peer.name + "' already used by " + peer_path(it->second));
     }
     std::array<uint8_t, 17> key{peer.tunnel_address.family};
     std::copy(peer.tunnel_address.bytes.begin(), peer.tunnel_address.bytes.end(), key.begin() + 1);
     if (auto [it, fresh] = addresses.emplace(key, p); !fresh) {
-      return field_error(path + ".tunnel_address",
+      return field_error(peer_path(p) + ".tunnel_address",
                          format_ip(peer.tunnel_address) + " already used by " + peer_path(it->second));
     }
     for (size_t i = 0; i < peer.pod_cidrs.size(); ++i) {
-      claims.push_back({peer.pod_cidrs[i], index_path(path + ".pod_cidrs", i)});
+      claims.push_back({peer.pod_cidrs[i], static_cast<uint32_t>(p), static_cast<uint32_t>(i)});
     }
   }
   std::vector<size_t> order(claims.size());
@@ -434,8 +480,8 @@ Status check_routing(const RoutingState& routing, const IpAddress& tunnel_addres
       // Report at the one that comes later in the document, naming the other.
       const Claim& first = order[k] > *reach ? claims[*reach] : c;
       const Claim& second = order[k] > *reach ? c : claims[*reach];
-      return field_error(second.path, format_prefix(second.prefix) + " overlaps " + first.path + " (" +
-                                          format_prefix(first.prefix) + ")");
+      return field_error(claim_path(second), format_prefix(second.prefix) + " overlaps " + claim_path(first) +
+                                                 " (" + format_prefix(first.prefix) + ")");
     }
     if (!reach || !prefixes_overlap(claims[*reach].prefix, c.prefix)) reach = order[k];
   }

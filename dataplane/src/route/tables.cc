@@ -28,17 +28,6 @@ uint32_t v4_host_order(const IpAddress& a) {
          (uint32_t{a.bytes[2]} << 8) | uint32_t{a.bytes[3]};
 }
 
-Status add_route(Fibs& f, const IpPrefix& p, uint64_t nh, const std::string& field) {
-  int rc;
-  if (p.address.is_v4()) {
-    rc = rte_fib_add(f.fib4, v4_host_order(p.address), p.length, nh);
-  } else {
-    rc = rte_fib6_add(f.fib6, const_cast<uint8_t*>(p.address.bytes.data()), p.length, nh);
-  }
-  if (rc != 0) return make_error(field + ": cannot add route " + format_prefix(p) + ": " + rte_strerror(-rc));
-  return Ok{};
-}
-
 template <typename T>
 T* alloc_aligned(const char* what, int socket_id) {
   void* mem = rte_zmalloc_socket(what, sizeof(T), 64, socket_id);
@@ -84,6 +73,7 @@ std::string format_mac(const uint8_t mac[6]) {
 
 SharedState::~SharedState() {
   if (last_fibs_) release_fibs(last_fibs_);
+  destroy_fibs(spare_fibs_);
   if (neighbors_.hash) rte_hash_free(neighbors_.hash);
 }
 
@@ -185,57 +175,127 @@ std::vector<Fibs::Route> routes_of(const RoutingState& routing) {
   return routes;
 }
 
+namespace {
+
+// The path of routes[k] in the state, for errors: built only then.
+std::string route_path(const RoutingState& routing, size_t k) {
+  if (k < routing.pod_cidrs.size()) return "node.pod_cidrs[" + std::to_string(k) + "]";
+  k -= routing.pod_cidrs.size();
+  for (size_t p = 0; p < routing.peers.size(); ++p) {
+    if (k < routing.peers[p].pod_cidrs.size()) {
+      return "peers[" + std::to_string(p) + "].pod_cidrs[" + std::to_string(k) + "]";
+    }
+    k -= routing.peers[p].pod_cidrs.size();
+  }
+  return "routes";
+}
+
+int fib_add(Fibs& f, const Fibs::Route& r) {
+  if (r.prefix.address.is_v4()) return rte_fib_add(f.fib4, v4_host_order(r.prefix.address), r.prefix.length, r.next_hop);
+  return rte_fib6_add(f.fib6, const_cast<uint8_t*>(r.prefix.address.bytes.data()), r.prefix.length, r.next_hop);
+}
+
+int fib_delete(Fibs& f, const IpPrefix& p) {
+  if (p.address.is_v4()) return rte_fib_delete(f.fib4, v4_host_order(p.address), p.length);
+  return rte_fib6_delete(f.fib6, const_cast<uint8_t*>(p.address.bytes.data()), p.length);
+}
+
+bool prefix_less(const Fibs::Route& a, const Fibs::Route& b) {
+  return std::tie(a.prefix.address.family, a.prefix.address.bytes, a.prefix.length) <
+         std::tie(b.prefix.address.family, b.prefix.address.bytes, b.prefix.length);
+}
+
+// Turns FIBs that hold `f.routes` into FIBs that hold `routes` by adding and
+// deleting what differs (after a pod CIDR change: a few routes, instead of
+// 32 MB of table cleared and every route added again). False when an
+// update failed: the FIBs are then in no known state.
+bool update_routes(Fibs& f, const std::vector<Fibs::Route>& routes) {
+  std::vector<Fibs::Route> before = f.routes;
+  std::vector<Fibs::Route> after = routes;
+  std::sort(before.begin(), before.end(), prefix_less);
+  std::sort(after.begin(), after.end(), prefix_less);
+  size_t i = 0, j = 0;
+  while (i < before.size() || j < after.size()) {
+    if (j == after.size() || (i < before.size() && prefix_less(before[i], after[j]))) {
+      if (fib_delete(f, before[i].prefix) != 0) return false;
+      ++i;
+    } else if (i == before.size() || prefix_less(after[j], before[i])) {
+      if (fib_add(f, after[j]) != 0) return false;
+      ++j;
+    } else {
+      if (before[i].next_hop != after[j].next_hop && fib_add(f, after[j]) != 0) return false;  // replaces
+      ++i;
+      ++j;
+    }
+  }
+  f.routes = routes;
+  return true;
+}
+
+}  // namespace
+
+void SharedState::destroy_fibs(Fibs* f) {
+  if (!f) return;
+  if (f->fib4) rte_fib_free(f->fib4);
+  if (f->fib6) rte_fib6_free(f->fib6);
+  delete f;
+}
+
 Result<Fibs*> SharedState::fibs_for(const RoutingState& routing) {
   std::vector<Fibs::Route> routes = routes_of(routing);
   if (last_fibs_ && last_fibs_->routes == routes) {
     last_fibs_->refs++;
     return last_fibs_;
   }
-  static std::atomic<int> instance{0};
-  const int id = instance.fetch_add(1);
-  char name[RTE_HASH_NAMESIZE];  // rte_fib names are limited alike
-  auto* f = new Fibs();
-  f->refs = 1;
-  auto fail = [&](std::string message) -> Result<Fibs*> {
-    f->refs = 1;
-    release_fibs(f);
-    return make_error(std::move(message));
-  };
-
-  rte_fib_conf c4{};
-  c4.type = RTE_FIB_DIR24_8;
-  c4.default_nh = kNextHopNone;
-  c4.max_routes = kMaxRoutes;
-  c4.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
-  c4.dir24_8.num_tbl8 = 1 << 10;
-  std::snprintf(name, sizeof(name), "mw_fib4_%d", id);
-  f->fib4 = rte_fib_create(name, socket_id_, &c4);
-  if (!f->fib4) return fail(std::string("routes: cannot create IPv4 FIB: ") + rte_strerror(rte_errno));
-
-  rte_fib6_conf c6{};
-  c6.type = RTE_FIB6_TRIE;
-  c6.default_nh = kNextHopNone;
-  c6.max_routes = kMaxRoutes;
-  c6.trie.nh_sz = RTE_FIB6_TRIE_2B;
-  c6.trie.num_tbl8 = 1 << 12;
-  std::snprintf(name, sizeof(name), "mw_fib6_%d", id);
-  f->fib6 = rte_fib6_create(name, socket_id_, &c6);
-  if (!f->fib6) return fail(std::string("routes: cannot create IPv6 FIB: ") + rte_strerror(rte_errno));
-
-  // Errors name the route as the state lists it.
-  size_t k = 0;
-  for (size_t i = 0; i < routing.pod_cidrs.size(); ++i, ++k) {
-    Status s = add_route(*f, routes[k].prefix, routes[k].next_hop, "node.pod_cidrs[" + std::to_string(i) + "]");
-    if (!s.ok()) return fail(s.error());
-  }
-  for (size_t p = 0; p < routing.peers.size(); ++p) {
-    for (size_t i = 0; i < routing.peers[p].pod_cidrs.size(); ++i, ++k) {
-      Status s = add_route(*f, routes[k].prefix, routes[k].next_hop,
-                           "peers[" + std::to_string(p) + "].pod_cidrs[" + std::to_string(i) + "]");
-      if (!s.ok()) return fail(s.error());
+  Fibs* f = nullptr;
+  if (spare_fibs_) {
+    // FIBs no generation uses any more (retired under RCU): brought up to
+    // date in place. No worker can be reading them.
+    f = spare_fibs_;
+    spare_fibs_ = nullptr;
+    if (!update_routes(*f, routes)) {
+      destroy_fibs(f);
+      f = nullptr;
     }
   }
-  f->routes = std::move(routes);
+  if (!f) {
+    static std::atomic<int> instance{0};
+    const int id = instance.fetch_add(1);
+    char name[RTE_HASH_NAMESIZE];  // rte_fib names are limited alike
+    f = new Fibs();
+    auto fail = [&](std::string message) -> Result<Fibs*> {
+      destroy_fibs(f);
+      return make_error(std::move(message));
+    };
+    rte_fib_conf c4{};
+    c4.type = RTE_FIB_DIR24_8;
+    c4.default_nh = kNextHopNone;
+    c4.max_routes = kMaxRoutes;
+    c4.dir24_8.nh_sz = RTE_FIB_DIR24_8_2B;
+    c4.dir24_8.num_tbl8 = 1 << 10;
+    std::snprintf(name, sizeof(name), "mw_fib4_%d", id);
+    f->fib4 = rte_fib_create(name, socket_id_, &c4);
+    if (!f->fib4) return fail(std::string("routes: cannot create IPv4 FIB: ") + rte_strerror(rte_errno));
+
+    rte_fib6_conf c6{};
+    c6.type = RTE_FIB6_TRIE;
+    c6.default_nh = kNextHopNone;
+    c6.max_routes = kMaxRoutes;
+    c6.trie.nh_sz = RTE_FIB6_TRIE_2B;
+    c6.trie.num_tbl8 = 1 << 12;
+    std::snprintf(name, sizeof(name), "mw_fib6_%d", id);
+    f->fib6 = rte_fib6_create(name, socket_id_, &c6);
+    if (!f->fib6) return fail(std::string("routes: cannot create IPv6 FIB: ") + rte_strerror(rte_errno));
+
+    for (size_t k = 0; k < routes.size(); ++k) {
+      if (const int rc = fib_add(*f, routes[k]); rc != 0) {
+        return fail(route_path(routing, k) + ": cannot add route " + format_prefix(routes[k].prefix) + ": " +
+                    rte_strerror(-rc));
+      }
+    }
+    f->routes = std::move(routes);
+  }
+  f->refs = 1;
   if (last_fibs_) release_fibs(last_fibs_);  // no longer the one to reuse
   last_fibs_ = f;
   f->refs++;  // held as last_fibs_
@@ -244,9 +304,12 @@ Result<Fibs*> SharedState::fibs_for(const RoutingState& routing) {
 
 void SharedState::release_fibs(Fibs* f) {
   if (!f || --f->refs != 0) return;
-  if (f->fib4) rte_fib_free(f->fib4);
-  if (f->fib6) rte_fib6_free(f->fib6);
-  delete f;
+  // Kept (one set) to be updated in place for the next change of routes.
+  if (!spare_fibs_) {
+    spare_fibs_ = f;
+  } else {
+    destroy_fibs(f);
+  }
 }
 
 // --- Generations

@@ -172,6 +172,100 @@ TEST(FindPeer, FindsEveryPeerOfAThousandAndNothingElse) {
   free_tables(*t, *n.shared);
 }
 
+// FIBs freed with their last generation are kept as a spare and brought up
+// to date in place at the next change of routes (a few adds and deletes
+// instead of 32 MB cleared and every route added). Whatever the change
+// (peers shifting positions, CIDRs gone, longer prefixes that need tbl8
+// groups, IPv6), the result must answer like FIBs built from scratch.
+TEST(SpareFibs, AnUpdatedSpareAnswersLikeANewOne) {
+  TestNode n("spare_fib", false, 0);
+  auto state = [&](int first, int count, int variant) {
+    RoutingState r = routing_of(n.config);
+    r.peers.clear();
+    for (int i = first; i < first + count; ++i) {
+      char addr[32], cidr[32], name[16];
+      std::snprintf(addr, sizeof(addr), "198.18.%d.%d", i / 200, i % 200 + 1);
+      std::snprintf(cidr, sizeof(cidr), "10.%d.%d.0/24", 100 + i / 256, i % 256);
+      std::snprintf(name, sizeof(name), "p%03d", i);
+      PeerConfig p;
+      p.name = name;
+      p.tunnel_address = test::addr(addr);
+      p.pod_cidrs = {test::prefix(cidr)};
+      if (variant == 1 && i % 7 == 0) {  // more-specifics (tbl8) and IPv6
+        std::snprintf(cidr, sizeof(cidr), "10.200.%d.64/26", i % 256);
+        p.pod_cidrs.push_back(test::prefix(cidr));
+        std::snprintf(cidr, sizeof(cidr), "fd00:%x::/64", i + 1);
+        p.pod_cidrs.push_back(test::prefix(cidr));
+      }
+      p.outbound = {test::sa(0x1000, static_cast<uint8_t>(i))};
+      p.inbound = {test::sa(0x2000, static_cast<uint8_t>(i + 1))};
+      r.peers.push_back(p);
+    }
+    return r;
+  };
+  // The next hop a FIB must give for dst: longest match over the state.
+  auto expected = [](const RoutingState& r, const IpAddress& dst) {
+    int best = -1;
+    uint64_t nh = kNextHopNone;
+    auto contains = [&](const IpPrefix& p) {  // bit by bit, as a reference
+      if (p.address.family != dst.family) return false;
+      for (int b = 0; b < p.length; ++b) {
+        const int bit = 7 - b % 8;
+        if (((p.address.bytes[b / 8] >> bit) & 1) != ((dst.bytes[b / 8] >> bit) & 1)) return false;
+      }
+      return true;
+    };
+    auto consider = [&](const IpPrefix& p, uint64_t hop) {
+      if (contains(p) && p.length > best) {
+        best = p.length;
+        nh = hop;
+      }
+    };
+    for (const IpPrefix& p : r.pod_cidrs) consider(p, kNextHopLocal);
+    for (size_t i = 0; i < r.peers.size(); ++i) {
+      for (const IpPrefix& p : r.peers[i].pod_cidrs) consider(p, kNextHopPeerBase + i);
+    }
+    return nh;
+  };
+  auto probes = [](const RoutingState& a, const RoutingState& b) {
+    std::vector<IpAddress> out;
+    for (const RoutingState* r : {&a, &b}) {
+      for (const PeerConfig& p : r->peers) {
+        for (const IpPrefix& c : p.pod_cidrs) {
+          IpAddress x = c.address;
+          x.bytes[x.is_v4() ? 3 : 15] |= 0x45;  // inside a /24 and a /26 at .64, and a /64
+          out.push_back(x);
+          out.push_back(c.address);
+        }
+      }
+    }
+    return out;
+  };
+  const RoutingState r1 = state(0, 300, 1);
+  const RoutingState r2 = state(0, 300, 0);
+  const RoutingState r3 = state(5, 290, 1);  // five peers gone at the front: every next hop moves
+  auto t1 = build_tables(r1, n.config.tunnel_address, 1, *n.engine, *n.shared);
+  ASSERT_TRUE(t1.ok()) << t1.error();
+  auto t2 = build_tables(r2, n.config.tunnel_address, 2, *n.engine, *n.shared);
+  ASSERT_TRUE(t2.ok()) << t2.error();
+  const Fibs* first = (*t1)->fibs;
+  free_tables(*t1, *n.shared);  // retired: its FIBs become the spare
+  auto t3 = build_tables(r3, n.config.tunnel_address, 3, *n.engine, *n.shared);
+  ASSERT_TRUE(t3.ok()) << t3.error();
+  EXPECT_EQ((*t3)->fibs, first) << "the spare was not reused";
+  for (const IpAddress& dst : probes(r1, r3)) {
+    EXPECT_EQ(route_lookup(**t3, dst), expected(r3, dst)) << format_ip(dst);
+  }
+  free_tables(*t2, *n.shared);
+  auto t4 = build_tables(r2, n.config.tunnel_address, 4, *n.engine, *n.shared);  // and back
+  ASSERT_TRUE(t4.ok()) << t4.error();
+  for (const IpAddress& dst : probes(r1, r2)) {
+    EXPECT_EQ(route_lookup(**t4, dst), expected(r2, dst)) << format_ip(dst);
+  }
+  free_tables(*t3, *n.shared);
+  free_tables(*t4, *n.shared);
+}
+
 // The RCU hand-over with a real reader thread.
 TEST(GenerationsRcu, TheOldGenerationLivesUntilEveryWorkerIsQuiescent) {
   TestNode n("gen_rcu", false, 0);
