@@ -24,8 +24,8 @@ void add_sa(google::protobuf::RepeatedPtrField<v1::Sa>* list, const DerivedSa& d
   v1::Sa* sa = list->Add();
   sa->set_spi(d.spi);
   sa->set_algorithm(key_len == 32 ? v1::AES_256_GCM : v1::AES_128_GCM);
-  sa->set_key(std::string(d.key.begin(), d.key.end()));
-  sa->set_salt(std::string(d.salt.begin(), d.salt.end()));
+  sa->set_key(reinterpret_cast<const char*>(d.key.data()), d.key.size());
+  sa->set_salt(reinterpret_cast<const char*>(d.salt.data()), d.salt.size());
 }
 
 // Why a node cannot be a peer yet, or "" when it can; fills what it reads.
@@ -65,7 +65,7 @@ std::string peer_inputs(const NodeObject& n, const SelfNode& self, IpAddress* ad
 Result<X25519Key> KeyCache::shared(const KeyPair& own, const std::string& peer, const X25519Key& peer_public) {
   auto it = shared_.find(peer);
   if (it != shared_.end() && it->second.peer_public == peer_public) {
-    it->second.used = true;
+    mark(it->second.round, used_shared_);
     return it->second.secret;
   }
   auto secret = shared_secret(own.private_key, peer_public);
@@ -73,7 +73,7 @@ Result<X25519Key> KeyCache::shared(const KeyPair& own, const std::string& peer, 
   Shared& s = shared_[peer];
   s.peer_public = peer_public;
   s.secret = *secret;
-  s.used = true;
+  mark(s.round, used_shared_);
   return *secret;
 }
 
@@ -81,9 +81,14 @@ Result<const DerivedSa*> KeyCache::sa(const X25519Key& shared, const std::string
                                       const std::string& sender, const std::string& receiver, uint64_t epoch,
                                       unsigned worker, size_t key_len) {
   // The shared secret is part of the key: a peer's new public key is new SAs.
-  std::string key(reinterpret_cast<const char*>(shared.data()), shared.size());
-  key += sender + '\0' + receiver + '\0' + cluster_id + '\0' + std::to_string(epoch) + '/' +
-         std::to_string(worker) + '/' + std::to_string(key_len);
+  // Built in a buffer kept between calls: a hit allocates nothing.
+  std::string& key = key_buffer_;
+  key.assign(reinterpret_cast<const char*>(shared.data()), shared.size());
+  key.append(sender).push_back('\0');
+  key.append(receiver).push_back('\0');
+  key.append(cluster_id).push_back('\0');
+  const uint64_t numbers[3] = {epoch, worker, key_len};
+  key.append(reinterpret_cast<const char*>(numbers), sizeof(numbers));
   auto it = sas_.find(key);
   if (it == sas_.end()) {
     auto derived = derive_sa(shared, cluster_id, sender, receiver, epoch, worker, key_len);
@@ -92,41 +97,67 @@ Result<const DerivedSa*> KeyCache::sa(const X25519Key& shared, const std::string
     owned->spi = derived->spi;
     owned->key = derived->key;
     owned->salt = derived->salt;
-    it = sas_.emplace(std::move(key), Sa{std::move(owned), false}).first;
+    it = sas_.emplace(key, Sa{std::move(owned), 0}).first;
   }
-  it->second.used = true;
+  mark(it->second.round, used_sas_);
   return static_cast<const DerivedSa*>(it->second.sa.get());
 }
 
+// Entries remember the last round (reconcile) that used them; a round that
+// used every entry (the usual case) sweeps nothing and walks nothing.
+void KeyCache::mark(uint64_t& entry_round, size_t& used) {
+  if (entry_round != round_) {
+    entry_round = round_;
+    ++used;
+  }
+}
+
 void KeyCache::begin() {
-  for (auto& [k, s] : shared_) s.used = false;
-  for (auto& [k, s] : sas_) s.used = false;
+  ++round_;
+  used_shared_ = 0;
+  used_sas_ = 0;
 }
 
 void KeyCache::end() {
-  for (auto it = shared_.begin(); it != shared_.end();) {
-    if (it->second.used) {
-      ++it;
-    } else {
-      OPENSSL_cleanse(it->second.secret.data(), it->second.secret.size());
-      it = shared_.erase(it);
+  if (used_shared_ != shared_.size()) {
+    for (auto it = shared_.begin(); it != shared_.end();) {
+      if (it->second.round == round_) {
+        ++it;
+      } else {
+        OPENSSL_cleanse(it->second.secret.data(), it->second.secret.size());
+        it = shared_.erase(it);
+      }
     }
   }
-  for (auto it = sas_.begin(); it != sas_.end();) {
-    it = it->second.used ? std::next(it) : sas_.erase(it);  // ~DerivedSa wipes
+  if (used_sas_ != sas_.size()) {
+    for (auto it = sas_.begin(); it != sas_.end();) {
+      it = it->second.round == round_ ? std::next(it) : sas_.erase(it);  // ~DerivedSa wipes
+    }
   }
 }
 
 Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& self,
                               std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms,
                               KeyCache* cache) {
+  Desired out;
+  if (Status s = desired_state_into(out, cluster, self, epochs, now_ms, grace_ms, cache); !s.ok()) {
+    return make_error(s.error());
+  }
+  return out;
+}
+
+Status desired_state_into(Desired& out, const ClusterObjects& cluster, const SelfNode& self,
+                          std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms,
+                          KeyCache* cache) {
   KeyCache local;
   KeyCache& keys = cache ? *cache : local;
   keys.begin();
+  out.state.Clear();  // keeps its messages and strings for reuse
+  out.restarted.clear();
+  out.skipped.clear();
   auto me = cluster.nodes.find(self.name);
   if (me == cluster.nodes.end()) return make_error("Node " + self.name + ": not found (is --node right?)");
   if (me->second.pod_cidrs.empty()) return make_error("Node " + self.name + ": spec.podCIDRs: none yet");
-  Desired out;
   for (const IpPrefix& p : me->second.pod_cidrs) out.state.add_pod_cidrs(dp::format_prefix(p));
 
   for (const auto& [name, node] : cluster.nodes) {  // sorted by name: a stable order
@@ -204,7 +235,7 @@ Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& sel
     }
   }
   keys.end();
-  return out;
+  return dp::Ok{};
 }
 
 }  // namespace meshwire::control

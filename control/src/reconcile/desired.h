@@ -62,14 +62,19 @@ class KeyCache {
   struct Shared {
     X25519Key peer_public{};
     X25519Key secret{};
-    bool used = false;
+    uint64_t round = 0;  // the last reconcile that used it
   };
   struct Sa {
     std::unique_ptr<DerivedSa> sa;
-    bool used = false;
+    uint64_t round = 0;
   };
+  void mark(uint64_t& entry_round, size_t& used);
+  uint64_t round_ = 0;
+  size_t used_shared_ = 0;
+  size_t used_sas_ = 0;
   std::map<std::string, Shared> shared_;
-  std::map<std::string, Sa> sas_;  // key: sender, receiver, epoch, worker, length, cluster
+  std::map<std::string, Sa> sas_;  // key: shared secret, sender, receiver, cluster, epoch, worker, length
+  std::string key_buffer_;
 };
 
 struct Desired {
@@ -91,5 +96,10 @@ struct Desired {
 Result<Desired> desired_state(const ClusterObjects& cluster, const SelfNode& self,
                               std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms,
                               KeyCache* cache = nullptr);
+// The same into `out`, whose messages and strings are reused (at thousands
+// of peers, allocating the state anew was most of a reconcile's time).
+Status desired_state_into(Desired& out, const ClusterObjects& cluster, const SelfNode& self,
+                          std::map<std::string, PeerEpoch>& epochs, uint64_t now_ms, uint64_t grace_ms,
+                          KeyCache* cache);
 
 }  // namespace meshwire::control

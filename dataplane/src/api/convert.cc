@@ -8,32 +8,36 @@ namespace {
 
 std::string at(const std::string& path, int i) { return path + "[" + std::to_string(i) + "]"; }
 
-Result<std::vector<IpPrefix>> prefixes(const google::protobuf::RepeatedPtrField<std::string>& in,
-                                       const std::string& path) {
+// Paths for errors are built only for the error (at thousands of peers,
+// building one per field cost more than the conversion). `path()` gives it.
+template <typename PathFn>
+Result<std::vector<IpPrefix>> prefixes(const google::protobuf::RepeatedPtrField<std::string>& in, PathFn path) {
   std::vector<IpPrefix> out;
+  out.reserve(static_cast<size_t>(in.size()));
   for (int i = 0; i < in.size(); ++i) {
     auto p = parse_ip_prefix(in[i]);
-    if (!p.ok()) return make_error(at(path, i) + ": " + p.error());
+    if (!p.ok()) return make_error(at(path(), i) + ": " + p.error());
     out.push_back(*p);
   }
   return out;
 }
 
-Result<SaConfig> sa_from(const v1::Sa& in, const std::string& path) {
+template <typename PathFn>
+Result<SaConfig> sa_from(const v1::Sa& in, PathFn path_of) {
   SaConfig sa;
   sa.spi = in.spi();
   switch (in.algorithm()) {
     case v1::AES_128_GCM: sa.algorithm = AeadAlgorithm::kAes128Gcm; break;
     case v1::AES_256_GCM: sa.algorithm = AeadAlgorithm::kAes256Gcm; break;
-    default: return make_error(path + ".algorithm: must be AES_128_GCM or AES_256_GCM");
+    default: return make_error(path_of() + ".algorithm: must be AES_128_GCM or AES_256_GCM");
   }
   const size_t want = sa.algorithm == AeadAlgorithm::kAes256Gcm ? 32 : 16;
   if (in.key().size() != want) {
-    return make_error(path + ".key: must be " + std::to_string(want) + " bytes for " +
+    return make_error(path_of() + ".key: must be " + std::to_string(want) + " bytes for " +
                       (want == 32 ? "AES_256_GCM" : "AES_128_GCM") + ", got " + std::to_string(in.key().size()));
   }
   if (in.salt().size() != sa.salt.size()) {
-    return make_error(path + ".salt: must be 4 bytes, got " + std::to_string(in.salt().size()));
+    return make_error(path_of() + ".salt: must be 4 bytes, got " + std::to_string(in.salt().size()));
   }
   sa.key.assign(in.key().begin(), in.key().end());
   std::memcpy(sa.salt.data(), in.salt().data(), sa.salt.size());  // size checked above
@@ -44,27 +48,30 @@ Result<SaConfig> sa_from(const v1::Sa& in, const std::string& path) {
 
 Result<RoutingState> routing_from_proto(const v1::State& state) {
   RoutingState out;
-  auto local = prefixes(state.pod_cidrs(), "pod_cidrs");
+  auto local = prefixes(state.pod_cidrs(), [] { return std::string("pod_cidrs"); });
   if (!local.ok()) return make_error(local.error());
   out.pod_cidrs = std::move(*local);
+  out.peers.reserve(static_cast<size_t>(state.peers_size()));
   for (int p = 0; p < state.peers_size(); ++p) {
     const v1::Peer& in = state.peers(p);
-    const std::string path = at("peers", p);
+    auto path = [p] { return at("peers", p); };
     PeerConfig peer;
     peer.name = in.name();
     auto address = parse_ip_address(in.tunnel_address());
-    if (!address) return make_error(path + ".tunnel_address: not an IP address: '" + in.tunnel_address() + "'");
+    if (!address) return make_error(path() + ".tunnel_address: not an IP address: '" + in.tunnel_address() + "'");
     peer.tunnel_address = *address;
-    auto pods = prefixes(in.pod_cidrs(), path + ".pod_cidrs");
+    auto pods = prefixes(in.pod_cidrs(), [&] { return path() + ".pod_cidrs"; });
     if (!pods.ok()) return make_error(pods.error());
     peer.pod_cidrs = std::move(*pods);
+    peer.outbound.reserve(static_cast<size_t>(in.outbound_size()));
     for (int i = 0; i < in.outbound_size(); ++i) {
-      auto sa = sa_from(in.outbound(i), at(path + ".outbound", i));
+      auto sa = sa_from(in.outbound(i), [&] { return at(path() + ".outbound", i); });
       if (!sa.ok()) return make_error(sa.error());
       peer.outbound.push_back(std::move(*sa));
     }
+    peer.inbound.reserve(static_cast<size_t>(in.inbound_size()));
     for (int i = 0; i < in.inbound_size(); ++i) {
-      auto sa = sa_from(in.inbound(i), at(path + ".inbound", i));
+      auto sa = sa_from(in.inbound(i), [&] { return at(path() + ".inbound", i); });
       if (!sa.ok()) return make_error(sa.error());
       peer.inbound.push_back(std::move(*sa));
     }
