@@ -209,6 +209,8 @@ int main(int argc, char** argv) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
+  args.SetMaxReceiveMessageSize(256 << 20);  // ListSas of thousands of peers
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20);
   auto channel = grpc::CreateCustomChannel("unix:" + o.api_socket, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::Dataplane::NewStub(channel);
   std::map<std::string, PeerEpoch> peer_epochs;
@@ -234,12 +236,12 @@ int main(int argc, char** argv) {
       last_problem = what;
     };
     // Waits for a change of the objects (or resync_s), and takes a burst
-    // of changes as one: another within 10 ms extends the wait, up to 100 ms.
+    // of changes as one: another within 5 ms extends the wait, up to 100 ms.
     auto wait_for_change = [&](int timeout_ms) {
       if (!objects.wait(timeout_ms)) return;
       dirty = true;
       const auto t0 = std::chrono::steady_clock::now();
-      while (ms_since(t0) < 100 && objects.wait(10)) {
+      while (ms_since(t0) < 100 && objects.wait(5)) {
       }
     };
     grpc::ClientContext ctx;

@@ -270,6 +270,9 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const std::string& socket_pa
   builder.RegisterService(impl->service.get());
   // A full desired state of thousands of peers is tens of megabytes.
   builder.SetMaxReceiveMessageSize(256 << 20);
+  // ... and arrives in one go: HTTP/2's flow control window would otherwise
+  // start at 64 KB and make the sender wait for window updates.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20);
   const mode_t old_mask = ::umask(0177);  // the socket is born 0600: only root (the controller, meshwirectl)
   impl->server = builder.BuildAndStart();
   ::umask(old_mask);
