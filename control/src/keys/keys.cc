@@ -126,12 +126,19 @@ Result<KeyPair> load_or_create_key_pair(const std::string& path) {
   return kp;
 }
 
-Result<X25519Key> shared_secret(const X25519Key& private_key, const X25519Key& peer_public) {
+Result<X25519Private> X25519Private::load(const X25519Key& private_key) {
   Pkey own = private_pkey(private_key);
+  if (!own) return make_error(openssl_error("X25519 private key"));
+  X25519Private p;
+  p.pkey_ = std::shared_ptr<void>(own.release(), [](void* k) { EVP_PKEY_free(static_cast<EVP_PKEY*>(k)); });
+  return p;
+}
+
+Result<X25519Key> X25519Private::shared(const X25519Key& peer_public) const {
+  auto* own = static_cast<EVP_PKEY*>(pkey_.get());
   Pkey peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_public.data(), peer_public.size()));
   if (!own || !peer) return make_error(openssl_error("X25519 key"));
-  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new(own.get(), nullptr),
-                                                                  EVP_PKEY_CTX_free);
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new(own, nullptr), EVP_PKEY_CTX_free);
   X25519Key out{};
   size_t len = out.size();
   if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 || EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
@@ -144,6 +151,12 @@ Result<X25519Key> shared_secret(const X25519Key& private_key, const X25519Key& p
   for (uint8_t b : out) any |= b;
   if (!any) return make_error("peer public key: unusable for X25519 (small-order point)");
   return out;
+}
+
+Result<X25519Key> shared_secret(const X25519Key& private_key, const X25519Key& peer_public) {
+  auto own = X25519Private::load(private_key);
+  if (!own.ok()) return make_error(own.error());
+  return own->shared(peer_public);
 }
 
 std::string encode_public_key(const X25519Key& key) {

@@ -68,7 +68,13 @@ Result<X25519Key> KeyCache::shared(const KeyPair& own, const std::string& peer, 
     mark(it->second.round, used_shared_);
     return it->second.secret;
   }
-  auto secret = shared_secret(own.private_key, peer_public);
+  if (!own_ || own_public_ != own.public_key) {
+    auto loaded = X25519Private::load(own.private_key);
+    if (!loaded.ok()) return make_error(loaded.error());
+    own_ = std::move(*loaded);
+    own_public_ = own.public_key;
+  }
+  auto secret = own_->shared(peer_public);
   if (!secret.ok()) return secret;
   Shared& s = shared_[peer];
   s.peer_public = peer_public;

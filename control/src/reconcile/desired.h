@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,8 @@ class KeyCache {
   std::map<std::string, Shared> shared_;
   std::map<std::string, Sa> sas_;  // key: shared secret, sender, receiver, cluster, epoch, worker, length
   std::string key_buffer_;
+  std::optional<X25519Private> own_;  // this node's private key, loaded once
+  X25519Key own_public_{};
 };
 
 struct Desired {
