@@ -197,6 +197,7 @@ def main(argv=None) -> int:
                   "full_apply_s": round(full, 3),
                   "change_ms_p50": round(statistics.median(lat), 1),
                   "change_ms_p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
+                  "change_ms_max": round(lat[-1], 1), "change_ms_top5": [round(x) for x in lat[-5:]],
                   "phases_ms": {k: statistics.median(v[1:]) if len(v) > 1 else None for k, v in phases.items()},
                   "rss_mb": {"dataplane": round(rss_mb(dp.pid)), "controller": round(rss_mb(ctrl.pid))}}
         print(json.dumps(result))

@@ -41,17 +41,12 @@ void free_aligned(T* p) {
   rte_free(p);
 }
 
-Status expand_sa_key(esp::GcmEngine& engine, const SaConfig& sa, esp::GcmKey* key, const std::string& field) {
-  Status s = esp::expand_gcm_key(engine, sa.key.data(), sa.key.size(), sa.salt.data(), key);
-  if (!s.ok()) return make_error(field + ": " + s.error());
-  return Ok{};
-}
-
 // Expands a new SA's key and gives the SA its first ref; on failure the SA
-// is wiped and freed.
-template <typename Sa>
-Status expand_new_sa(esp::GcmEngine& engine, const SaConfig& sc, Sa* sa, const std::string& field) {
-  Status s = expand_sa_key(engine, sc, &sa->key, field);
+// is wiped and freed, and the error named by path() (built only then).
+template <typename Sa, typename PathFn>
+Status expand_new_sa(esp::GcmEngine& engine, const SaConfig& sc, Sa* sa, PathFn path) {
+  Status s = esp::expand_gcm_key(engine, sc.key.data(), sc.key.size(), sc.salt.data(), &sa->key);
+  if (!s.ok()) s = make_error(path() + ": " + s.error());
   if (!s.ok()) {
     esp::wipe(&sa->key);
     free_aligned(sa);
@@ -333,9 +328,14 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
   t->local_pod_cidrs = routing.pod_cidrs;
   for (const IpPrefix& prefix : routing.pod_cidrs) t->local_pods.add(prefix);
 
+  t->peers.reserve(routing.peers.size());
+  t->outbound.reserve(routing.peers.size());
+  t->peer_addresses.reserve(routing.peers.size());
   for (size_t p = 0; p < routing.peers.size(); ++p) {
     const PeerConfig& pc = routing.peers[p];
-    const std::string field = "peers[" + std::to_string(p) + "]";
+    // Paths for errors only: at thousands of peers, building them for every
+    // peer cost more than the rest.
+    auto field = [p] { return "peers[" + std::to_string(p) + "]"; };
     auto* peer = new PeerRuntime();
     t->peers.push_back(peer);
     peer->name = pc.name;
@@ -343,7 +343,7 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
     peer->pod_cidrs = pc.pod_cidrs;
     for (const IpPrefix& prefix : pc.pod_cidrs) peer->pods.add(prefix);
     peer->link = shared.acquire_link(pc.tunnel_address);
-    if (!peer->link) return fail(field + ": out of memory");
+    if (!peer->link) return fail(field() + ": out of memory");
     t->peer_addresses.push_back({address_key(pc.tunnel_address.family, pc.tunnel_address.bytes.data()),
                                  static_cast<uint16_t>(p)});
 
@@ -354,14 +354,14 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
       esp::OutboundSa* sa = shared.reuse_outbound(pc.tunnel_address, sc.spi, worker, sc);
       if (!sa) {
         sa = alloc_aligned<esp::OutboundSa>("mw_sa_out", socket_id);
-        if (!sa) return fail(field + ".sas.outbound: out of memory");
+        if (!sa) return fail(field() + ".sas.outbound: out of memory");
         sa->spi = sc.spi;
         sa->udp_sport = esp::udp_source_port_for_spi(sa->spi);
         sa->family = tunnel_address.family;
         sa->worker = worker;
         std::memcpy(sa->outer_src, tunnel_address.bytes.data(), 16);
         std::memcpy(sa->outer_dst, pc.tunnel_address.bytes.data(), 16);
-        Status s = expand_new_sa(engine, sc, sa, field + ".sas.outbound[" + std::to_string(w) + "]");
+        Status s = expand_new_sa(engine, sc, sa, [&] { return field() + ".sas.outbound[" + std::to_string(w) + "]"; });
         if (!s.ok()) return fail(s.error());
         shared.add_outbound(sa);
       }
@@ -370,11 +370,11 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
 
     for (size_t i = 0; i < pc.inbound.size(); ++i) {
       const SaConfig& sc = pc.inbound[i];
-      const std::string sfield = field + ".sas.inbound[" + std::to_string(i) + "]";
+      auto sfield = [&] { return field() + ".sas.inbound[" + std::to_string(i) + "]"; };
       esp::InboundSa* sa = shared.reuse_inbound(pc.tunnel_address, sc.spi, sc);
       if (!sa) {
         sa = alloc_aligned<esp::InboundSa>("mw_sa_in", socket_id);
-        if (!sa) return fail(sfield + ": out of memory");
+        if (!sa) return fail(sfield() + ": out of memory");
         sa->spi = sc.spi;
         sa->family = pc.tunnel_address.family;
         std::memcpy(sa->source, pc.tunnel_address.bytes.data(), 16);
@@ -384,7 +384,7 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
       }
       t->inbound_list.push_back({sa, static_cast<uint16_t>(p)});
       if (!t->inbound_sas.add(pc.tunnel_address, sa->spi, sa, static_cast<uint16_t>(p))) {
-        return fail(sfield + ".spi: " + std::to_string(sa->spi) + " is already an inbound SA of this peer");
+        return fail(sfield() + ".spi: " + std::to_string(sa->spi) + " is already an inbound SA of this peer");
       }
     }
   }

@@ -11,9 +11,10 @@
 
 #include <array>
 #include <atomic>
-#include <map>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <rte_fib.h>
@@ -176,9 +177,17 @@ class SharedState {
 
   int socket_id_;
   Neighbors neighbors_;
-  std::map<Id, PeerLink*> links_;
-  std::map<Id, esp::OutboundSa*> outbound_;
-  std::map<Id, esp::InboundSa*> inbound_;
+  struct IdHash {
+    size_t operator()(const Id& id) const {
+      uint64_t w[3];
+      std::memcpy(w, id.data(), sizeof(w));
+      return static_cast<size_t>((w[0] * 0x9E3779B97F4A7C15ull) ^ (w[1] * 0xC2B2AE3D27D4EB4Full) ^ w[2]);
+    }
+  };
+  // Hashed: a generation of thousands of peers looks each up once per SA.
+  std::unordered_map<Id, PeerLink*, IdHash> links_;
+  std::unordered_map<Id, esp::OutboundSa*, IdHash> outbound_;
+  std::unordered_map<Id, esp::InboundSa*, IdHash> inbound_;
   void destroy_fibs(Fibs* fibs);
 
   Fibs* last_fibs_ = nullptr;  // the FIBs built last (one ref held): reused when the routes match
