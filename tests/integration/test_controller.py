@@ -96,9 +96,14 @@ def test_a_broken_file_changes_nothing(ctrl):
     (ctls.folder / "zz-broken.yaml").unlink()
 
 
+def outbound_spi(node):
+    return next((s["spi"] for s in show(node, "sas")["sas"] if s["direction"] == "outbound"), None)
+
+
 def test_a_restarted_data_plane_is_programmed_again_with_new_keys(ctrl):
     c, ctls = ctrl
     n1, n2 = c.nodes
+    topo.wait_for(lambda: outbound_spi(n1) and outbound_spi(n2), timeout=20, what="both nodes keyed")
     old_spi = next(s["spi"] for s in show(n2, "sas")["sas"] if s["direction"] == "outbound")
     n1_old_spi = next(s["spi"] for s in show(n1, "sas")["sas"] if s["direction"] == "outbound")
     c.stop_node(n2)

@@ -107,7 +107,7 @@ struct Options {
   std::string state_dir = "/var/lib/meshwire";
   std::string cluster_id = "default";
   double grace_s = 30;
-  double resync_s = 1;
+  double resync_s = 0.25;
   double rotate_after_s = 3600;
   uint64_t rotate_packets = uint64_t{1} << 31;
 };
@@ -161,7 +161,9 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", o.state_dir, "where the node's private key and epoch are kept");
   app.add_option("--cluster-id", o.cluster_id, "salts every key of this cluster (the same on every node)");
   app.add_option("--grace", o.grace_s, "seconds a peer's previous epoch stays accepted after it moved on");
-  app.add_option("--resync", o.resync_s, "seconds between checks of the data plane when nothing changes");
+  app.add_option("--resync", o.resync_s,
+                 "seconds between checks of the data plane when nothing changes (a restarted one is programmed "
+                 "again within about this)");
   app.add_option("--rotate-after", o.rotate_after_s, "seconds after which this node moves to its next epoch (new keys)");
   app.add_option("--rotate-packets", o.rotate_packets,
                  "packets one outbound SA may carry before this node moves to its next epoch");
@@ -204,10 +206,13 @@ int main(int argc, char** argv) {
 
   // gRPC's reconnect backoff grows to two minutes by default: a data plane
   // that restarts must be found again within a second, and the socket is
-  // local, so retrying often costs nothing.
+  // local, so retrying often costs nothing. The "minimum backoff" is also
+  // how long one connection attempt may take (gRPC's min connect timeout):
+  // a data plane still starting up on a busy node may take longer than
+  // 100 ms to answer, and an attempt given up is a retry later.
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
   args.SetMaxReceiveMessageSize(256 << 20);  // ListSas of thousands of peers
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20);
@@ -246,6 +251,9 @@ int main(int argc, char** argv) {
     };
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    // Wait for the connection rather than fail at once while it is being
+    // made (a data plane that just started): the deadline still bounds it.
+    ctx.set_wait_for_ready(true);
     v1::GetGenerationResponse live;
     grpc::Status st = stub->GetGeneration(&ctx, {}, &live);
     if (!st.ok()) {
