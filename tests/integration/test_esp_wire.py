@@ -233,8 +233,21 @@ def test_esn_high_bits_across_2_pow_32(cluster, node1, node2, injector):
     with cluster.capture(b.ns, "eth0", "icmp and icmp[4:2] = 0x4553", name="esn-pod") as at_pod:
         for i, seq in enumerate(seqs):
             inner = bytes(IP(src=a.ipv4, dst=b.ipv4) / ICMP(id=0x4553, seq=i) / MARK)
-            injector.send([sender.sealed_frame(topo.esp_trailer(inner, 4), seq=seq)])
-        topo.wait_counter(node2, "decrypted_packets", before + len(seqs))
+            frame = sender.sealed_frame(topo.esp_trailer(inner, 4), seq=seq)
+            # One at a time, in order: each must be decrypted before the next
+            # goes (the window's position decides how the next is inferred).
+            # A frame the data plane never received (lost on the injection
+            # path of a busy machine: its uplink counted nothing) is sent
+            # again; one it received and did not decrypt fails the test.
+            for attempt in range(2):
+                rx = node2.telemetry.ports()["fabric"]["rx_packets"]
+                injector.send([frame])
+                try:
+                    topo.wait_counter(node2, "decrypted_packets", before + i + 1, timeout=5)
+                    break
+                except AssertionError as e:
+                    if attempt or node2.telemetry.ports()["fabric"]["rx_packets"] != rx:
+                        raise AssertionError(f"seq {seq:#x}: {e}") from None
     got = sorted(p[ICMP].seq for p in rdpcap(str(at_pod)) if ICMP in p and p[ICMP].type == 8)
     assert got == list(range(len(seqs))), f"pod got echo requests {got}"
     # The same low bits with the old high bits (0) are a replay or fail the ICV.
