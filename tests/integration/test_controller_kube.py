@@ -55,9 +55,11 @@ def test_keys_are_published_by_patch_and_traffic_flows(kube):
     # The SPI node1 sends with is the README's derivation from the annotations.
     out = [s for s in show(n1, "sas")["sas"] if s["direction"] == "outbound"]
     assert out[0]["spi"] == ctls.derived_sa(n1, n2).spi
-    # Lists and watches, no polling: a handful of requests, however long it ran.
-    gets = [r for r in api.requests if r["method"] == "GET"]
-    assert len(gets) <= 8, gets
+    # Lists and watches, no polling: a handful of requests per collection,
+    # however long it ran.
+    for collection in ("/api/v1/nodes", "/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices"):
+        gets = [r for r in api.requests if r["method"] == "GET" and r["path"] == collection]
+        assert 2 <= len(gets) <= 8, (collection, gets)
 
 
 def test_a_node_edited_in_the_api_server_is_followed(kube):

@@ -144,7 +144,7 @@ def test_a_dropped_watch_resumes_from_the_last_bookmark_without_relisting(api, p
     listed_rv = int(requests(api, watch=True)[0]["query"]["resourceVersion"])
     api.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})  # rv moves
     time.sleep(0.6)  # a bookmark carries the new rv
-    assert api.drop_watches() == 1
+    assert api.drop_watches() == 3  # nodes, services, endpoint slices
     api.wait_for_watchers("nodes")
     second = requests(api, watch=True)[-1]["query"]
     assert int(second["resourceVersion"]) > listed_rv, (listed_rv, second)
@@ -179,7 +179,7 @@ def test_an_expired_continue_token_starts_the_list_over(api, probe):
 
     def first_page_then_expire(resource, namespace, limit, token):
         page = original(resource, namespace, limit, token)
-        if not expired:
+        if not expired and resource == "nodes":
             expired.append(True)
             api.expire_continue_tokens()
         return page
@@ -255,7 +255,31 @@ def test_a_server_that_closes_every_watch_at_once_is_not_hammered(api, probe):
     for _ in range(15):  # cut every stream as soon as it opens, for ~3 s
         api.drop_watches()
         time.sleep(0.2)
+    # Per collection (the nodes' here): at most one request per cut.
     assert len(requests(api)) - before <= 16, len(requests(api)) - before
+
+
+def test_services_and_endpoint_slices_are_listed_and_watched_too(api, probe):
+    api.create("services", {"apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": "web", "namespace": "shop"},
+                            "spec": {"clusterIPs": ["10.96.0.10"], "ports": [{"name": "http", "port": 80}]}})
+    p = probe()
+    p.wait_for(lambda l: l.get("services") == {"shop/web": ["10.96.0.10"]}, what="the Service")
+    for collection in ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices"):
+        api.wait_for_watchers(collection.rsplit("/", 1)[1])
+        assert requests(api, watch=True, path=collection), collection
+    api.create("endpointslices", {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-a", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [{"addresses": ["10.1.0.5"]}, {"addresses": ["10.2.0.7"]}]})
+    p.wait_for(lambda l: l.get("endpoint_slices") == {"shop/web-a": ["10.1.0.5", "10.2.0.7"]}, what="the slice")
+    s = api.get("endpointslices", "web-a", "shop")
+    s["endpoints"] = s["endpoints"][1:]
+    api.update("endpointslices", s)
+    p.wait_for(lambda l: l.get("endpoint_slices") == {"shop/web-a": ["10.2.0.7"]}, what="the slice's change")
+    api.delete("services", "web", "shop")
+    p.wait_for(lambda l: l.get("services") == {}, what="the Service gone")
 
 
 def test_patch_merges_annotations_into_the_node(api, probe):

@@ -117,3 +117,225 @@ Result<NodeObject> parse_node(const json& object) {
 }
 
 }  // namespace meshwire::control
+
+namespace meshwire::control {
+namespace {
+
+Result<uint8_t> protocol_at(const json& object, const std::string& field) {
+  auto p = string_at(object, {"protocol"}, field + ".protocol");
+  if (!p.ok()) return make_error(p.error());
+  if (p->empty() || *p == "TCP") return kProtoTcp;  // the API's default
+  if (*p == "UDP") return kProtoUdp;
+  if (*p == "SCTP") return kProtoSctp;
+  return make_error(field + ".protocol: must be TCP, UDP or SCTP, got '" + *p + "'");
+}
+
+Result<uint16_t> port_at(const json& object, const char* key, const std::string& field, bool required) {
+  const json* j = path(object, {key});
+  if (!j || j->is_null()) {
+    if (required) return make_error(field + "." + key + ": missing");
+    return uint16_t{0};
+  }
+  if (!j->is_number_integer() || j->get<int64_t>() < 1 || j->get<int64_t>() > 65535) {
+    return make_error(field + "." + key + ": must be a port number 1..65535, got " + j->dump());
+  }
+  return static_cast<uint16_t>(j->get<int64_t>());
+}
+
+Result<bool> bool_at(const json& object, std::initializer_list<const char*> keys, const std::string& field,
+                     bool unset) {
+  const json* j = path(object, keys);
+  if (!j || j->is_null()) return unset;
+  if (!j->is_boolean()) return make_error(field + ": must be true or false");
+  return j->get<bool>();
+}
+
+// "Kind ns/name: " for errors, and the two names.
+struct Named {
+  std::string ns, name, what;
+};
+Result<Named> named(const json& object, const char* kind) {
+  auto name = string_at(object, {"metadata", "name"}, "metadata.name");
+  if (!name.ok()) return make_error(std::string(kind) + ": " + name.error());
+  if (name->empty()) return make_error(std::string(kind) + ": metadata.name: missing");
+  auto ns = string_at(object, {"metadata", "namespace"}, "metadata.namespace");
+  if (!ns.ok()) return make_error(std::string(kind) + " " + *name + ": " + ns.error());
+  Named n{ns->empty() ? "default" : *ns, *name, ""};
+  n.what = std::string(kind) + " " + n.ns + "/" + n.name + ": ";
+  return n;
+}
+
+std::string label(const json& object, const char* key) {
+  const json* j = path(object, {"metadata", "labels", key});
+  return j && j->is_string() ? j->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+Result<ServiceObject> parse_service(const json& object) {
+  auto n = named(object, "Service");
+  if (!n.ok()) return make_error(n.error());
+  ServiceObject s;
+  s.ns = n->ns;
+  s.name = n->name;
+  const std::string& what = n->what;
+  auto rv = string_at(object, {"metadata", "resourceVersion"}, "metadata.resourceVersion");
+  if (!rv.ok()) return make_error(what + rv.error());
+  s.resource_version = *rv;
+  s.proxy_name = label(object, kServiceProxyNameLabel);
+  auto type = string_at(object, {"spec", "type"}, "spec.type");
+  if (!type.ok()) return make_error(what + type.error());
+  if (!type->empty()) s.type = *type;
+  if (s.type != "ClusterIP" && s.type != "NodePort" && s.type != "LoadBalancer" && s.type != "ExternalName") {
+    return make_error(what + "spec.type: must be ClusterIP, NodePort, LoadBalancer or ExternalName, got '" + s.type +
+                      "'");
+  }
+
+  std::vector<std::string> ips;
+  if (const json* list = path(object, {"spec", "clusterIPs"}); list && !list->is_null()) {
+    if (!list->is_array()) return make_error(what + "spec.clusterIPs: must be a list");
+    for (size_t i = 0; i < list->size(); ++i) {
+      if (!(*list)[i].is_string()) return make_error(what + "spec.clusterIPs[" + std::to_string(i) + "]: must be a string");
+      ips.push_back((*list)[i].get<std::string>());
+    }
+  } else {
+    auto one = string_at(object, {"spec", "clusterIP"}, "spec.clusterIP");
+    if (!one.ok()) return make_error(what + one.error());
+    if (!one->empty()) ips.push_back(*one);
+  }
+  for (size_t i = 0; i < ips.size(); ++i) {
+    if (ips[i] == "None") {
+      s.headless = true;
+      continue;
+    }
+    auto ip = dp::parse_ip_address(ips[i]);
+    if (!ip) return make_error(what + "spec.clusterIPs[" + std::to_string(i) + "]: not an IP address: '" + ips[i] + "'");
+    s.cluster_ips.push_back(*ip);
+  }
+  if (s.headless) s.cluster_ips.clear();
+
+  if (const json* ports = path(object, {"spec", "ports"}); ports && !ports->is_null()) {
+    if (!ports->is_array()) return make_error(what + "spec.ports: must be a list");
+    for (size_t i = 0; i < ports->size(); ++i) {
+      const std::string field = "spec.ports[" + std::to_string(i) + "]";
+      const json& p = (*ports)[i];
+      if (!p.is_object()) return make_error(what + field + ": must be a map");
+      ServicePort sp;
+      auto name = string_at(p, {"name"}, field + ".name");
+      if (!name.ok()) return make_error(what + name.error());
+      sp.name = *name;
+      auto proto = protocol_at(p, field);
+      if (!proto.ok()) return make_error(what + proto.error());
+      sp.protocol = *proto;
+      auto port = port_at(p, "port", field, true);
+      if (!port.ok()) return make_error(what + port.error());
+      sp.port = *port;
+      s.ports.push_back(sp);
+    }
+  }
+
+  auto itp = string_at(object, {"spec", "internalTrafficPolicy"}, "spec.internalTrafficPolicy");
+  if (!itp.ok()) return make_error(what + itp.error());
+  if (!itp->empty() && *itp != "Cluster" && *itp != "Local") {
+    return make_error(what + "spec.internalTrafficPolicy: must be Cluster or Local, got '" + *itp + "'");
+  }
+  s.internal_traffic_local = *itp == "Local";
+  auto affinity = string_at(object, {"spec", "sessionAffinity"}, "spec.sessionAffinity");
+  if (!affinity.ok()) return make_error(what + affinity.error());
+  if (!affinity->empty() && *affinity != "None" && *affinity != "ClientIP") {
+    return make_error(what + "spec.sessionAffinity: must be None or ClientIP, got '" + *affinity + "'");
+  }
+  s.affinity_client_ip = *affinity == "ClientIP";
+  if (const json* t = path(object, {"spec", "sessionAffinityConfig", "clientIP", "timeoutSeconds"});
+      t && !t->is_null()) {
+    if (!t->is_number_integer() || t->get<int64_t>() < 1 || t->get<int64_t>() > 86400) {
+      return make_error(what + "spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be 1..86400, got " +
+                        t->dump());
+    }
+    s.affinity_timeout_s = static_cast<uint32_t>(t->get<int64_t>());
+  }
+  return s;
+}
+
+Result<EndpointSliceObject> parse_endpoint_slice(const json& object) {
+  auto n = named(object, "EndpointSlice");
+  if (!n.ok()) return make_error(n.error());
+  EndpointSliceObject e;
+  e.ns = n->ns;
+  e.name = n->name;
+  const std::string& what = n->what;
+  auto rv = string_at(object, {"metadata", "resourceVersion"}, "metadata.resourceVersion");
+  if (!rv.ok()) return make_error(what + rv.error());
+  e.resource_version = *rv;
+  e.service = label(object, kServiceNameLabel);
+  auto type = string_at(object, {"addressType"}, "addressType");
+  if (!type.ok()) return make_error(what + type.error());
+  if (*type == "IPv4") {
+    e.family = 4;
+  } else if (*type == "IPv6") {
+    e.family = 6;
+  } else if (*type == "FQDN") {
+    e.family = 0;
+  } else {
+    return make_error(what + "addressType: must be IPv4, IPv6 or FQDN, got '" + *type + "'");
+  }
+
+  if (const json* ports = path(object, {"ports"}); ports && !ports->is_null()) {
+    if (!ports->is_array()) return make_error(what + "ports: must be a list");
+    for (size_t i = 0; i < ports->size(); ++i) {
+      const std::string field = "ports[" + std::to_string(i) + "]";
+      const json& p = (*ports)[i];
+      if (!p.is_object()) return make_error(what + field + ": must be a map");
+      EndpointPort ep;
+      auto name = string_at(p, {"name"}, field + ".name");
+      if (!name.ok()) return make_error(what + name.error());
+      ep.name = *name;
+      auto proto = protocol_at(p, field);
+      if (!proto.ok()) return make_error(what + proto.error());
+      ep.protocol = *proto;
+      auto port = port_at(p, "port", field, false);  // unset: all ports (not load balanced)
+      if (!port.ok()) return make_error(what + port.error());
+      ep.port = *port;
+      e.ports.push_back(ep);
+    }
+  }
+
+  if (const json* eps = path(object, {"endpoints"}); eps && !eps->is_null()) {
+    if (!eps->is_array()) return make_error(what + "endpoints: must be a list");
+    for (size_t i = 0; i < eps->size(); ++i) {
+      const std::string field = "endpoints[" + std::to_string(i) + "]";
+      const json& j = (*eps)[i];
+      if (!j.is_object()) return make_error(what + field + ": must be a map");
+      Endpoint ep;
+      const json* addrs = path(j, {"addresses"});
+      if (!addrs || !addrs->is_array()) return make_error(what + field + ".addresses: must be a list");
+      for (size_t a = 0; a < addrs->size(); ++a) {
+        const std::string af = field + ".addresses[" + std::to_string(a) + "]";
+        if (!(*addrs)[a].is_string()) return make_error(what + af + ": must be a string");
+        if (e.family == 0) continue;  // FQDN: names, not load balanced
+        const std::string text = (*addrs)[a].get<std::string>();
+        auto ip = dp::parse_ip_address(text);
+        if (!ip || ip->family != e.family) {
+          return make_error(what + af + ": not an IPv" + std::to_string(e.family) + " address: '" + text + "'");
+        }
+        ep.addresses.push_back(*ip);
+      }
+      auto ready = bool_at(j, {"conditions", "ready"}, field + ".conditions.ready", true);
+      if (!ready.ok()) return make_error(what + ready.error());
+      ep.ready = *ready;
+      auto serving = bool_at(j, {"conditions", "serving"}, field + ".conditions.serving", ep.ready);
+      if (!serving.ok()) return make_error(what + serving.error());
+      ep.serving = *serving;
+      auto terminating = bool_at(j, {"conditions", "terminating"}, field + ".conditions.terminating", false);
+      if (!terminating.ok()) return make_error(what + terminating.error());
+      ep.terminating = *terminating;
+      auto node = string_at(j, {"nodeName"}, field + ".nodeName");
+      if (!node.ok()) return make_error(what + node.error());
+      ep.node_name = *node;
+      e.endpoints.push_back(std::move(ep));
+    }
+  }
+  return e;
+}
+
+}  // namespace meshwire::control

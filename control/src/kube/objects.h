@@ -38,6 +38,64 @@ struct NodeObject {
 // has no InternalIP or pod CIDR yet is not routed to).
 Result<NodeObject> parse_node(const nlohmann::json& object);
 
+// IP protocol numbers of Service and EndpointSlice ports.
+inline constexpr uint8_t kProtoTcp = 6;
+inline constexpr uint8_t kProtoUdp = 17;
+inline constexpr uint8_t kProtoSctp = 132;
+
+inline constexpr const char* kServiceNameLabel = "kubernetes.io/service-name";
+inline constexpr const char* kServiceProxyNameLabel = "service.kubernetes.io/service-proxy-name";
+
+struct ServicePort {
+  std::string name;        // may be empty when the Service has one port
+  uint8_t protocol = kProtoTcp;
+  uint16_t port = 0;
+};
+
+// What a Service says about load balancing, as kube-proxy reads it.
+struct ServiceObject {
+  std::string ns, name;
+  std::string type = "ClusterIP";      // ClusterIP, NodePort, LoadBalancer, ExternalName
+  std::vector<IpAddress> cluster_ips;  // spec.clusterIPs (or spec.clusterIP); empty when headless
+  bool headless = false;               // clusterIP: None
+  std::vector<ServicePort> ports;
+  std::string proxy_name;              // label service.kubernetes.io/service-proxy-name
+  bool internal_traffic_local = false;  // spec.internalTrafficPolicy: Local
+  bool affinity_client_ip = false;      // spec.sessionAffinity: ClientIP
+  uint32_t affinity_timeout_s = 10800;  // ...sessionAffinityConfig.clientIP.timeoutSeconds
+  std::string resource_version;
+};
+
+struct EndpointPort {
+  std::string name;
+  uint8_t protocol = kProtoTcp;
+  uint16_t port = 0;
+};
+
+struct Endpoint {
+  std::vector<IpAddress> addresses;
+  // conditions, with the API's defaults for unset ones: ready true,
+  // serving = ready, terminating false.
+  bool ready = true;
+  bool serving = true;
+  bool terminating = false;
+  std::string node_name;
+};
+
+struct EndpointSliceObject {
+  std::string ns, name;
+  std::string service;     // label kubernetes.io/service-name ("" : belongs to no Service)
+  uint8_t family = 0;      // addressType IPv4 (4) or IPv6 (6); 0 for FQDN (not load balanced)
+  std::vector<EndpointPort> ports;
+  std::vector<Endpoint> endpoints;
+  std::string resource_version;
+};
+
+// Errors name the object and the field ("Service default/web:
+// spec.ports[1].protocol: must be TCP, UDP or SCTP, got 'ICMP'").
+Result<ServiceObject> parse_service(const nlohmann::json& object);
+Result<EndpointSliceObject> parse_endpoint_slice(const nlohmann::json& object);
+
 // "Kind name" for errors: "Node node2", or "object #3" without a name.
 std::string describe(const nlohmann::json& object, size_t index);
 

@@ -77,6 +77,7 @@ Result<ClusterObjects> load_folder(const std::string& folder) {
   std::sort(files.begin(), files.end());  // a stable order, for stable errors
   ClusterObjects out;
   std::map<std::string, std::string> node_file;  // where each Node was first seen
+  std::map<std::string, std::string> seen_in;    // "Service ns/name" -> its file
   for (const fs::path& file : files) {
     const std::string name = file.filename().string();
     auto docs = documents_of(file);
@@ -86,7 +87,27 @@ Result<ClusterObjects> load_folder(const std::string& folder) {
       if (!objects.ok()) return make_error(name + ": document " + std::to_string(d + 1) + ": " + objects.error());
       for (size_t i = 0; i < objects->size(); ++i) {
         const json& o = (*objects)[i];
-        if (o["kind"] != "Node") continue;  // Services and EndpointSlices: read by the services issue
+        if (o["kind"] == "Service" || o["kind"] == "EndpointSlice") {
+          // One object per namespace/name: a second is an error naming both files.
+          std::string key;
+          if (o["kind"] == "Service") {
+            auto parsed = parse_service(o);
+            if (!parsed.ok()) return make_error(name + ": " + parsed.error());
+            key = parsed->ns + "/" + parsed->name;
+            out.services.insert_or_assign(key, std::move(*parsed));
+          } else {
+            auto parsed = parse_endpoint_slice(o);
+            if (!parsed.ok()) return make_error(name + ": " + parsed.error());
+            key = parsed->ns + "/" + parsed->name;
+            out.endpoint_slices.insert_or_assign(key, std::move(*parsed));
+          }
+          const std::string what = o["kind"].get<std::string>() + " " + key;
+          if (auto [it, fresh] = seen_in.emplace(what, name); !fresh) {
+            return make_error(name + ": " + what + ": also in " + it->second);
+          }
+          continue;
+        }
+        if (o["kind"] != "Node") continue;  // other kinds are not read
         auto node = parse_node(o);
         if (!node.ok()) return make_error(name + ": " + node.error());
         auto it = out.nodes.find(node->name);

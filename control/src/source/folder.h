@@ -20,7 +20,9 @@
 namespace meshwire::control {
 
 struct ClusterObjects {
-  std::map<std::string, NodeObject> nodes;
+  std::map<std::string, NodeObject> nodes;                      // by name
+  std::map<std::string, ServiceObject> services;                // by "namespace/name"
+  std::map<std::string, EndpointSliceObject> endpoint_slices;  // by "namespace/name"
 };
 
 // Reads every *.yaml, *.yml and *.json file of the folder (not hidden ones).

@@ -14,42 +14,55 @@ namespace {
 using nlohmann::json;
 using dp::make_error;
 
-// The Nodes' copy: each parsed once, when it arrives (a snapshot of 5,000
-// nodes is then a copy, not 5,000 parses). An object that does not parse is
-// kept with its error: snapshot() names it until it is fixed or deleted.
-// `changed` wakes the controller's loop.
-class NodeStore final : public ReflectorSink {
+// One collection's copy, each object parsed once, when it arrives (a
+// snapshot of 5,000 nodes is then a copy, not 5,000 parses). An object that
+// does not parse is kept with its error: snapshot() names it until it is
+// fixed or deleted. `changed` wakes the controller's loop.
+template <typename T>
+class Store final : public ReflectorSink {
  public:
-  NodeStore(std::mutex& mu, std::condition_variable& cv, bool& changed) : mu_(mu), cv_(cv), changed_(changed) {}
+  using Parse = Result<T> (*)(const json&);
+  Store(std::mutex& mu, std::condition_variable& cv, bool& changed, Parse parse, bool namespaced)
+      : mu_(mu), cv_(cv), changed_(changed), parse_(parse), namespaced_(namespaced) {}
 
   void replace(std::vector<json> items) override {
-    std::map<std::string, Result<NodeObject>> fresh;
-    for (const json& o : items) fresh.insert_or_assign(name_of(o), parse_node(o));
+    std::map<std::string, Result<T>> fresh;
+    for (const json& o : items) fresh.insert_or_assign(key_of(o), parse_(o));
     std::lock_guard lock(mu_);
-    nodes_ = std::move(fresh);
+    objects_ = std::move(fresh);
     synced_ = true;
     touch();
   }
   void upsert(json object) override {
-    std::string name = name_of(object);
-    Result<NodeObject> node = parse_node(object);
+    std::string key = key_of(object);
+    Result<T> parsed = parse_(object);
     std::lock_guard lock(mu_);
-    nodes_.insert_or_assign(std::move(name), std::move(node));
+    objects_.insert_or_assign(std::move(key), std::move(parsed));
     touch();
   }
   void remove(const json& object) override {
     std::lock_guard lock(mu_);
-    nodes_.erase(name_of(object));
+    objects_.erase(key_of(object));
     touch();
   }
-  // With mu_ held.
+  // With mu_ held: the copy into `out`, or the first object's error.
+  Status copy_into(std::map<std::string, T>& out) const {
+    for (const auto& [key, object] : objects_) {
+      if (!object.ok()) return dp::make_error(object.error());
+      out.emplace_hint(out.end(), key, *object);
+    }
+    return dp::Ok{};
+  }
   bool synced() const { return synced_; }
-  const std::map<std::string, Result<NodeObject>>& nodes() const { return nodes_; }
 
  private:
-  static std::string name_of(const json& o) {
+  std::string key_of(const json& o) const {  // "name", or "namespace/name"
     auto m = o.find("metadata");
-    return m != o.end() && m->is_object() ? m->value("name", "") : std::string();
+    if (m == o.end() || !m->is_object()) return {};
+    const std::string name = m->value("name", "");
+    if (!namespaced_) return name;
+    const std::string ns = m->value("namespace", "");
+    return (ns.empty() ? "default" : ns) + "/" + name;
   }
   void touch() {
     changed_ = true;
@@ -58,7 +71,9 @@ class NodeStore final : public ReflectorSink {
   std::mutex& mu_;
   std::condition_variable& cv_;
   bool& changed_;
-  std::map<std::string, Result<NodeObject>> nodes_;
+  Parse parse_;
+  bool namespaced_;
+  std::map<std::string, Result<T>> objects_;
   bool synced_ = false;
 };
 
@@ -67,26 +82,35 @@ class KubeSource final : public Source {
   KubeSource(KubeEndpoint endpoint, KubeSourceOptions options)
       : client_(std::move(endpoint)),
         log_(options.log ? options.log : [](const std::string&) {}),
-        nodes_(mu_, cv_, changed_),
-        node_reflector_(client_, "/api/v1/nodes", nodes_, log_) {
-    node_reflector_.set_page_size(options.page_size);
-    thread_ = std::thread([this] { node_reflector_.run(stop_); });
+        nodes_(mu_, cv_, changed_, &parse_node, false),
+        services_(mu_, cv_, changed_, &parse_service, true),
+        slices_(mu_, cv_, changed_, &parse_endpoint_slice, true) {
+    reflectors_.push_back(std::make_unique<Reflector>(client_, "/api/v1/nodes", nodes_, log_));
+    reflectors_.push_back(std::make_unique<Reflector>(client_, "/api/v1/services", services_, log_));
+    reflectors_.push_back(
+        std::make_unique<Reflector>(client_, "/apis/discovery.k8s.io/v1/endpointslices", slices_, log_));
+    for (auto& r : reflectors_) {
+      r->set_page_size(options.page_size);
+      threads_.emplace_back([this, reflector = r.get()] { reflector->run(stop_); });
+    }
   }
   ~KubeSource() override {
     stop_.store(true);
-    thread_.join();
+    for (std::thread& t : threads_) t.join();
   }
 
   std::string describe() const override { return client_.endpoint().where; }
 
   Result<ClusterObjects> snapshot() override {
     std::lock_guard lock(mu_);
-    if (!nodes_.synced()) return make_error("waiting for the first list of nodes from " + describe());
-    ClusterObjects out;
-    for (const auto& [name, node] : nodes_.nodes()) {
-      if (!node.ok()) return make_error(node.error());
-      out.nodes.emplace_hint(out.nodes.end(), name, *node);
+    for (const auto& [synced, what] : {std::pair{nodes_.synced(), "nodes"}, std::pair{services_.synced(), "services"},
+                                       std::pair{slices_.synced(), "endpoint slices"}}) {
+      if (!synced) return make_error(std::string("waiting for the first list of ") + what);
     }
+    ClusterObjects out;
+    if (Status s = nodes_.copy_into(out.nodes); !s.ok()) return make_error(s.error());
+    if (Status s = services_.copy_into(out.services); !s.ok()) return make_error(s.error());
+    if (Status s = slices_.copy_into(out.endpoint_slices); !s.ok()) return make_error(s.error());
     return out;
   }
 
@@ -114,10 +138,12 @@ class KubeSource final : public Source {
   std::mutex mu_;
   std::condition_variable cv_;
   bool changed_ = false;
-  NodeStore nodes_;
-  Reflector node_reflector_;
+  Store<NodeObject> nodes_;
+  Store<ServiceObject> services_;
+  Store<EndpointSliceObject> slices_;
+  std::vector<std::unique_ptr<Reflector>> reflectors_;
   std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace

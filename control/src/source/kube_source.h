@@ -3,7 +3,9 @@
 // local copy that the controller's loop reads whole. This node's
 // annotations are published by a JSON merge PATCH of its Node object.
 //
-// Needs, as RBAC: nodes get, list, watch, patch.
+// Lists and watches Nodes, Services and EndpointSlices (one thread each).
+// Needs, as RBAC: nodes get, list, watch, patch; services and
+// endpointslices (discovery.k8s.io) list, watch.
 #pragma once
 
 #include <memory>

@@ -2,7 +2,8 @@
 // local copy) on its own, for the integration tests that run it against
 // tests/integration/fake_apiserver.py. Prints one JSON line on stdout for
 // every change it sees:
-//   {"nodes": {"node1": {"annotations": {...}, "pod_cidrs": [...], "rv": "12"}}}
+//   {"nodes": {"node1": {"annotations": {...}, "pod_cidrs": [...], "rv": "12"}},
+//    "services": {"ns/name": ["10.96.0.10"]}, "endpoint_slices": {"ns/name": ["10.1.0.5", ...]}}
 //   {"error": "..."}                       (snapshot not available)
 //   {"patched": "node1"} / {"patch_error": "..."}  (after --patch)
 // and the source's log on stderr. Runs until stdin is closed or --seconds.
@@ -91,6 +92,20 @@ int main(int argc, char** argv) {
         n["pod_cidrs"] = json::array();
         for (const auto& p : node.pod_cidrs) n["pod_cidrs"].push_back(meshwire::dp::format_prefix(p));
         out["nodes"][name] = n;
+      }
+      out["services"] = json::object();
+      for (const auto& [key, svc] : snap->services) {
+        json ips = json::array();
+        for (const auto& ip : svc.cluster_ips) ips.push_back(meshwire::dp::format_ip(ip));
+        out["services"][key] = ips;
+      }
+      out["endpoint_slices"] = json::object();
+      for (const auto& [key, slice] : snap->endpoint_slices) {
+        json ips = json::array();
+        for (const auto& ep : slice.endpoints) {
+          if (!ep.addresses.empty()) ips.push_back(meshwire::dp::format_ip(ep.addresses.front()));
+        }
+        out["endpoint_slices"][key] = ips;
       }
     }
     if (out.dump() != last) {

@@ -94,6 +94,39 @@ TEST_F(FolderTest, ConflictingAnnotationsNameBothFiles) {
   EXPECT_EQ(c.error(), "Node n: metadata.annotations.meshwire.io/key-epoch is set differently in a.yaml and b.yaml");
 }
 
+TEST_F(FolderTest, ServicesAndEndpointSlicesTooEachOnce) {
+  write("svc.yaml", R"(apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-a
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.1.0.5]
+  nodeName: node1
+)");
+  write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");  // read, not used
+  auto c = load_folder(dir_);
+  ASSERT_TRUE(c.ok()) << c.error();
+  ASSERT_EQ(c->services.count("shop/web"), 1u);
+  EXPECT_EQ(c->services.at("shop/web").ports.at(0).port, 80);
+  ASSERT_EQ(c->endpoint_slices.count("shop/web-a"), 1u);
+  EXPECT_EQ(c->endpoint_slices.at("shop/web-a").service, "web");
+  write("zz-again.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {clusterIP: 10.96.0.11}\n");
+  auto dup = load_folder(dir_);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error(), "zz-again.yaml: Service shop/web: also in svc.yaml");
+}
+
 TEST_F(FolderTest, AMissingFolderIsNamed) {
   auto c = load_folder(dir_ + "/nope");
   ASSERT_FALSE(c.ok());
