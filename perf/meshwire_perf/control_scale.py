@@ -55,6 +55,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def routes(ctl: Path, sock: Path) -> set[str]:
     out = subprocess.run([str(ctl), "--socket", str(sock), "--json", "--timeout", "30", "show", "routes"],
                          capture_output=True, text=True, check=True).stdout
@@ -71,6 +77,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=5000)
     p.add_argument("--changes", type=int, default=20)
+    p.add_argument("--services", type=int, default=0,
+                   help="with --source kube: this many Services, each with one EndpointSlice")
+    p.add_argument("--endpoints", type=int, default=0,
+                   help="endpoints in all, spread over the Services' slices (the issue: 10,000 and 100,000)")
     p.add_argument("--build", default=str(ROOT / "build"))
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs) in /tmp")
     p.add_argument("--source", choices=["dir", "kube"], default="kube",
@@ -119,6 +129,21 @@ def main(argv=None) -> int:
         api = FakeApiServer(work / "apiserver").__enter__()
         for d in docs:
             api.create("nodes", yaml.safe_load(d))
+        per = a.endpoints // a.services if a.services else 0
+        for k in range(a.services):
+            ns = f"ns{k % 50}"
+            api.create("services", {"apiVersion": "v1", "kind": "Service",
+                                    "metadata": {"name": f"svc{k}", "namespace": ns},
+                                    "spec": {"clusterIP": f"10.96.{k // 256}.{k % 256}",
+                                             "ports": [{"name": "http", "port": 80}]}})
+            api.create("endpointslices", {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": f"svc{k}-a", "namespace": ns,
+                             "labels": {"kubernetes.io/service-name": f"svc{k}"}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+                "endpoints": [{"addresses": [f"10.{(k * per + e) // 65536 % 200 + 1}.{(k * per + e) // 256 % 256}."
+                                             f"{(k * per + e) % 256}"],
+                               "nodeName": f"node-{(k * per + e) % a.nodes}"} for e in range(per)]})
         api.write_kubeconfig(work / "kubeconfig")
         source = ["--source", "kube", "--kubeconfig", str(work / "kubeconfig")]
     else:
@@ -193,7 +218,22 @@ def main(argv=None) -> int:
                              r"built (\d+) ms\)", (work / "controller.log").read_text()):
             for k, v in zip(phases, m.groups()):
                 phases[k].append(int(v))
+        slice_ms = None
+        if api is not None and a.services:
+            # One EndpointSlice changes: the controller reads it (nothing is
+            # programmed from services yet, so there is no Apply to time;
+            # what it costs the controller shows in its CPU time).
+            cpu0 = cpu_s(ctrl.pid)
+            for c in range(a.changes):
+                obj = api.get("endpointslices", "svc1-a", "ns1")
+                obj["endpoints"] = obj["endpoints"][1:] + obj["endpoints"][:1]
+                api.update("endpointslices", obj)
+                time.sleep(0.05)
+            time.sleep(0.5)
+            slice_ms = round((cpu_s(ctrl.pid) - cpu0) * 1000 / a.changes, 1)
         result = {"nodes": a.nodes, "source": a.source if api else f"dir ({a.format})",
+                  "services": a.services, "endpoints": per * a.services,
+                  "controller_cpu_ms_per_slice_change": slice_ms,
                   "full_apply_s": round(full, 3),
                   "change_ms_p50": round(statistics.median(lat), 1),
                   "change_ms_p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),

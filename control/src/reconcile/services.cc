@@ -1,6 +1,7 @@
 #include "reconcile/services.h"
 
 #include <algorithm>
+#include <map>
 #include <tuple>
 
 namespace meshwire::control {
@@ -14,12 +15,17 @@ bool same_endpoint(const ServiceBackend& a, const ServiceBackend& b) {
   return a.address == b.address && a.port == b.port;
 }
 
+using SliceIndex = std::map<std::string, std::vector<const EndpointSliceObject*>>;  // "ns/service" -> slices
+
 // The backends of one frontend: ready endpoints, else serving-terminating ones.
-std::vector<ServiceBackend> backends_of(const ClusterObjects& cluster, const ServiceObject& svc,
+std::vector<ServiceBackend> backends_of(const SliceIndex& slices, const ServiceObject& svc, const std::string& key,
                                         const ServicePort& sp, uint8_t family, const std::string& self_node) {
   std::vector<ServiceBackend> ready, terminating;
-  for (const auto& [key, slice] : cluster.endpoint_slices) {
-    if (slice.ns != svc.ns || slice.service != svc.name || slice.family != family) continue;
+  auto mine = slices.find(key);
+  if (mine == slices.end()) return {};
+  for (const EndpointSliceObject* s : mine->second) {
+    const EndpointSliceObject& slice = *s;
+    if (slice.family != family) continue;
     auto port = std::find_if(slice.ports.begin(), slice.ports.end(), [&](const EndpointPort& p) {
       return p.name == sp.name && p.protocol == sp.protocol;
     });
@@ -47,7 +53,12 @@ std::vector<ServiceBackend> backends_of(const ClusterObjects& cluster, const Ser
 DesiredServices desired_services(const ClusterObjects& cluster, const std::string& self_node,
                                  std::string_view proxy_name) {
   DesiredServices out;
-  for (const auto& [key, svc] : cluster.services) {  // sorted by namespace/name
+  SliceIndex slices;
+  for (const auto& [key, slice] : cluster.endpoint_slices) {
+    if (!slice->service.empty()) slices[slice->ns + "/" + slice->service].push_back(slice.get());
+  }
+  for (const auto& [key, svc_ptr] : cluster.services) {  // sorted by namespace/name
+    const ServiceObject& svc = *svc_ptr;
     if (!svc.proxy_name.empty() && svc.proxy_name != proxy_name) {
       out.skipped.push_back(key + ": handled by proxy '" + svc.proxy_name + "'");
       continue;
@@ -65,7 +76,7 @@ DesiredServices desired_services(const ClusterObjects& cluster, const std::strin
         f.port = sp.port;
         f.affinity_client_ip = svc.affinity_client_ip;
         f.affinity_timeout_s = svc.affinity_client_ip ? svc.affinity_timeout_s : 0;
-        f.backends = backends_of(cluster, svc, sp, vip.family, self_node);
+        f.backends = backends_of(slices, svc, key, sp, vip.family, self_node);
         mine.push_back(std::move(f));
       }
     }

@@ -94,12 +94,12 @@ Result<ClusterObjects> load_folder(const std::string& folder) {
             auto parsed = parse_service(o);
             if (!parsed.ok()) return make_error(name + ": " + parsed.error());
             key = parsed->ns + "/" + parsed->name;
-            out.services.insert_or_assign(key, std::move(*parsed));
+            out.services.insert_or_assign(key, std::make_shared<const ServiceObject>(std::move(*parsed)));
           } else {
             auto parsed = parse_endpoint_slice(o);
             if (!parsed.ok()) return make_error(name + ": " + parsed.error());
             key = parsed->ns + "/" + parsed->name;
-            out.endpoint_slices.insert_or_assign(key, std::move(*parsed));
+            out.endpoint_slices.insert_or_assign(key, std::make_shared<const EndpointSliceObject>(std::move(*parsed)));
           }
           const std::string what = o["kind"].get<std::string>() + " " + key;
           if (auto [it, fresh] = seen_in.emplace(what, name); !fresh) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include <meshwire/dp/result.h>
@@ -20,9 +21,11 @@
 namespace meshwire::control {
 
 struct ClusterObjects {
-  std::map<std::string, NodeObject> nodes;                      // by name
-  std::map<std::string, ServiceObject> services;                // by "namespace/name"
-  std::map<std::string, EndpointSliceObject> endpoint_slices;  // by "namespace/name"
+  std::map<std::string, NodeObject> nodes;  // by name
+  // By "namespace/name". Shared, immutable: tens of thousands of them are
+  // handed to every reconcile without being copied.
+  std::map<std::string, std::shared_ptr<const ServiceObject>> services;
+  std::map<std::string, std::shared_ptr<const EndpointSliceObject>> endpoint_slices;
 };
 
 // Reads every *.yaml, *.yml and *.json file of the folder (not hidden ones).

@@ -22,12 +22,13 @@ template <typename T>
 class Store final : public ReflectorSink {
  public:
   using Parse = Result<T> (*)(const json&);
+  using Ptr = std::shared_ptr<const T>;
   Store(std::mutex& mu, std::condition_variable& cv, bool& changed, Parse parse, bool namespaced)
       : mu_(mu), cv_(cv), changed_(changed), parse_(parse), namespaced_(namespaced) {}
 
   void replace(std::vector<json> items) override {
-    std::map<std::string, Result<T>> fresh;
-    for (const json& o : items) fresh.insert_or_assign(key_of(o), parse_(o));
+    std::map<std::string, Result<Ptr>> fresh;
+    for (const json& o : items) fresh.insert_or_assign(key_of(o), parsed(o));
     std::lock_guard lock(mu_);
     objects_ = std::move(fresh);
     synced_ = true;
@@ -35,9 +36,9 @@ class Store final : public ReflectorSink {
   }
   void upsert(json object) override {
     std::string key = key_of(object);
-    Result<T> parsed = parse_(object);
+    Result<Ptr> p = parsed(object);
     std::lock_guard lock(mu_);
-    objects_.insert_or_assign(std::move(key), std::move(parsed));
+    objects_.insert_or_assign(std::move(key), std::move(p));
     touch();
   }
   void remove(const json& object) override {
@@ -45,8 +46,16 @@ class Store final : public ReflectorSink {
     objects_.erase(key_of(object));
     touch();
   }
-  // With mu_ held: the copy into `out`, or the first object's error.
+  // With mu_ held: the objects into `out` (copies, or shared pointers), or
+  // the first object's error.
   Status copy_into(std::map<std::string, T>& out) const {
+    for (const auto& [key, object] : objects_) {
+      if (!object.ok()) return dp::make_error(object.error());
+      out.emplace_hint(out.end(), key, **object);
+    }
+    return dp::Ok{};
+  }
+  Status copy_into(std::map<std::string, Ptr>& out) const {
     for (const auto& [key, object] : objects_) {
       if (!object.ok()) return dp::make_error(object.error());
       out.emplace_hint(out.end(), key, *object);
@@ -56,6 +65,11 @@ class Store final : public ReflectorSink {
   bool synced() const { return synced_; }
 
  private:
+  Result<Ptr> parsed(const json& o) const {
+    Result<T> t = parse_(o);
+    if (!t.ok()) return dp::make_error(t.error());
+    return Ptr(std::make_shared<const T>(std::move(*t)));
+  }
   std::string key_of(const json& o) const {  // "name", or "namespace/name"
     auto m = o.find("metadata");
     if (m == o.end() || !m->is_object()) return {};
@@ -73,7 +87,7 @@ class Store final : public ReflectorSink {
   bool& changed_;
   Parse parse_;
   bool namespaced_;
-  std::map<std::string, Result<T>> objects_;
+  std::map<std::string, Result<Ptr>> objects_;
   bool synced_ = false;
 };
 

@@ -96,13 +96,13 @@ int main(int argc, char** argv) {
       out["services"] = json::object();
       for (const auto& [key, svc] : snap->services) {
         json ips = json::array();
-        for (const auto& ip : svc.cluster_ips) ips.push_back(meshwire::dp::format_ip(ip));
+        for (const auto& ip : svc->cluster_ips) ips.push_back(meshwire::dp::format_ip(ip));
         out["services"][key] = ips;
       }
       out["endpoint_slices"] = json::object();
       for (const auto& [key, slice] : snap->endpoint_slices) {
         json ips = json::array();
-        for (const auto& ep : slice.endpoints) {
+        for (const auto& ep : slice->endpoints) {
           if (!ep.addresses.empty()) ips.push_back(meshwire::dp::format_ip(ep.addresses.front()));
         }
         out["endpoint_slices"][key] = ips;

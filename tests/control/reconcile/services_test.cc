@@ -31,11 +31,11 @@ class Services : public ::testing::Test {
     if (o["kind"] == "Service") {
       auto s = parse_service(o);
       ASSERT_TRUE(s.ok()) << s.error();
-      cluster_.services[s->ns + "/" + s->name] = *s;
+      cluster_.services[s->ns + "/" + s->name] = std::make_shared<const ServiceObject>(*s);
     } else {
       auto e = parse_endpoint_slice(o);
       ASSERT_TRUE(e.ok()) << e.error();
-      cluster_.endpoint_slices[e->ns + "/" + e->name] = *e;
+      cluster_.endpoint_slices[e->ns + "/" + e->name] = std::make_shared<const EndpointSliceObject>(*e);
     }
   }
   std::vector<std::string> backends(const ServiceFrontend& f) {
@@ -80,7 +80,9 @@ TEST_F(Services, TerminatingButServingOnlyWhenNoneIsReady) {
              endpoint("10.1.0.7", "node1")}));
   auto d = desired_services(cluster_, "node1");
   EXPECT_EQ(backends(d.frontends[0]), (std::vector<std::string>{"10.1.0.7:8080"}));
-  cluster_.endpoint_slices["shop/web-a"].endpoints.pop_back();  // the ready one goes
+  auto changed = std::make_shared<EndpointSliceObject>(*cluster_.endpoint_slices["shop/web-a"]);
+  changed->endpoints.pop_back();  // the ready one goes
+  cluster_.endpoint_slices["shop/web-a"] = changed;
   d = desired_services(cluster_, "node1");
   EXPECT_EQ(backends(d.frontends[0]), (std::vector<std::string>{"10.1.0.5:8080(t)"}));
 }

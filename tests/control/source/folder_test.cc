@@ -118,9 +118,9 @@ endpoints:
   auto c = load_folder(dir_);
   ASSERT_TRUE(c.ok()) << c.error();
   ASSERT_EQ(c->services.count("shop/web"), 1u);
-  EXPECT_EQ(c->services.at("shop/web").ports.at(0).port, 80);
+  EXPECT_EQ(c->services.at("shop/web")->ports.at(0).port, 80);
   ASSERT_EQ(c->endpoint_slices.count("shop/web-a"), 1u);
-  EXPECT_EQ(c->endpoint_slices.at("shop/web-a").service, "web");
+  EXPECT_EQ(c->endpoint_slices.at("shop/web-a")->service, "web");
   write("zz-again.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {clusterIP: 10.96.0.11}\n");
   auto dup = load_folder(dir_);
   ASSERT_FALSE(dup.ok());
