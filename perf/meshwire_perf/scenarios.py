@@ -134,8 +134,23 @@ class KeyChange(Scenario):
         return {"apply_s": round(took, 4), "outbound_after": ctx.system.outbound_sas()}
 
 
+class ApplyUnchanged(KeyChange):
+    """The same state applied again as a new generation, at the key change's
+    rate: what any Apply costs the traffic on this machine, without a key
+    change (the SA and its sequence numbers stay). Key-change's control."""
+    name = "apply-unchanged"
+    description = "the same state applied again (new generation, no key change) at 50 % of NDR: key-change's control"
+
+    def change(self, ctx: Context) -> dict:
+        before = ctx.system.outbound_sas()
+        took = ctx.system.change_keys(same=True)
+        time.sleep(0.2)
+        return {"apply_s": round(took, 4), "outbound_before": before, "outbound_after": ctx.system.outbound_sas()}
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "steady": SteadyControl,
     "dataplane-restart": DataplaneRestart,
     "key-change": KeyChange,
+    "apply-unchanged": ApplyUnchanged,
 }

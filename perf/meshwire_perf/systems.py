@@ -157,6 +157,7 @@ class MeshwireDut:
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self.config_path.chmod(0o600)
         self.generation = 0  # a (re)started data plane runs its startup config
+        self.live_outbound = self.outbound
         self.proc = Process("meshwire-dataplane", [self.binary, "--config", self.config_path,
                                                    "--api-socket", self.api_socket],
                             self.topo.workdir / "dataplane.log", ready=READY_LINE)
@@ -191,9 +192,11 @@ class MeshwireDut:
         return out
 
 
-    def change_keys(self) -> float:
+    def change_keys(self, same: bool = False) -> float:
         """Applies the startup routing state with next_outbound as the outbound
-        SAs (meshwirectl apply, a new generation); returns the seconds it took."""
+        SAs (meshwirectl apply, a new generation); returns the seconds it took.
+        With `same`, the outbound SAs stay what they are: the Apply's own cost
+        without a key change (the control for the key-change scenario)."""
         import base64
         import json
         import subprocess
@@ -204,9 +207,10 @@ class MeshwireDut:
                     "salt": base64.b64encode(sa.salt).decode()}
         c = self.config()
         peers = [{"name": p["name"], "tunnel_address": p["tunnel_address"], "pod_cidrs": p["pod_cidrs"],
-                  "outbound": [sa_json(sa) for sa in self.next_outbound],
+                  "outbound": [sa_json(sa) for sa in (self.live_outbound if same else self.next_outbound)],
                   "inbound": [sa_json(sa) for sa in self.inbound]} for p in c["peers"]]
         self.generation += 1
+        self.live_outbound = self.live_outbound if same else self.next_outbound
         request = {"generation": self.generation, "state": {"pod_cidrs": c["node"]["pod_cidrs"], "peers": peers}}
         path = self.topo.workdir / "apply.json"
         path.write_text(json.dumps(request))

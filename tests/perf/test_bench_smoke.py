@@ -57,7 +57,7 @@ def test_baselines_and_stages_measured(quick_run):
 def test_scenarios_ran(quick_run):
     _, results, _ = quick_run
     by_name = {s["name"]: s for s in results["scenarios"]}
-    assert set(by_name) == {"steady", "dataplane-restart", "key-change"}
+    assert set(by_name) == {"steady", "dataplane-restart", "key-change", "apply-unchanged"}
     steady = by_name["steady"]["result"]
     assert steady["received"] > 0 and steady["recovered"]
     restart = by_name["dataplane-restart"]
@@ -70,6 +70,10 @@ def test_scenarios_ran(quick_run):
     (after,) = keys["facts"]["outbound_after"]
     assert after["spi"] == 0x1301 and after["seq"] > 0  # the new SA carries the traffic
     assert keys["result"]["recovered"], keys["result"]
+    same = by_name["apply-unchanged"]
+    (was,), (kept,) = same["facts"]["outbound_before"], same["facts"]["outbound_after"]
+    # A new generation with the same SA object: its sequence numbers went on.
+    assert kept["spi"] == was["spi"] and kept["seq"] > was["seq"] and same["result"]["received"] > 0
 
 
 def test_report_written(quick_run):
