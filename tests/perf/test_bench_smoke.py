@@ -72,8 +72,9 @@ def test_scenarios_ran(quick_run):
     assert keys["result"]["recovered"], keys["result"]
     same = by_name["apply-unchanged"]
     (was,), (kept,) = same["facts"]["outbound_before"], same["facts"]["outbound_after"]
-    # A new generation with the same SA object: its sequence numbers went on.
-    assert kept["spi"] == was["spi"] and kept["seq"] > was["seq"] and same["result"]["received"] > 0
+    # A new generation with the same SA object: its sequence numbers went on
+    # (a new SA would have started over from 0).
+    assert kept["spi"] == was["spi"] and kept["seq"] >= was["seq"] > 0 and same["result"]["received"] > 0
 
 
 def test_report_written(quick_run):
