@@ -63,16 +63,6 @@ std::string lcores_from_affinity(unsigned workers) {
   return out + ")";
 }
 
-void wipe_keys(meshwire::dp::Config& config) {
-  for (auto& peer : config.peers) {
-    for (auto* list : {&peer.outbound, &peer.inbound}) {
-      for (auto& sa : *list) {
-        explicit_bzero(sa.key.data(), sa.key.size());
-        explicit_bzero(sa.salt.data(), sa.salt.size());
-      }
-    }
-  }
-}
 
 void announce_ready() {
   std::printf("meshwire-dataplane: ready\n");
@@ -125,7 +115,7 @@ int main(int argc, char** argv) {
   {
     auto node = Node::create(*config);
     // The tables hold the expanded keys now; the raw bytes need not stay in memory.
-    wipe_keys(*config);
+    wipe_keys(config->peers);
     if (!node.ok()) {
       std::fprintf(stderr, "meshwire-dataplane: %s: %s\n", config_path.c_str(), node.error().c_str());
       rc = 1;

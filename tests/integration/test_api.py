@@ -136,6 +136,45 @@ def test_generations_only_move_forward(api, tmp_path):
     assert routes["10.77.0.0/24"] == "node2"
 
 
+def apply_delta(node, tmp_path, generation, delta, check=True):
+    f = tmp_path / f"delta-{node.name}-{generation}.json"
+    f.write_text(json.dumps({"generation": generation, "delta": delta}))
+    f.chmod(0o600)
+    return ctl(node, "apply", "-f", f, check=check)
+
+
+def test_a_delta_changes_what_it_names_and_keeps_the_rest(api, tmp_path):
+    cluster = api
+    node1, node2 = api.nodes
+    live = int(show_json(node1, "generation")["live_generation"])
+    spi_before = next(s for s in show_json(node1, "sas")["sas"] if s["direction"] == "outbound")
+    peer = state_of(cluster, node1, extra_cidrs=["10.78.0.0/24"])["peers"][0]
+    out = apply_delta(node1, tmp_path, live + 1, {"base_generation": live, "upsert_peers": [peer]}).stdout
+    assert f"generation {live + 1} is live" in out, out
+    routes = {r["prefix"]: r["next_hop"] for r in show_json(node1, "routes")["routes"]}
+    assert routes["10.78.0.0/24"] == "node2" and routes[node1.pod_cidr_v4] == "local"
+    kept = next(s for s in show_json(node1, "sas")["sas"] if s["direction"] == "outbound")
+    assert kept["spi"] == spi_before["spi"] and int(kept["seq"]) >= int(spi_before["seq"])  # the same SA
+    assert cluster.ping(node1.pods[0], node2.pods[0], 4, count=2).returncode == 0
+    # Against a generation that is no longer live: refused, the caller sends the whole state.
+    proc = apply_delta(node1, tmp_path, live + 2, {"base_generation": live, "remove_peers": ["node2"]}, check=False)
+    assert proc.returncode == 1 and f"delta.base_generation: {live} is not the live generation" in proc.stderr
+    # Its own errors, and the rules of the state it makes, named; nothing changes.
+    proc = apply_delta(node1, tmp_path, live + 2, {"base_generation": live + 1, "remove_peers": ["node9"]},
+                       check=False)
+    assert "delta.remove_peers[0]: no peer named 'node9' is live" in proc.stderr, proc.stderr
+    overlap = dict(peer, name="node7", tunnel_address="192.0.2.77")
+    proc = apply_delta(node1, tmp_path, live + 2, {"base_generation": live + 1, "upsert_peers": [overlap]},
+                       check=False)
+    assert "delta: the state it makes: peers[1].pod_cidrs[0]" in proc.stderr and "overlaps" in proc.stderr, \
+        proc.stderr
+    assert int(show_json(node1, "generation")["live_generation"]) == live + 1
+    # Removing the route again by delta.
+    plain = state_of(cluster, node1)["peers"][0]
+    apply_delta(node1, tmp_path, live + 2, {"base_generation": live + 1, "upsert_peers": [plain]})
+    assert "10.78.0.0/24" not in {r["prefix"] for r in show_json(node1, "routes")["routes"]}
+
+
 def test_a_key_change_by_hand_loses_nothing(api, tmp_path):
     """Manual rotation of node1 -> node2: node2 accepts the new SA beside the
     old one first, then node1 sends with it, then node2 drops the old one."""

@@ -35,6 +35,7 @@
 
 #include "dataplane.grpc.pb.h"
 #include "keys/keys.h"
+#include "reconcile/delta.h"
 #include "reconcile/desired.h"
 #include "source/kube_source.h"
 #include "source/source.h"
@@ -220,9 +221,10 @@ int main(int argc, char** argv) {
   auto stub = v1::Dataplane::NewStub(channel);
   std::map<std::string, PeerEpoch> peer_epochs;
   KeyCache key_cache;
-  std::string applied;             // the state last applied, serialized
-  std::string serialized;          // the state wanted now, serialized (buffers reused: ~1.5 MB at 5,000 nodes)
+  AppliedState applied;            // the state last applied, peer by peer
+  v1::ApplyRequest delta_req;      // a change sent as the peers that differ
   Desired desired;                 // reused by every reconcile, like the request that carries it
+  bool full_next = true;           // send the whole state next time
   v1::ApplyRequest req;
   uint64_t applied_generation = 0;  // ... and the generation it went live as
   bool dirty = true;               // the objects (or epochs) changed since the last reconcile
@@ -273,6 +275,7 @@ int main(int argc, char** argv) {
         continue;
       }
       applied.clear();
+      full_next = true;
       fresh_handled = true;
       log("data plane is fresh (generation " + std::to_string(live.live_generation()) + "): sending epoch " +
           std::to_string(ep.epoch));
@@ -280,7 +283,7 @@ int main(int argc, char** argv) {
     // Rotation: on time or volume, but never sooner than --grace after the
     // epoch began: by then every peer has seen it published and has the
     // next epoch's inbound SAs in place.
-    if (live.source() == "api" && !applied.empty()) {
+    if (live.source() == "api" && applied.has_applied()) {
       const uint64_t age = now_ms() - ep.started_ms;
       const bool due = age >= static_cast<uint64_t>(o.rotate_after_s * 1000) ||
                        live.max_outbound_seq() >= o.rotate_packets;
@@ -309,7 +312,7 @@ int main(int argc, char** argv) {
     // Nothing to do unless the objects or epochs changed, a peer's grace
     // ended, or the data plane runs something else than what we applied
     // (restarted, or programmed by hand): the state would come out the same.
-    if (applied.empty() || live.live_generation() != applied_generation ||
+    if (!applied.has_applied() || live.live_generation() != applied_generation ||
         (recheck_at_ms != 0 && now_ms() >= recheck_at_ms)) {
       dirty = true;
     }
@@ -360,27 +363,44 @@ int main(int argc, char** argv) {
     for (const std::string& s : desired.skipped) skipped += (skipped.empty() ? "" : "; ") + s;
     if (skipped != last_skipped && !skipped.empty()) log("not (yet) a peer: " + skipped);
     last_skipped = skipped;
-    desired.state.SerializeToString(&serialized);  // into the buffer of the one before
+    // The data plane runs what we applied last: send the peers that differ.
+    // Otherwise (fresh, restarted, programmed by hand, a delta refused), the
+    // whole state.
+    const bool full = full_next || !applied.has_applied() || live.live_generation() != applied_generation;
+    const bool changed = applied.prepare(desired.state, full ? nullptr : delta_req.mutable_delta());
     const uint64_t compute_ms = ms_since(t_compute);
-    if (serialized != applied || live.live_generation() != applied_generation) {
+    if (changed || full) {
       const auto t_apply = std::chrono::steady_clock::now();
-      req.set_generation(live.live_generation() + 1);
-      req.mutable_state()->Swap(&desired.state);  // not a copy; swapped back below for reuse
+      v1::ApplyRequest& r = full ? req : delta_req;
+      r.set_generation(live.live_generation() + 1);
+      if (full) {
+        req.mutable_state()->Swap(&desired.state);  // not a copy; swapped back below for reuse
+      } else {
+        delta_req.mutable_delta()->set_base_generation(applied_generation);
+      }
       grpc::ClientContext actx;
       actx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       v1::ApplyResponse resp;
-      st = stub->Apply(&actx, req, &resp);
-      req.mutable_state()->Swap(&desired.state);
+      st = stub->Apply(&actx, r, &resp);
+      if (full) req.mutable_state()->Swap(&desired.state);
       if (!st.ok()) {
-        problem("Apply generation " + std::to_string(req.generation()) + ": " + st.error_message());
+        if (!full && st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+          full_next = true;  // the live generation moved under us: the whole state, at once
+          continue;
+        }
+        problem("Apply generation " + std::to_string(r.generation()) + ": " + st.error_message());
         wait_for_change(static_cast<int>(o.resync_s * 1000));
         continue;
       }
-      applied.swap(serialized);
+      applied.commit();
+      full_next = false;
       applied_generation = resp.live_generation();
-      log("applied generation " + std::to_string(resp.live_generation()) + ": " +
-          std::to_string(desired.state.peers_size()) + " peer(s), sending epoch " + std::to_string(ep.epoch) +
-          " (read " + std::to_string(read_ms) + " ms, computed " + std::to_string(compute_ms) + " ms, applied " +
+      const std::string what = full ? std::to_string(desired.state.peers_size()) + " peer(s)"
+                                    : std::to_string(delta_req.delta().upsert_peers_size()) + " peer(s) changed, " +
+                                          std::to_string(delta_req.delta().remove_peers_size()) + " removed";
+      log("applied generation " + std::to_string(resp.live_generation()) + ": " + what + ", sending epoch " +
+          std::to_string(ep.epoch) + " (read " + std::to_string(read_ms) + " ms, computed " +
+          std::to_string(compute_ms) + " ms, applied " +
           std::to_string(ms_since(t_apply)) + " ms, of which the data plane built " +
           std::to_string(resp.build_us() / 1000) + " ms)");
     }

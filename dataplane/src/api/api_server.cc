@@ -35,24 +35,57 @@ class Service final : public v1::Dataplane::Service {
   explicit Service(Node& node) : node_(node) {}
 
   grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* req, v1::ApplyResponse* resp) override {
-    auto routing = api::routing_from_proto(req->state());
-    if (!routing.ok()) return {grpc::StatusCode::INVALID_ARGUMENT, "state." + routing.error()};
+    const bool delta = req->has_delta();
+    if (delta && (req->state().peers_size() != 0 || req->state().pod_cidrs_size() != 0)) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "state, delta: give one of them, not both"};
+    }
+    Result<RoutingState> routing = RoutingState{};
+    if (!delta) {
+      routing = api::routing_from_proto(req->state());
+      if (!routing.ok()) return {grpc::StatusCode::INVALID_ARGUMENT, "state." + routing.error()};
+    }
     Node::ApplyOutcome out;
+    std::string delta_error;  // the delta's own, found on the control thread
+    bool stale_base = false;
     uint64_t build_us = 0;
     if (!node_.tasks().run([&] {
           const auto t0 = std::chrono::steady_clock::now();
+          if (delta) {
+            // Against the live generation, on the thread that changes it.
+            const Tables& live = node_.tables();
+            if (req->delta().base_generation() != live.generation) {
+              stale_base = true;
+              delta_error = "delta.base_generation: " + std::to_string(req->delta().base_generation()) +
+                            " is not the live generation (" + std::to_string(live.generation) +
+                            " is): send the whole state";
+              return;
+            }
+            routing = api::apply_delta(routing_of(live), req->delta());
+            if (!routing.ok()) {
+              delta_error = "delta." + routing.error();
+              return;
+            }
+          }
           out = node_.apply(*routing, req->generation(), req->force());
           build_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                std::chrono::steady_clock::now() - t0)
                                                .count());
         })) {
+      if (routing.ok()) wipe_keys(routing->peers);
       return kStopping;
     }
-    wipe(*routing);
+    if (!delta_error.empty()) {
+      return {stale_base ? grpc::StatusCode::FAILED_PRECONDITION : grpc::StatusCode::INVALID_ARGUMENT, delta_error};
+    }
+    wipe_keys(routing->peers);
     using Code = Node::ApplyOutcome::Code;
     switch (out.code) {
       case Code::kOk: break;
-      case Code::kInvalid: return {grpc::StatusCode::INVALID_ARGUMENT, prefixed(out.message)};
+      case Code::kInvalid:
+        // A delta's errors name the state it makes (the live peers in their
+        // order, then the new ones).
+        return {grpc::StatusCode::INVALID_ARGUMENT, delta ? "delta: the state it makes: " + out.message
+                                                          : prefixed(out.message)};
       case Code::kStale:
       case Code::kConflict: return {grpc::StatusCode::FAILED_PRECONDITION, out.message};
       case Code::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, out.message};
@@ -224,16 +257,6 @@ class Service final : public v1::Dataplane::Service {
     return message.rfind("generation", 0) == 0 ? message : "state." + message;
   }
 
-  static void wipe(RoutingState& routing) {
-    for (PeerConfig& peer : routing.peers) {
-      for (auto* list : {&peer.outbound, &peer.inbound}) {
-        for (SaConfig& sa : *list) {
-          explicit_bzero(sa.key.data(), sa.key.size());
-          explicit_bzero(sa.salt.data(), sa.salt.size());
-        }
-      }
-    }
-  }
 
   Node& node_;
 };

@@ -1,7 +1,10 @@
 #include "api/convert.h"
 
 #include <cstring>
+#include <span>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
 namespace meshwire::dp::api {
 namespace {
@@ -46,6 +49,36 @@ Result<SaConfig> sa_from(const v1::Sa& in, PathFn path_of) {
 
 }  // namespace
 
+namespace {
+
+// One peer; `path()` names it ("peers[3]").
+template <typename PathFn>
+Result<PeerConfig> peer_from_proto(const v1::Peer& in, PathFn path) {
+  PeerConfig peer;
+  peer.name = in.name();
+  auto address = parse_ip_address(in.tunnel_address());
+  if (!address) return make_error(path() + ".tunnel_address: not an IP address: '" + in.tunnel_address() + "'");
+  peer.tunnel_address = *address;
+  auto pods = prefixes(in.pod_cidrs(), [&] { return path() + ".pod_cidrs"; });
+  if (!pods.ok()) return make_error(pods.error());
+  peer.pod_cidrs = std::move(*pods);
+  peer.outbound.reserve(static_cast<size_t>(in.outbound_size()));
+  for (int i = 0; i < in.outbound_size(); ++i) {
+    auto sa = sa_from(in.outbound(i), [&] { return at(path() + ".outbound", i); });
+    if (!sa.ok()) return make_error(sa.error());
+    peer.outbound.push_back(std::move(*sa));
+  }
+  peer.inbound.reserve(static_cast<size_t>(in.inbound_size()));
+  for (int i = 0; i < in.inbound_size(); ++i) {
+    auto sa = sa_from(in.inbound(i), [&] { return at(path() + ".inbound", i); });
+    if (!sa.ok()) return make_error(sa.error());
+    peer.inbound.push_back(std::move(*sa));
+  }
+  return peer;
+}
+
+}  // namespace
+
 Result<RoutingState> routing_from_proto(const v1::State& state) {
   RoutingState out;
   auto local = prefixes(state.pod_cidrs(), [] { return std::string("pod_cidrs"); });
@@ -53,30 +86,67 @@ Result<RoutingState> routing_from_proto(const v1::State& state) {
   out.pod_cidrs = std::move(*local);
   out.peers.reserve(static_cast<size_t>(state.peers_size()));
   for (int p = 0; p < state.peers_size(); ++p) {
-    const v1::Peer& in = state.peers(p);
-    auto path = [p] { return at("peers", p); };
-    PeerConfig peer;
-    peer.name = in.name();
-    auto address = parse_ip_address(in.tunnel_address());
-    if (!address) return make_error(path() + ".tunnel_address: not an IP address: '" + in.tunnel_address() + "'");
-    peer.tunnel_address = *address;
-    auto pods = prefixes(in.pod_cidrs(), [&] { return path() + ".pod_cidrs"; });
-    if (!pods.ok()) return make_error(pods.error());
-    peer.pod_cidrs = std::move(*pods);
-    peer.outbound.reserve(static_cast<size_t>(in.outbound_size()));
-    for (int i = 0; i < in.outbound_size(); ++i) {
-      auto sa = sa_from(in.outbound(i), [&] { return at(path() + ".outbound", i); });
-      if (!sa.ok()) return make_error(sa.error());
-      peer.outbound.push_back(std::move(*sa));
-    }
-    peer.inbound.reserve(static_cast<size_t>(in.inbound_size()));
-    for (int i = 0; i < in.inbound_size(); ++i) {
-      auto sa = sa_from(in.inbound(i), [&] { return at(path() + ".inbound", i); });
-      if (!sa.ok()) return make_error(sa.error());
-      peer.inbound.push_back(std::move(*sa));
-    }
-    out.peers.push_back(std::move(peer));
+    auto peer = peer_from_proto(state.peers(p), [p] { return at("peers", p); });
+    if (!peer.ok()) return make_error(peer.error());
+    out.peers.push_back(std::move(*peer));
   }
+  return out;
+}
+
+Result<RoutingState> apply_delta(RoutingState live, const v1::StateDelta& delta) {
+  // Whatever way this returns, the key bytes left in `live` (removed or
+  // replaced peers, or all of them on an error) are wiped; the peers moved
+  // into the result are empty here.
+  std::vector<PeerConfig> added;  // new peers, in the delta's order
+  struct WipeOnExit {
+    std::vector<PeerConfig>& live;
+    std::vector<PeerConfig>& added;
+    ~WipeOnExit() {
+      wipe_keys(live);
+      wipe_keys(added);
+    }
+  } wipe_on_exit{live.peers, added};
+  std::unordered_map<std::string_view, size_t> index;
+  index.reserve(live.peers.size());
+  for (size_t p = 0; p < live.peers.size(); ++p) index.emplace(live.peers[p].name, p);
+  std::vector<bool> removed(live.peers.size(), false);
+  for (int i = 0; i < delta.remove_peers_size(); ++i) {
+    auto it = index.find(delta.remove_peers(i));
+    if (it == index.end()) {
+      return make_error(at("remove_peers", i) + ": no peer named '" + delta.remove_peers(i) + "' is live");
+    }
+    removed[it->second] = true;
+  }
+  std::unordered_map<std::string, int> upserted;
+  for (int i = 0; i < delta.upsert_peers_size(); ++i) {
+    auto peer = peer_from_proto(delta.upsert_peers(i), [i] { return at("upsert_peers", i); });
+    if (!peer.ok()) return make_error(peer.error());
+    if (auto [it, fresh] = upserted.emplace(peer->name, i); !fresh) {
+      return make_error(at("upsert_peers", i) + ".name: '" + peer->name + "' already in " +
+                        at("upsert_peers", it->second));
+    }
+    auto live_one = index.find(peer->name);
+    if (live_one == index.end()) {
+      added.push_back(std::move(*peer));  // after the others: their positions stay
+    } else if (removed[live_one->second]) {
+      return make_error(at("upsert_peers", i) + ".name: '" + peer->name + "' is removed by the same delta");
+    } else {
+      wipe_keys(std::span(&live.peers[live_one->second], 1));  // the replaced one's keys
+      live.peers[live_one->second] = std::move(*peer);
+    }
+  }
+  if (delta.set_pod_cidrs()) {
+    auto local = prefixes(delta.pod_cidrs(), [] { return std::string("pod_cidrs"); });
+    if (!local.ok()) return make_error(local.error());
+    live.pod_cidrs = std::move(*local);
+  }
+  RoutingState out;
+  out.pod_cidrs = std::move(live.pod_cidrs);
+  out.peers.reserve(live.peers.size() + added.size());
+  for (size_t p = 0; p < live.peers.size(); ++p) {
+    if (!removed[p]) out.peers.push_back(std::move(live.peers[p]));
+  }
+  for (PeerConfig& peer : added) out.peers.push_back(std::move(peer));
   return out;
 }
 

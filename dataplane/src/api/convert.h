@@ -14,6 +14,16 @@ namespace meshwire::dp::api {
 // sizes); the rules between fields are check_routing()'s.
 Result<RoutingState> routing_from_proto(const v1::State& state);
 
+// The live routing state with a delta's changes: removed peers go, upserted
+// ones replace the live peer of their name in its place or come after the
+// others, the pod CIDRs are replaced when set_pod_cidrs. Per-field parsing
+// of what the delta adds, and its own consistency (a name removed that is not
+// live, upserted twice, or removed and upserted); the rules between fields
+// are check_routing()'s. Errors name the field as the delta spells it
+// ("upsert_peers[1].tunnel_address: ..."). Key bytes dropped on the way
+// (replaced or removed peers) are wiped.
+Result<RoutingState> apply_delta(RoutingState live, const v1::StateDelta& delta);
+
 // The reverse, for tests and tools (SA keys included: never for a read call).
 v1::State routing_to_proto(const RoutingState& routing);
 

@@ -425,6 +425,17 @@ Status check_peer(const PeerConfig& peer, size_t p, const IpAddress& tunnel_addr
 
 }  // namespace
 
+void wipe_keys(std::span<PeerConfig> peers) {
+  for (PeerConfig& peer : peers) {
+    for (auto* list : {&peer.outbound, &peer.inbound}) {
+      for (SaConfig& sa : *list) {
+        explicit_bzero(sa.key.data(), sa.key.size());
+        explicit_bzero(sa.salt.data(), sa.salt.size());
+      }
+    }
+  }
+}
+
 Status check_routing(const RoutingState& routing, const IpAddress& tunnel_address, unsigned workers,
                      const RoutingPaths& paths) {
   // Pod CIDRs must not overlap: sorted by family and address, any overlap is

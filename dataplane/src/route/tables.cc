@@ -393,6 +393,34 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
   return t;
 }
 
+namespace {
+
+SaConfig sa_config_of(uint32_t spi, const esp::GcmKey& key) {
+  SaConfig sc;
+  sc.spi = spi;
+  sc.algorithm = key.key_len == 32 ? AeadAlgorithm::kAes256Gcm : AeadAlgorithm::kAes128Gcm;
+  sc.key.assign(key.expanded.expanded_keys, key.expanded.expanded_keys + key.key_len);
+  sc.salt = key.salt;
+  return sc;
+}
+
+}  // namespace
+
+RoutingState routing_of(const Tables& t) {
+  RoutingState r;
+  r.pod_cidrs = t.local_pod_cidrs;
+  r.peers.resize(t.peers.size());
+  for (size_t p = 0; p < t.peers.size(); ++p) {
+    PeerConfig& pc = r.peers[p];
+    pc.name = t.peers[p]->name;
+    pc.tunnel_address = t.peers[p]->tunnel_address;
+    pc.pod_cidrs = t.peers[p]->pod_cidrs;
+    for (const esp::OutboundSa* sa : t.outbound[p]) pc.outbound.push_back(sa_config_of(sa->spi, sa->key));
+  }
+  for (const InboundEntry& e : t.inbound_list) r.peers[e.peer].inbound.push_back(sa_config_of(e.sa->spi, e.sa->key));
+  return r;
+}
+
 void free_tables(Tables* t, SharedState& shared) {
   if (!t) return;
   shared.release_fibs(t->fibs);

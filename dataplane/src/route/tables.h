@@ -206,6 +206,11 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
 // shared.
 void free_tables(Tables* tables, SharedState& shared);
 
+// The routing state a generation was built from, keys included (the
+// expanded keys' first round is the key): what an Apply of a delta starts
+// from. wipe() it after use. Control thread.
+RoutingState routing_of(const Tables& t);
+
 // The index of the peer with this tunnel address (family 4 or 6, 16 bytes,
 // IPv4 in the first 4, the rest zero), or -1. Any thread.
 int find_peer(const Tables& tables, uint8_t family, const uint8_t* address);

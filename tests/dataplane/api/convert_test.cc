@@ -75,5 +75,95 @@ TEST(Convert, NamesTheFieldAndNeverTheKey) {
   }
 }
 
+// Three live peers a, b, c; the delta's results checked by name and order.
+RoutingState three() {
+  v1::State s = valid();
+  s.mutable_peers(0)->set_name("a");
+  for (const char* name : {"b", "c"}) {
+    v1::Peer* p = s.add_peers();
+    *p = s.peers(0);
+    p->set_name(name);
+  }
+  return *routing_from_proto(s);
+}
+
+std::vector<std::string> names(const RoutingState& r) {
+  std::vector<std::string> out;
+  for (const PeerConfig& p : r.peers) out.push_back(p.name);
+  return out;
+}
+
+TEST(ApplyDelta, ReplacesInPlaceAppendsNewRemovesAndSetsPodCidrs) {
+  v1::StateDelta d;
+  v1::Peer* b = d.add_upsert_peers();
+  *b = valid().peers(0);
+  b->set_name("b");
+  b->set_tunnel_address("192.0.2.22");
+  v1::Peer* z = d.add_upsert_peers();
+  *z = valid().peers(0);
+  z->set_name("z");
+  d.add_remove_peers("a");
+  auto r = apply_delta(three(), d);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(names(*r), (std::vector<std::string>{"b", "c", "z"}));  // b kept its place; z after the others
+  EXPECT_EQ(format_ip(r->peers[0].tunnel_address), "192.0.2.22");
+  EXPECT_EQ(r->peers[1].outbound[0].key, std::vector<uint8_t>(16, 'k'));  // c untouched, keys and all
+  EXPECT_EQ(r->pod_cidrs.size(), 2u);  // not set: kept
+  v1::StateDelta pods;
+  pods.set_set_pod_cidrs(true);
+  pods.add_pod_cidrs("10.9.0.0/24");
+  auto p = apply_delta(three(), pods);
+  ASSERT_TRUE(p.ok()) << p.error();
+  ASSERT_EQ(p->pod_cidrs.size(), 1u);
+  EXPECT_EQ(format_prefix(p->pod_cidrs[0]), "10.9.0.0/24");
+  EXPECT_EQ(names(*p), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST(ApplyDelta, TheSameAsTheWholeStateWouldBe) {
+  // Upserting every peer as it is, in place, gives back the live state.
+  v1::StateDelta d;
+  v1::State whole = routing_to_proto(three());
+  for (const v1::Peer& p : whole.peers()) *d.add_upsert_peers() = p;
+  auto r = apply_delta(three(), d);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(routing_to_proto(*r).SerializeAsString(), whole.SerializeAsString());
+}
+
+TEST(ApplyDelta, ItsOwnErrorsNameItsFields) {
+  {
+    v1::StateDelta d;
+    d.add_remove_peers("nobody");
+    auto r = apply_delta(three(), d);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), "remove_peers[0]: no peer named 'nobody' is live");
+  }
+  {
+    v1::StateDelta d;
+    *d.add_upsert_peers() = valid().peers(0);
+    *d.add_upsert_peers() = valid().peers(0);
+    auto r = apply_delta(three(), d);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), "upsert_peers[1].name: 'node2' already in upsert_peers[0]");
+  }
+  {
+    v1::StateDelta d;
+    d.add_remove_peers("b");
+    *d.add_upsert_peers() = valid().peers(0);
+    d.mutable_upsert_peers(0)->set_name("b");
+    auto r = apply_delta(three(), d);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), "upsert_peers[0].name: 'b' is removed by the same delta");
+  }
+  {
+    v1::StateDelta d;
+    *d.add_upsert_peers() = valid().peers(0);
+    d.mutable_upsert_peers(0)->mutable_outbound(0)->set_key("secret");
+    auto r = apply_delta(three(), d);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().rfind("upsert_peers[0].outbound[0].key: must be 16 bytes", 0), 0u) << r.error();
+    EXPECT_EQ(r.error().find("secret"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace meshwire::dp::api

@@ -266,6 +266,36 @@ TEST(SpareFibs, AnUpdatedSpareAnswersLikeANewOne) {
   free_tables(*t4, *n.shared);
 }
 
+// What a delta Apply starts from: the live generation's routing state, read
+// back from its tables (the SAs' keys from their expanded schedules).
+TEST_F(GenerationsTest, TheRoutingStateReadBackFromTheTablesIsTheOneApplied) {
+  RoutingState r = routing_of(a_->config);
+  r.pod_cidrs.push_back(test::prefix("fd00:11::/64"));
+  r.peers[0].inbound.push_back(test::sa(0x3001, 42));
+  SaConfig wide = test::sa(0x3002, 43);
+  wide.algorithm = AeadAlgorithm::kAes256Gcm;
+  wide.key.resize(32, 0x5A);
+  r.peers[0].inbound.push_back(wide);
+  ASSERT_EQ(a_->apply(r, 1), "");
+  RoutingState back = routing_of(*a_->tables);
+  ASSERT_EQ(back.peers.size(), r.peers.size());
+  EXPECT_EQ(back.pod_cidrs, r.pod_cidrs);
+  const PeerConfig& want = r.peers[0];
+  const PeerConfig& got = back.peers[0];
+  EXPECT_EQ(got.name, want.name);
+  EXPECT_EQ(got.tunnel_address, want.tunnel_address);
+  EXPECT_EQ(got.pod_cidrs, want.pod_cidrs);
+  ASSERT_EQ(got.inbound.size(), want.inbound.size());
+  for (size_t i = 0; i < want.inbound.size(); ++i) {
+    EXPECT_EQ(got.inbound[i].spi, want.inbound[i].spi);
+    EXPECT_EQ(got.inbound[i].algorithm, want.inbound[i].algorithm);
+    EXPECT_EQ(got.inbound[i].key, want.inbound[i].key) << i;
+    EXPECT_EQ(got.inbound[i].salt, want.inbound[i].salt);
+  }
+  ASSERT_EQ(got.outbound.size(), 1u);
+  EXPECT_EQ(got.outbound[0].key, want.outbound[0].key);
+}
+
 // The RCU hand-over with a real reader thread.
 TEST(GenerationsRcu, TheOldGenerationLivesUntilEveryWorkerIsQuiescent) {
   TestNode n("gen_rcu", false, 0);

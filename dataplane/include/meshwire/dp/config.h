@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -102,6 +103,10 @@ inline const RoutingPaths kApiPaths{"pod_cidrs", "."};
 // one outbound SA per worker, address families) and between fields (pod
 // CIDRs that overlap, names, addresses, SPIs or keys used twice). The first
 // error names its field. Pure: any thread.
+// Overwrites every SA's key and salt bytes (once they are expanded into
+// tables, the raw copies need not stay in memory).
+void wipe_keys(std::span<PeerConfig> peers);
+
 Status check_routing(const RoutingState& routing, const IpAddress& tunnel_address, unsigned workers,
                      const RoutingPaths& paths);
 
