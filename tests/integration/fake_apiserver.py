@@ -83,6 +83,16 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can listen on ::1 (the IPv6 tests need it)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def status_body(code: int, message: str, reason: str | None = None, details: dict | None = None) -> dict:
     """A metav1.Status of a failure, the body of every error response."""
     body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

@@ -47,6 +47,16 @@ def ctl_json(node, *args) -> dict:
     return json.loads(out)
 
 
+def show(node, what) -> dict:
+    """meshwirectl --json show `what` on node."""
+    return ctl_json(node, "show", what)
+
+
+def pinging(cluster, a, b) -> bool:
+    """a's first pod pings b's first pod (IPv4, two echoes)."""
+    return cluster.ping(a.pods[0], b.pods[0], 4, count=2, deadline=3).returncode == 0
+
+
 def node_objects(cluster, extra_cidrs=None) -> list[dict]:
     """The cluster's nodes as Node objects (dicts), for an API server."""
     import yaml

@@ -11,7 +11,7 @@ import pytest
 
 import meshwire_topology as topo
 
-from meshwire_control import CONTROLLER, Controllers, ctl_json, nodes_yaml, write_atomic
+from meshwire_control import CONTROLLER, Controllers, nodes_yaml, pinging, show, write_atomic
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,6 @@ def ctrl(cluster):
             yield c, ctls
         finally:
             ctls.stop_all()
-
-
-def show(node, what):
-    return ctl_json(node, "show", what)
-
-
-def pinging(c, a, b):
-    return c.ping(a.pods[0], b.pods[0], 4, count=2, deadline=3).returncode == 0
 
 
 def test_keys_come_up_by_themselves(ctrl):

@@ -12,7 +12,7 @@ import pytest
 import meshwire_topology as topo
 
 from fake_apiserver import FakeApiServer
-from meshwire_control import CONTROLLER, Controllers, ctl_json, node_objects
+from meshwire_control import CONTROLLER, Controllers, node_objects, pinging, show
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +30,6 @@ def kube(cluster):
                 yield c, ctls, api
             finally:
                 ctls.stop_all()
-
-
-def show(node, what):
-    return ctl_json(node, "show", what)
-
-
-def pinging(c, a, b):
-    return c.ping(a.pods[0], b.pods[0], 4, count=2, deadline=3).returncode == 0
 
 
 def test_keys_are_published_by_patch_and_traffic_flows(kube):

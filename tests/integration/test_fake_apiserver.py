@@ -20,7 +20,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from fake_apiserver import EXPIRED_CONTINUE, FakeApiServer
+from fake_apiserver import EXPIRED_CONTINUE, FakeApiServer, has_ipv6_loopback
 
 MERGE = "application/merge-patch+json"
 
@@ -442,16 +442,8 @@ def test_merge_patch_of_annotations(api):
 # -- hosts, shutdown, libcurl
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
 def test_ipv6_loopback(tmp_path):
     with FakeApiServer(tmp_path / "api6", host="::1") as api:
         assert api.url == f"https://[::1]:{api.port}"

@@ -8,7 +8,6 @@ annotations, in-cluster config with an IPv6 service host."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_apiserver import FakeApiServer
+from fake_apiserver import FakeApiServer, has_ipv6_loopback
 from meshwire_control import BUILD
 
 PROBE = BUILD / "tests" / "kube_probe"
@@ -322,16 +321,8 @@ def test_kubeconfig_with_embedded_ca_and_inline_token(api, probe):
     p.nodes(*all_names())
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
 def test_in_cluster_with_an_ipv6_service_host(tmp_path):
     with FakeApiServer(tmp_path / "api6", host="::1") as api6:
         api6.create("nodes", node("v6node", "10.60.0.0/24"))
