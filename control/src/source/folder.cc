@@ -186,7 +186,8 @@ class FolderSource final : public Source {
                                   const std::map<std::string, std::string>& annotations) override {
     return control::publish_node_annotations(folder_, node, annotations);
   }
-  bool wait(int timeout_ms) override { return watch_.wait(timeout_ms); }
+  // A file changed: it may hold any kind.
+  unsigned wait(int timeout_ms) override { return watch_.wait(timeout_ms) ? unsigned{kAllChanged} : 0u; }
 
  private:
   std::string folder_;

@@ -23,8 +23,8 @@ class Store final : public ReflectorSink {
  public:
   using Parse = Result<T> (*)(const json&);
   using Ptr = std::shared_ptr<const T>;
-  Store(std::mutex& mu, std::condition_variable& cv, bool& changed, Parse parse, bool namespaced)
-      : mu_(mu), cv_(cv), changed_(changed), parse_(parse), namespaced_(namespaced) {}
+  Store(std::mutex& mu, std::condition_variable& cv, unsigned& changed, unsigned kind, Parse parse, bool namespaced)
+      : mu_(mu), cv_(cv), changed_(changed), kind_(kind), parse_(parse), namespaced_(namespaced) {}
 
   void replace(std::vector<json> items) override {
     std::map<std::string, Result<Ptr>> fresh;
@@ -79,12 +79,13 @@ class Store final : public ReflectorSink {
     return (ns.empty() ? "default" : ns) + "/" + name;
   }
   void touch() {
-    changed_ = true;
+    changed_ |= kind_;
     cv_.notify_all();
   }
   std::mutex& mu_;
   std::condition_variable& cv_;
-  bool& changed_;
+  unsigned& changed_;
+  unsigned kind_;  // its Changed bit
   Parse parse_;
   bool namespaced_;
   std::map<std::string, Result<Ptr>> objects_;
@@ -96,9 +97,9 @@ class KubeSource final : public Source {
   KubeSource(KubeEndpoint endpoint, KubeSourceOptions options)
       : client_(std::move(endpoint)),
         log_(options.log ? options.log : [](const std::string&) {}),
-        nodes_(mu_, cv_, changed_, &parse_node, false),
-        services_(mu_, cv_, changed_, &parse_service, true),
-        slices_(mu_, cv_, changed_, &parse_endpoint_slice, true) {
+        nodes_(mu_, cv_, changed_, kNodesChanged, &parse_node, false),
+        services_(mu_, cv_, changed_, kServicesChanged, &parse_service, true),
+        slices_(mu_, cv_, changed_, kEndpointSlicesChanged, &parse_endpoint_slice, true) {
     reflectors_.push_back(std::make_unique<Reflector>(client_, "/api/v1/nodes", nodes_, log_));
     reflectors_.push_back(std::make_unique<Reflector>(client_, "/api/v1/services", services_, log_));
     reflectors_.push_back(
@@ -138,11 +139,11 @@ class KubeSource final : public Source {
     return dp::Ok{};
   }
 
-  bool wait(int timeout_ms) override {
+  unsigned wait(int timeout_ms) override {
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] { return changed_; });
-    const bool was = changed_;
-    changed_ = false;
+    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] { return changed_ != 0; });
+    const unsigned was = changed_;
+    changed_ = 0;
     return was;
   }
 
@@ -151,7 +152,7 @@ class KubeSource final : public Source {
   std::function<void(const std::string&)> log_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool changed_ = false;
+  unsigned changed_ = 0;  // Changed bits since the last wait()
   Store<NodeObject> nodes_;
   Store<ServiceObject> services_;
   Store<EndpointSliceObject> slices_;

@@ -14,6 +14,14 @@
 
 namespace meshwire::control {
 
+// What changed, as wait() reports it.
+enum Changed : unsigned {
+  kNodesChanged = 1,
+  kServicesChanged = 2,
+  kEndpointSlicesChanged = 4,
+  kAllChanged = 7,
+};
+
 class Source {
  public:
   virtual ~Source() = default;
@@ -25,8 +33,9 @@ class Source {
   // Sets these annotations on this node's Node object (a merge: others stay).
   virtual Status publish_node_annotations(const std::string& node,
                                           const std::map<std::string, std::string>& annotations) = 0;
-  // Waits up to timeout_ms for a change; true when one (or more) came.
-  virtual bool wait(int timeout_ms) = 0;
+  // Waits up to timeout_ms for a change; the kinds of objects that changed
+  // since the last call (Changed bits), 0 when none did.
+  virtual unsigned wait(int timeout_ms) = 0;
 };
 
 // `dir:PATH`: the files of one folder, followed through inotify.
