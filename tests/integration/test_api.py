@@ -93,7 +93,7 @@ def test_apply_is_idempotent_and_keeps_traffic(api, tmp_path):
     live = int(show_json(node1, "generation")["live_generation"])
     same = state_of(cluster, node1)
     out = apply(node1, tmp_path, live + 1, same).stdout
-    assert f"generation {live + 1} is live (already live)" in out
+    assert f"generation {live + 1} is live (already live;" in out
     out = apply(node1, tmp_path, live + 1, same).stdout  # again: a no-op
     assert "already live" in out
     assert show_json(node1, "generation")["source"] == "api"
@@ -131,7 +131,7 @@ def test_generations_only_move_forward(api, tmp_path):
     proc = apply(node1, tmp_path, live + 5, changed, check=False)
     assert proc.returncode == 1 and "other contents" in proc.stderr, proc.stderr
     out = apply(node1, tmp_path, live + 4, changed, "--force").stdout
-    assert f"generation {live + 4} is live (changed)" in out
+    assert f"generation {live + 4} is live (changed; built in" in out
     routes = {r["prefix"]: r["next_hop"] for r in show_json(node1, "routes")["routes"]}
     assert routes["10.77.0.0/24"] == "node2"
 

@@ -58,11 +58,12 @@ std::string render_table(const std::vector<std::string>& header, const std::vect
 
 std::string format_generation(const v1::GetGenerationResponse& r) {
   std::string out;
-  out += "generation:      " + std::to_string(r.live_generation()) + "\n";
-  out += "source:          " + or_dash(r.source()) + "\n";
-  out += "applied_unix_ms: " + std::to_string(r.applied_unix_ms()) + "\n";
-  out += "workers:         " + std::to_string(r.workers()) + "\n";
-  out += "tunnel_address:  " + or_dash(r.tunnel_address()) + "\n";
+  out += "generation:       " + std::to_string(r.live_generation()) + "\n";
+  out += "source:           " + or_dash(r.source()) + "\n";
+  out += "applied_unix_ms:  " + std::to_string(r.applied_unix_ms()) + "\n";
+  out += "workers:          " + std::to_string(r.workers()) + "\n";
+  out += "tunnel_address:   " + or_dash(r.tunnel_address()) + "\n";
+  out += "max_outbound_seq: " + std::to_string(r.max_outbound_seq()) + "\n";
   return out;
 }
 

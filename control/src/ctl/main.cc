@@ -104,8 +104,9 @@ int apply(v1::Dataplane::Stub& stub, const Options& o) {
   if (o.json) {
     std::fputs(meshwire::control::to_json(resp).c_str(), stdout);
   } else {
-    std::printf("generation %llu is live (%s)\n", static_cast<unsigned long long>(resp.live_generation()),
-                resp.changed() ? "changed" : "already live");
+    std::printf("generation %llu is live (%s; built in %.1f ms)\n",
+                static_cast<unsigned long long>(resp.live_generation()), resp.changed() ? "changed" : "already live",
+                static_cast<double>(resp.build_us()) / 1000.0);
   }
   return 0;
 }
