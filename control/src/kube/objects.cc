@@ -25,6 +25,25 @@ Result<std::string> string_at(const json& object, std::initializer_list<const ch
   return j->get<std::string>();
 }
 
+// spec.<plural> (a list of strings) or, where it is absent, the older
+// single spec.<singular>: podCIDRs/podCIDR, clusterIPs/clusterIP.
+Result<std::vector<std::string>> plural_or_single(const json& object, const char* plural, const char* singular) {
+  std::vector<std::string> out;
+  const std::string field = std::string("spec.") + plural;
+  if (const json* list = path(object, {"spec", plural}); list && !list->is_null()) {
+    if (!list->is_array()) return make_error(field + ": must be a list");
+    for (size_t i = 0; i < list->size(); ++i) {
+      if (!(*list)[i].is_string()) return make_error(field + "[" + std::to_string(i) + "]: must be a string");
+      out.push_back((*list)[i].get<std::string>());
+    }
+    return out;
+  }
+  auto one = string_at(object, {"spec", singular}, std::string("spec.") + singular);
+  if (!one.ok()) return make_error(one.error());
+  if (!one->empty()) out.push_back(*one);
+  return out;
+}
+
 }  // namespace
 
 std::string describe(const json& object, size_t index) {
@@ -96,18 +115,9 @@ Result<NodeObject> parse_node(const json& object) {
     }
   }
 
-  std::vector<std::string> cidrs;
-  if (const json* list = path(object, {"spec", "podCIDRs"}); list && !list->is_null()) {
-    if (!list->is_array()) return make_error(what + "spec.podCIDRs: must be a list");
-    for (size_t i = 0; i < list->size(); ++i) {
-      if (!(*list)[i].is_string()) return make_error(what + "spec.podCIDRs[" + std::to_string(i) + "]: must be a string");
-      cidrs.push_back((*list)[i].get<std::string>());
-    }
-  } else {
-    auto one = string_at(object, {"spec", "podCIDR"}, "spec.podCIDR");
-    if (!one.ok()) return make_error(what + one.error());
-    if (!one->empty()) cidrs.push_back(*one);
-  }
+  auto listed = plural_or_single(object, "podCIDRs", "podCIDR");
+  if (!listed.ok()) return make_error(what + listed.error());
+  const std::vector<std::string>& cidrs = *listed;
   for (size_t i = 0; i < cidrs.size(); ++i) {
     auto p = dp::parse_ip_prefix(cidrs[i]);
     if (!p.ok()) return make_error(what + "spec.podCIDRs[" + std::to_string(i) + "]: " + p.error());
@@ -191,18 +201,9 @@ Result<ServiceObject> parse_service(const json& object) {
                       "'");
   }
 
-  std::vector<std::string> ips;
-  if (const json* list = path(object, {"spec", "clusterIPs"}); list && !list->is_null()) {
-    if (!list->is_array()) return make_error(what + "spec.clusterIPs: must be a list");
-    for (size_t i = 0; i < list->size(); ++i) {
-      if (!(*list)[i].is_string()) return make_error(what + "spec.clusterIPs[" + std::to_string(i) + "]: must be a string");
-      ips.push_back((*list)[i].get<std::string>());
-    }
-  } else {
-    auto one = string_at(object, {"spec", "clusterIP"}, "spec.clusterIP");
-    if (!one.ok()) return make_error(what + one.error());
-    if (!one->empty()) ips.push_back(*one);
-  }
+  auto listed = plural_or_single(object, "clusterIPs", "clusterIP");
+  if (!listed.ok()) return make_error(what + listed.error());
+  const std::vector<std::string>& ips = *listed;
   for (size_t i = 0; i < ips.size(); ++i) {
     if (ips[i] == "None") {
       s.headless = true;
