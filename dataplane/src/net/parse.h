@@ -29,6 +29,7 @@ inline constexpr uint8_t kProtoAh = 51;
 inline constexpr uint8_t kProtoIcmpv6 = 58;
 inline constexpr uint8_t kProtoNoNext = 59;
 inline constexpr uint8_t kProtoDestOpts = 60;
+inline constexpr uint8_t kProtoSctp = 132;
 
 inline constexpr uint16_t kEspInUdpPort = 4500;
 
@@ -40,6 +41,7 @@ inline constexpr size_t kIpv4HdrLen = 20;      // without options
 inline constexpr size_t kIpv6HdrLen = 40;
 inline constexpr size_t kUdpHdrLen = 8;
 inline constexpr size_t kTcpHdrLen = 20;       // without options
+inline constexpr size_t kSctpHdrLen = 12;      // common header: ports, verification tag, CRC32c
 inline constexpr size_t kIcmpHdrLen = 8;
 inline constexpr size_t kIcmpv6HdrLen = 4;
 // Extension headers walked before parse_ip() gives up with kUnsupported.
@@ -70,7 +72,7 @@ struct PacketInfo {
   uint8_t ttl = 0;          // TTL or hop limit
   bool is_fragment = false; // IPv4 MF or offset != 0, or an IPv6 fragment header (L4 not parsed past the first fragment)
   bool later_fragment = false;  // a fragment other than the first (fragment offset != 0)
-  bool has_l4 = false;      // L4 header (TCP with options / UDP 8 / ICMP 8 / ICMPv6 4) wholly inside the IP packet
+  bool has_l4 = false;      // L4 header (TCP with options / UDP 8 / SCTP 12 / ICMP 8 / ICMPv6 4) wholly inside the IP packet
   bool has_vlan = false;    // a single 802.1Q tag was present (result is then kUnsupported)
   uint16_t vlan_tci = 0;    // host order, valid if has_vlan
 };
@@ -78,8 +80,9 @@ struct PacketInfo {
 // Parses Ethernet, then ARP (28-byte Ethernet/IPv4 ARP only), IPv4 (IHL >= 5,
 // total length <= buffer, options skipped, header checksum NOT verified here)
 // or IPv6 (walks hop-by-hop, routing, destination options, AH and fragment
-// headers), then the L4 header (TCP, UDP, ICMP, ICMPv6; other protocols give
-// kOk with has_l4 false). Trailing bytes after the IP packet (Ethernet
+// headers), then the L4 header (TCP, UDP, SCTP common header, ICMP, ICMPv6;
+// other protocols give kOk with has_l4 false; SCTP chunks and the CRC32c are
+// not looked at). Trailing bytes after the IP packet (Ethernet
 // padding) are allowed. A non-first fragment gives kOk with has_l4 false; a
 // first fragment too short for its L4 header gives kOk with has_l4 false.
 //
@@ -165,7 +168,8 @@ inline ParseResult parse_l4(const uint8_t* p, size_t avail, uint8_t proto, bool 
     case kProtoUdp: need = kUdpHdrLen; break;
     case kProtoIcmp: need = kIcmpHdrLen; break;
     case kProtoIcmpv6: need = kIcmpv6HdrLen; break;
-    default: return ParseResult::kOk;  // ESP, IP-in-IP, SCTP, ...: no L4 view
+    case kProtoSctp: need = kSctpHdrLen; break;
+    default: return ParseResult::kOk;  // ESP, IP-in-IP, ...: no L4 view
   }
   if (avail < need) return fragment ? ParseResult::kOk : ParseResult::kTruncated;
   if (proto == kProtoTcp) {

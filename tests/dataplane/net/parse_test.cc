@@ -105,6 +105,26 @@ std::vector<ParseCase> frame_cases() {
        ParseResult::kOk, {kEtherTypeIpv6, 62, 51, kProtoUdp, true, true, false}},
       {"IPv6 atomic fragment", eth_v6().fragment(0, false).icmp6(129, 0).build(), ParseResult::kOk,
        {kEtherTypeIpv6, 62, 56, kProtoIcmpv6, true, false, true}},
+      {"IPv4 SCTP with an INIT chunk", eth_v4().ip_proto(kProtoSctp).payload_size(12 + 20).build(), ParseResult::kOk,
+       {kEtherTypeIpv4, 34, 52, kProtoSctp, false, false, true}},
+      {"IPv4 SCTP common header only", eth_v4().ip_proto(kProtoSctp).payload_size(12).build(), ParseResult::kOk,
+       {kEtherTypeIpv4, 34, 32, kProtoSctp, false, false, true}},
+      {"IPv6 SCTP with a DATA chunk", eth_v6().ip_proto(kProtoSctp).payload_size(12 + 20).build(), ParseResult::kOk,
+       {kEtherTypeIpv6, 54, 72, kProtoSctp, false, false, true}},
+      {"IPv6 SCTP after a destination options header", eth_v6().ext_header(kProtoDestOpts).ip_proto(kProtoSctp)
+                                                           .payload_size(16).build(),
+       ParseResult::kOk, {kEtherTypeIpv6, 62, 64, kProtoSctp, false, false, true}},
+      {"IPv4 first fragment with SCTP", eth_v4().fragment(0, true).ip_proto(kProtoSctp).payload_size(24).build(),
+       ParseResult::kOk, {kEtherTypeIpv4, 34, 44, kProtoSctp, true, false, true}},
+      {"IPv4 first fragment with the SCTP header cut", eth_v4().fragment(0, true).ip_proto(kProtoSctp)
+                                                           .payload_size(8).build(),
+       ParseResult::kOk, {kEtherTypeIpv4, 34, 28, kProtoSctp, true, false, false}},
+      {"IPv4 later fragment of SCTP", eth_v4().fragment(1480, false).ip_proto(kProtoSctp).payload_size(12).build(),
+       ParseResult::kOk, {kEtherTypeIpv4, 34, 32, kProtoSctp, true, true, false}},
+      {"IPv6 first fragment with SCTP", eth_v6().fragment(0, true).ip_proto(kProtoSctp).payload_size(16).build(),
+       ParseResult::kOk, {kEtherTypeIpv6, 62, 64, kProtoSctp, true, false, true}},
+      {"IPv6 later fragment of SCTP", eth_v6().fragment(8, false).ip_proto(kProtoSctp).payload_size(4).build(),
+       ParseResult::kOk, {kEtherTypeIpv6, 62, 52, kProtoSctp, true, true, false}},
       {"IPv6 8 extension headers",
        [] {
          PacketBuilder b = eth_v6();
@@ -165,6 +185,11 @@ std::vector<ParseCase> frame_cases() {
        {}},
       {"ICMP of 7 bytes", eth_v4().ip_proto(kProtoIcmp).payload_size(7).build(), ParseResult::kTruncated, {}},
       {"ICMPv6 of 3 bytes", eth_v6().ip_proto(kProtoIcmpv6).payload_size(3).build(), ParseResult::kTruncated, {}},
+      {"SCTP of 11 bytes", eth_v4().ip_proto(kProtoSctp).payload_size(11).build(), ParseResult::kTruncated, {}},
+      {"IPv6 SCTP of 11 bytes", eth_v6().ip_proto(kProtoSctp).payload_size(11).build(), ParseResult::kTruncated, {}},
+      {"IPv4 total length cuts the SCTP header", eth_v4().ip_proto(kProtoSctp).payload_size(12).total_length(31)
+                                                     .build(),
+       ParseResult::kTruncated, {}},
       {"IPv6 version 4 in an IPv6 EtherType", eth_v6().ip_version(4).build(), ParseResult::kBadHeader, {}},
       {"IPv6 payload length past the buffer", eth_v6().udp(1, 2).total_length(9).build(),
        ParseResult::kTruncated, {}},
