@@ -12,7 +12,7 @@
 // 2: sealed plaintext to b's uplink), then the bytes.
 //
 // fuzz-sources: dataplane/src/net/*.cc dataplane/src/esp/*.cc dataplane/src/route/*.cc
-// fuzz-sources: dataplane/src/worker/*.cc dataplane/src/config/ip.cc
+// fuzz-sources: dataplane/src/worker/*.cc dataplane/src/config/ip.cc dataplane/src/lb/*.cc
 // fuzz-pkgs: libdpdk
 // fuzz-libs: -lIPSec_MB
 #include <rte_eal.h>
@@ -129,6 +129,28 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_b = new TestNode("fzb", false, 1);
   g_a->learn("10.11.0.2", "02:00:00:00:11:02");
   g_b->learn("10.12.0.2", "02:00:00:00:12:02");
+  // Services on both, with a backend on each node, so that frames to the
+  // VIP, replies from the backends and ICMP errors about them go through the
+  // service stage (connection table, NAT) in both directions.
+  for (TestNode* n : {g_a, g_b}) {
+    dp::lb::ServicesConfig services;
+    for (uint8_t proto : {uint8_t{6}, uint8_t{17}, uint8_t{132}}) {
+      dp::lb::FrontendConfig f;
+      f.name = "fuzz/svc";
+      f.vip = test::addr("10.96.0.10");
+      f.port = 80;
+      f.protocol = proto;
+      f.affinity_timeout_s = proto == 17 ? 60 : 0;
+      for (const char* b : {"10.11.0.2", "10.12.0.2"}) {
+        dp::lb::BackendConfig bc;
+        bc.address = test::addr(b);
+        bc.port = 8080;
+        f.backends.push_back(bc);
+      }
+      services.push_back(f);
+    }
+    if (!n->apply_services(services, 1).empty()) std::abort();
+  }
   g_workers_a = new std::vector<dp::WorkerContext>{g_a->ctx};
   g_workers_b = new std::vector<dp::WorkerContext>{g_b->ctx};
   g_control_a = new dp::Control(g_a->node, g_a->live, *g_workers_a, g_pool, &g_control_counters[0]);

@@ -19,6 +19,9 @@
 #include <vector>
 
 #include "esp/sa.h"
+#include "lb/conntrack.h"
+#include "lb/services.h"
+#include "route/generations.h"
 #include "route/tables.h"
 #include "worker/control.h"
 #include "worker/worker.h"
@@ -74,6 +77,13 @@ struct TestNode {
   std::atomic<Tables*> live{nullptr};
   std::unique_ptr<dp::esp::GcmEngine> engine;
   WorkerCounters counters{};
+  // Services: an empty set until apply_services(), and a connection table
+  // (4096 flows) whose grace periods pass at once (no reader registered).
+  std::unique_ptr<dp::Quiescence> quiescence;
+  std::unique_ptr<dp::lb::ServiceShared> service_shared;
+  dp::lb::ServiceTable* services = nullptr;
+  std::atomic<dp::lb::ServiceTable*> services_live{nullptr};
+  std::unique_ptr<dp::lb::ConnTrack> conntrack;
   WorkerContext ctx;
   std::atomic<bool> stop{false};
   TxBuffers tx;
@@ -139,6 +149,30 @@ struct TestNode {
     ctx.node = &node;
     ctx.tables = tables;
     ctx.stop = &stop;
+
+    auto q = dp::Quiescence::create(workers, 0);
+    if (!q.ok()) std::abort();
+    quiescence = std::move(q.value());
+    service_shared = std::make_unique<dp::lb::ServiceShared>(*shared);
+    auto st = dp::lb::build_services({}, 0, *tables, *service_shared);
+    if (!st.ok()) std::abort();
+    services = st.value();
+    services_live.store(services);
+    dp::lb::ConnTrackConfig cc;
+    cc.capacity = 4096;
+    cc.workers = static_cast<uint16_t>(workers);
+    cc.qsbr = quiescence->qsbr();
+    auto ct = dp::lb::ConnTrack::create(cc);
+    if (!ct.ok()) {
+      std::fprintf(stderr, "conntrack: %s\n", ct.error().c_str());
+      std::abort();
+    }
+    conntrack = std::move(ct.value());
+    ctx.services = services;
+    ctx.services_live = &services_live;
+    ctx.conntrack = conntrack.get();
+    ctx.ct_cache = dp::lb::ConnTrack::WorkerCache(0);
+    ctx.now_ms = 1000;
     char ring_name[RTE_RING_NAMESIZE];
     std::snprintf(ring_name, sizeof(ring_name), "%s_p", name.c_str());
     ctx.punt = rte_ring_create(ring_name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -152,7 +186,23 @@ struct TestNode {
     while (rte_ring_dequeue(ctx.punt, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
     rte_ring_free(ctx.punt);
     rte_ring_free(ctx.inject);
+    conntrack->release(ctx.ct_cache);
+    conntrack.reset();
+    dp::lb::free_services(services, *service_shared);
+    service_shared.reset();
     dp::free_tables(tables, *shared);
+  }
+  // Makes `config` the node's services (generation `generation`), as
+  // ApplyServices would; returns the error of an invalid set.
+  std::string apply_services(const dp::lb::ServicesConfig& config, uint64_t generation) {
+    if (auto s = dp::lb::check_services(config); !s.ok()) return s.error();
+    auto t = dp::lb::build_services(config, generation, *tables, *service_shared);
+    if (!t.ok()) return t.error();
+    dp::lb::free_services(services, *service_shared);
+    services = t.value();
+    services_live.store(services);
+    ctx.services = services;
+    return "";
   }
   // Builds generation `generation` from routing (the config's with changes)
   // and makes it this node's tables, as an Apply would; the old generation is
@@ -237,6 +287,11 @@ struct TestWorkers {
       c.node = &n.node;
       c.tables = n.tables;
       c.stop = &n.stop;
+      c.services = n.services;
+      c.services_live = &n.services_live;
+      c.conntrack = n.conntrack.get();
+      c.ct_cache = dp::lb::ConnTrack::WorkerCache(static_cast<uint16_t>(w));
+      c.now_ms = 1000;
       char ring_name[RTE_RING_NAMESIZE];
       std::snprintf(ring_name, sizeof(ring_name), "%s_p%u", name.c_str(), w);
       c.punt = rte_ring_create(ring_name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);

@@ -78,18 +78,11 @@ class Service final : public v1::Dataplane::Service {
       return {stale_base ? grpc::StatusCode::FAILED_PRECONDITION : grpc::StatusCode::INVALID_ARGUMENT, delta_error};
     }
     wipe_keys(routing->peers);
-    using Code = Node::ApplyOutcome::Code;
-    switch (out.code) {
-      case Code::kOk: break;
-      case Code::kInvalid:
-        // A delta's errors name the state it makes (the live peers in their
-        // order, then the new ones).
-        return {grpc::StatusCode::INVALID_ARGUMENT, delta ? "delta: the state it makes: " + out.message
-                                                          : prefixed(out.message)};
-      case Code::kStale:
-      case Code::kConflict: return {grpc::StatusCode::FAILED_PRECONDITION, out.message};
-      case Code::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, out.message};
-      case Code::kInternal: return {grpc::StatusCode::RESOURCE_EXHAUSTED, out.message};
+    // A delta's errors name the state it makes (the live peers in their
+    // order, then the new ones).
+    if (grpc::Status st = status_of(out, delta ? "delta: the state it makes: " : prefixed(out.message), !delta);
+        !st.ok()) {
+      return st;
     }
     resp->set_live_generation(out.live_generation);
     resp->set_changed(out.changed);
@@ -110,6 +103,99 @@ class Service final : public v1::Dataplane::Service {
         for (const esp::OutboundSa* sa : per_peer) top = std::max<uint64_t>(top, read_counter(sa->seq));
       }
       resp->set_max_outbound_seq(top);
+      resp->set_services_generation(node_.services().generation);
+    });
+  }
+
+  grpc::Status ApplyServices(grpc::ServerContext*, const v1::ApplyServicesRequest* req,
+                             v1::ApplyServicesResponse* resp) override {
+    auto services = api::services_from_proto(req->services());
+    if (!services.ok()) return {grpc::StatusCode::INVALID_ARGUMENT, services.error()};
+    Node::ApplyOutcome out;
+    uint64_t build_us = 0;
+    if (!node_.tasks().run([&] {
+          const auto t0 = std::chrono::steady_clock::now();
+          out = node_.apply_services(std::move(*services), req->generation(), req->force());
+          build_us = static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+        })) {
+      return kStopping;
+    }
+    if (grpc::Status st = status_of(out, out.message, true); !st.ok()) return st;
+    resp->set_live_generation(out.live_generation);
+    resp->set_changed(out.changed);
+    resp->set_build_us(build_us);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListServices(grpc::ServerContext*, const v1::ListServicesRequest* req,
+                            v1::ListServicesResponse* resp) override {
+    return on_control([&] {
+      const lb::ServiceTable& t = node_.services();
+      resp->set_live_generation(t.generation);
+      const uint32_t now = lb::flow_clock_ms();
+      // Live flows per (frontend, backend), from one pass over the table.
+      std::vector<std::vector<uint64_t>> flows(t.frontends.size());
+      for (size_t i = 0; i < t.frontends.size(); ++i) flows[i].assign(t.frontends[i].backends.size(), 0);
+      node_.conntrack().for_each([&](uint32_t, const lb::Flow& f) {
+        const auto place = t.place_of(f);
+        if (place.frontend != lb::ServiceTable::kNowhere) flows[place.frontend][place.backend]++;
+      });
+      for (size_t i = 0; i < t.frontends.size(); ++i) {
+        const lb::FrontendConfig& fc = t.config[i];
+        if (fc.name.rfind(req->name(), 0) != 0) continue;
+        const lb::FrontendRuntime& fr = t.frontends[i];
+        v1::ServiceStatus* out = resp->add_services();
+        api::frontend_to_proto(fc, out->mutable_frontend(), false);
+        out->set_table_size(static_cast<uint32_t>(fr.maglev.size()));
+        for (size_t j = 0; j < fr.backends.size(); ++j) {
+          const lb::BackendRuntime& b = fr.backends[j];
+          v1::BackendStatus* bs = out->add_backends();
+          api::backend_to_proto(fc.backends[j], bs->mutable_backend());
+          const lb::Selectable sel = lb::backend_selectable(b, now);
+          bs->set_selectable(sel == lb::Selectable::kYes);
+          bs->set_state(describe(sel, fc.backends[j], b, now));
+          bs->set_slots(b.slots);
+          bs->set_connections(b.health->connections.load(std::memory_order_relaxed));
+          bs->set_failed_connects(b.health->failed_connects.load(std::memory_order_relaxed));
+          bs->set_retries_away(b.health->retries_away.load(std::memory_order_relaxed));
+          bs->set_active_flows(flows[i][j]);
+        }
+      }
+    });
+  }
+
+  grpc::Status ListFlows(grpc::ServerContext*, const v1::ListFlowsRequest* req, v1::ListFlowsResponse* resp) override {
+    return on_control([&] {
+      const lb::ServiceTable& t = node_.services();
+      lb::ConnTrack& ct = node_.conntrack();
+      const uint32_t limit = req->limit() == 0 ? 1000 : req->limit();
+      const uint32_t now = lb::flow_clock_ms();
+      uint64_t total = 0;
+      ct.for_each([&](uint32_t, const lb::Flow& f) {
+        if (f.forward.proto == lb::kAffinityProto) return;
+        const auto place = t.place_of(f);
+        const std::string& name = place.frontend == lb::ServiceTable::kNowhere ? kNoName : t.config[place.frontend].name;
+        if (!req->service().empty() && name.rfind(req->service(), 0) != 0) return;
+        ++total;
+        if (static_cast<uint32_t>(resp->flows_size()) >= limit) return;
+        v1::Flow* out = resp->add_flows();
+        const lb::FlowTuple& k = f.forward;
+        out->set_protocol(k.proto == 6 ? v1::TCP : k.proto == 17 ? v1::UDP : v1::SCTP);
+        out->set_client(endpoint_text(k.family, k.src, k.src_port));
+        out->set_frontend(endpoint_text(k.family, k.dst, k.dst_port));
+        out->set_backend(endpoint_text(k.family, f.backend, f.backend_port));
+        out->set_service(name);
+        const auto state = static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed));
+        out->set_state(std::string(lb::flow_state_name(state)));
+        const uint32_t idle = now - f.last_seen_ms.load(std::memory_order_relaxed);
+        out->set_idle_ms(idle);
+        const uint32_t timeout = lb::idle_timeout_ms(ct.timeouts(), state, f.affinity_timeout_ms);
+        out->set_expires_in_ms(idle >= timeout ? 0 : timeout - idle);
+        out->set_attempts(f.attempts.load(std::memory_order_relaxed));
+      });
+      resp->set_total(total);
+      resp->set_capacity(ct.capacity());
     });
   }
 
@@ -257,7 +343,48 @@ class Service final : public v1::Dataplane::Service {
     return message.rfind("generation", 0) == 0 ? message : "state." + message;
   }
 
+  // The status of an apply: `invalid` is the message of kInvalid (or its
+  // prefix when !whole).
+  static grpc::Status status_of(const Node::ApplyOutcome& out, const std::string& invalid, bool whole) {
+    using Code = Node::ApplyOutcome::Code;
+    switch (out.code) {
+      case Code::kOk: return grpc::Status::OK;
+      case Code::kInvalid:
+        return {grpc::StatusCode::INVALID_ARGUMENT, whole ? invalid : invalid + out.message};
+      case Code::kStale:
+      case Code::kConflict: return {grpc::StatusCode::FAILED_PRECONDITION, out.message};
+      case Code::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, out.message};
+      case Code::kInternal: return {grpc::StatusCode::RESOURCE_EXHAUSTED, out.message};
+    }
+    return {grpc::StatusCode::INTERNAL, "unknown outcome"};
+  }
 
+
+  static std::string endpoint_text(uint8_t family, const uint8_t* addr, uint16_t port) {
+    IpAddress a;
+    a.family = family;
+    std::memcpy(a.bytes.data(), addr, family == 6 ? 16 : 4);
+    const std::string ip = format_ip(a);
+    return (family == 6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+  }
+
+  static std::string describe(lb::Selectable sel, const lb::BackendConfig& bc, const lb::BackendRuntime& b,
+                              uint32_t now) {
+    switch (sel) {
+      case lb::Selectable::kYes: return "active";
+      case lb::Selectable::kDraining: return "draining: " + (bc.reason.empty() ? std::string("not active") : bc.reason);
+      case lb::Selectable::kNoRoute: return "no route to its address";
+      case lb::Selectable::kNodeDown: return "node down: " + format_ip(b.link->tunnel_address) + " missed its keepalives";
+      case lb::Selectable::kEjected: {
+        const uint32_t until = b.health->ejected_until_ms.load(std::memory_order_relaxed);
+        return "ejected: " + std::to_string(b.health->consecutive_failures.load(std::memory_order_relaxed)) +
+               " failed connects in a row, back in " + std::to_string(until - now) + " ms";
+      }
+    }
+    return "unknown";
+  }
+
+  inline static const std::string kNoName = "(no longer a service)";
   Node& node_;
 };
 

@@ -150,6 +150,74 @@ Result<RoutingState> apply_delta(RoutingState live, const v1::StateDelta& delta)
   return out;
 }
 
+Result<lb::ServicesConfig> services_from_proto(const google::protobuf::RepeatedPtrField<v1::ServiceFrontend>& in) {
+  lb::ServicesConfig out;
+  out.reserve(static_cast<size_t>(in.size()));
+  for (int i = 0; i < in.size(); ++i) {
+    const v1::ServiceFrontend& f = in[i];
+    auto path = [&] { return at("services", i); };
+    lb::FrontendConfig fc;
+    fc.name = f.name();
+    auto vip = parse_ip_address(f.vip());
+    if (!vip) return make_error(path() + ".vip: not an IP address: '" + f.vip() + "'");
+    fc.vip = *vip;
+    if (f.port() == 0 || f.port() > 65535) return make_error(path() + ".port: must be 1..65535, got " + std::to_string(f.port()));
+    fc.port = static_cast<uint16_t>(f.port());
+    switch (f.protocol()) {
+      case v1::TCP: fc.protocol = 6; break;
+      case v1::UDP: fc.protocol = 17; break;
+      case v1::SCTP: fc.protocol = 132; break;
+      default: return make_error(path() + ".protocol: must be TCP, UDP or SCTP");
+    }
+    fc.affinity_timeout_s = f.affinity_timeout_s();
+    fc.backends.reserve(static_cast<size_t>(f.backends_size()));
+    for (int j = 0; j < f.backends_size(); ++j) {
+      const v1::Backend& b = f.backends(j);
+      auto bpath = [&] { return at(path() + ".backends", j); };
+      lb::BackendConfig bc;
+      auto address = parse_ip_address(b.address());
+      if (!address) return make_error(bpath() + ".address: not an IP address: '" + b.address() + "'");
+      bc.address = *address;
+      if (b.port() == 0 || b.port() > 65535) {
+        return make_error(bpath() + ".port: must be 1..65535, got " + std::to_string(b.port()));
+      }
+      bc.port = static_cast<uint16_t>(b.port());
+      bc.weight = b.weight() == 0 ? 1 : b.weight();
+      switch (b.use()) {
+        case v1::Backend::ACTIVE: bc.draining = false; break;
+        case v1::Backend::DRAINING: bc.draining = true; break;
+        default: return make_error(bpath() + ".use: must be ACTIVE or DRAINING");
+      }
+      bc.reason = b.reason();
+      bc.node = b.node();
+      bc.target = b.target();
+      fc.backends.push_back(std::move(bc));
+    }
+    out.push_back(std::move(fc));
+  }
+  return out;
+}
+
+void backend_to_proto(const lb::BackendConfig& b, v1::Backend* out) {
+  out->set_address(format_ip(b.address));
+  out->set_port(b.port);
+  out->set_weight(b.weight);
+  out->set_use(b.draining ? v1::Backend::DRAINING : v1::Backend::ACTIVE);
+  out->set_reason(b.reason);
+  out->set_node(b.node);
+  out->set_target(b.target);
+}
+
+void frontend_to_proto(const lb::FrontendConfig& f, v1::ServiceFrontend* out, bool with_backends) {
+  out->set_name(f.name);
+  out->set_vip(format_ip(f.vip));
+  out->set_port(f.port);
+  out->set_protocol(f.protocol == 6 ? v1::TCP : f.protocol == 17 ? v1::UDP : v1::SCTP);
+  out->set_affinity_timeout_s(f.affinity_timeout_s);
+  if (!with_backends) return;
+  for (const lb::BackendConfig& b : f.backends) backend_to_proto(b, out->add_backends());
+}
+
 v1::State routing_to_proto(const RoutingState& routing) {
   v1::State out;
   for (const IpPrefix& p : routing.pod_cidrs) out.add_pod_cidrs(format_prefix(p));

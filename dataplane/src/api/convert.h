@@ -7,6 +7,7 @@
 #include <meshwire/dp/result.h>
 
 #include "dataplane.pb.h"
+#include "lb/services.h"
 
 namespace meshwire::dp::api {
 
@@ -23,6 +24,13 @@ Result<RoutingState> routing_from_proto(const v1::State& state);
 // ("upsert_peers[1].tunnel_address: ..."). Key bytes dropped on the way
 // (replaced or removed peers) are wiped.
 Result<RoutingState> apply_delta(RoutingState live, const v1::StateDelta& delta);
+
+// Per-field parsing of services (addresses, ports, protocol, weight 0 -> 1,
+// use); the rules between fields are check_services()'s. Errors name the
+// field ("services[2].backends[0].address: ...").
+Result<lb::ServicesConfig> services_from_proto(const google::protobuf::RepeatedPtrField<v1::ServiceFrontend>& in);
+void frontend_to_proto(const lb::FrontendConfig& f, v1::ServiceFrontend* out, bool with_backends);
+void backend_to_proto(const lb::BackendConfig& b, v1::Backend* out);
 
 // The reverse, for tests and tools (SA keys included: never for a read call).
 v1::State routing_to_proto(const RoutingState& routing);

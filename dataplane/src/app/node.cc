@@ -111,6 +111,28 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
   if (Status s = n->generations_->publish(tables.value()); !s.ok()) return make_error(s.error());
   n->tunnel_address_ = config.tunnel_address;
   n->applied_unix_ms_ = unix_ms();
+  // Services: none until the API applies some (generation 0).
+  n->service_shared_ = std::make_unique<lb::ServiceShared>(*n->shared_);
+  n->services_ = std::make_unique<Published<lb::ServiceTable>>(
+      n->generations_->quiescence(), [shared = n->service_shared_.get()](lb::ServiceTable* t) {
+        lb::free_services(t, *shared);
+      });
+  {
+    auto empty = lb::build_services({}, 0, n->tables(), *n->service_shared_);
+    if (!empty.ok()) return make_error(empty.error());
+    if (Status s = n->services_->publish(empty.value()); !s.ok()) return make_error(s.error());
+  }
+  {
+    lb::ConnTrackConfig cc;
+    cc.capacity = config.services.conntrack_max;
+    cc.workers = static_cast<uint16_t>(nworkers == 0 ? 1 : nworkers);
+    cc.qsbr = n->generations_->qsbr();
+    cc.socket_id = socket;
+    cc.timeouts = lb::timeouts_from(config.services);
+    auto ct = lb::ConnTrack::create(cc);
+    if (!ct.ok()) return make_error("services: " + ct.error());
+    n->conntrack_ = std::move(ct.value());
+  }
 
   // Enough mbufs to fill every RX and TX ring of every queue, plus bursts in
   // flight, the punt/inject rings and the per-lcore caches.
@@ -155,6 +177,10 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
     ctx.live = &n->generations_->live();
     ctx.tables = n->generations_->current();
     ctx.qsbr = n->generations_->qsbr();
+    ctx.services_live = &n->services_->live();
+    ctx.services = n->services_->current();
+    ctx.conntrack = n->conntrack_.get();
+    ctx.ct_cache = lb::ConnTrack::WorkerCache(static_cast<uint16_t>(w));
     ctx.stop = &n->worker_stop_;
     char name[RTE_RING_NAMESIZE];
     std::snprintf(name, sizeof(name), "mw_punt_%u", w);
@@ -199,7 +225,62 @@ Node::ApplyOutcome Node::apply(const RoutingState& routing, uint64_t generation,
   applied_unix_ms_ = unix_ms();
   out.live_generation = generation;
   out.changed = !same;
+  if (out.changed) relink_services();
   return out;
+}
+
+Node::ApplyOutcome Node::apply_services(lb::ServicesConfig services, uint64_t generation, bool force) {
+  using Code = ApplyOutcome::Code;
+  ApplyOutcome out;
+  const lb::ServiceTable& live = *services_->current();
+  out.live_generation = live.generation;
+  auto refuse = [&](Code code, std::string message) {
+    out.code = code;
+    out.message = std::move(message);
+    return out;
+  };
+  if (generation == 0) return refuse(Code::kInvalid, "generation: 0 is reserved (no services applied)");
+  if (Status s = lb::check_services(services); !s.ok()) return refuse(Code::kInvalid, s.error());
+  const bool same = live.config == services;
+  if (generation == live.generation) {
+    if (same) return out;
+    return refuse(Code::kConflict, "generation: " + std::to_string(generation) +
+                                       " is live with other contents; apply the change as a new generation");
+  }
+  if (generation < live.generation && !force) {
+    return refuse(Code::kStale, "generation: " + std::to_string(generation) + " is older than the live " +
+                                    std::to_string(live.generation) + " (set force to go back)");
+  }
+  auto next = lb::build_services(services, generation, tables(), *service_shared_);
+  if (!next.ok()) return refuse(Code::kInternal, next.error());
+  if (Status s = services_->publish(next.value()); !s.ok()) return refuse(Code::kUnavailable, s.error());
+  out.live_generation = generation;
+  out.changed = !same;
+  return out;
+}
+
+void Node::relink_services() {
+  const lb::ServiceTable& live = *services_->current();
+  auto next = lb::build_services(live.config, live.generation, tables(), *service_shared_);
+  if (!next.ok()) {
+    std::fprintf(stderr, "meshwire-dataplane: services: keeping their old routes: %s\n", next.error().c_str());
+    return;
+  }
+  if (Status s = services_->publish(next.value()); !s.ok()) {
+    std::fprintf(stderr, "meshwire-dataplane: services: keeping their old routes: %s\n", s.error().c_str());
+  }
+}
+
+void Node::sweep_conntrack() {
+  const uint32_t now = lb::flow_clock_ms();
+  const uint64_t now64 = static_cast<uint64_t>(now);
+  if (now64 < next_sweep_ms_ && next_sweep_ms_ - now64 < 1000) return;
+  next_sweep_ms_ = now64 + 10;
+  // A hundredth of the table every 10 ms: all of it each second.
+  const uint32_t budget = std::max<uint32_t>(1024, conntrack_->capacity() / 100);
+  const lb::ServiceTable& live = *services_->current();
+  conntrack_->sweep(now, budget, [&](const lb::Flow& f) { return !live.serves(f); });
+  // A stopped worker's stock of free records is given back in worker_main.
 }
 
 void Node::run(const std::atomic<bool>& stop, void (*on_ready)()) {
@@ -215,6 +296,8 @@ void Node::run(const std::atomic<bool>& stop, void (*on_ready)()) {
   unsigned idle = 0;
   while (!stop.load(std::memory_order_relaxed)) {
     generations_->reclaim();
+    services_->reclaim();
+    sweep_conntrack();
     if (control_->poll() + tasks_.drain() != 0) {
       idle = 0;
       continue;
@@ -239,6 +322,8 @@ Node::~Node() {
     }
   }
   control_.reset();
+  services_.reset();  // before the routing state their backends' links belong to
+  conntrack_.reset();
   generations_.reset();  // every generation, before the state they share
   shared_.reset();
   if (pool_) rte_mempool_free(pool_);

@@ -15,6 +15,8 @@
 #include <meshwire/dp/result.h>
 
 #include "app/control_tasks.h"
+#include "lb/conntrack.h"
+#include "lb/services.h"
 #include "route/generations.h"
 #include "worker/control.h"
 #include "worker/runtime.h"
@@ -52,6 +54,12 @@ class Node {
   // invalid, when generation is 0, or older than the live one without force,
   // or the live one with other contents. Control thread.
   ApplyOutcome apply(const RoutingState& routing, uint64_t generation, bool force);
+  // Makes `services` (checked whole first) services generation
+  // `generation`, under the same rules as apply(). Control thread.
+  ApplyOutcome apply_services(lb::ServicesConfig services, uint64_t generation, bool force);
+  // The live services. Control thread.
+  const lb::ServiceTable& services() const { return *services_->current(); }
+  lb::ConnTrack& conntrack() { return *conntrack_; }
   std::string_view source() const { return source_; }  // "config" or "api"
   uint64_t applied_unix_ms() const { return applied_unix_ms_; }
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
@@ -61,11 +69,21 @@ class Node {
 
  private:
   Node() = default;
+  // Builds the live services again against the live routes (a backend's
+  // node comes from its route), keeping their generation. Control thread.
+  void relink_services();
+  // Expires idle connections and closes those whose backend left its
+  // service, a slice of the table per call. Control thread.
+  void sweep_conntrack();
 
   NodeRuntime node_;
   std::unique_ptr<esp::GcmEngine> control_engine_;  // expands the keys of new SAs
   std::unique_ptr<SharedState> shared_;
   std::unique_ptr<Generations> generations_;
+  std::unique_ptr<lb::ServiceShared> service_shared_;
+  std::unique_ptr<Published<lb::ServiceTable>> services_;
+  std::unique_ptr<lb::ConnTrack> conntrack_;
+  uint64_t next_sweep_ms_ = 0;
   ControlTasks tasks_;
   IpAddress tunnel_address_;
   std::string source_ = "config";

@@ -505,7 +505,7 @@ Status check_peers(const Config& config) { return check_routing(routing_of(confi
 
 Result<Config> parse_document(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsDefined() || root.IsNull()) return field_error("", "empty document");
-  auto top = FieldMap::open(root, "", {"eal", "workers", "idle", "node", "ports", "peers"});
+  auto top = FieldMap::open(root, "", {"eal", "workers", "idle", "node", "ports", "peers", "services"});
   if (!top) return make_error(top.error());
   Config config;
 
@@ -530,6 +530,25 @@ Result<Config> parse_document(const YAML::Node& root, const std::string& base_di
       config.idle = IdleMode::kBusyPoll;
     } else {
       return field_error("idle", "must be adaptive or busy, got '" + *idle + "'");
+    }
+  }
+
+  if (top->has("services")) {
+    auto svc = FieldMap::open(top->get("services"), "services",
+                              {"conntrack_max", "tcp_syn_timeout_s", "tcp_established_timeout_s",
+                               "tcp_closing_timeout_s", "udp_timeout_s", "sctp_timeout_s"});
+    if (!svc) return make_error(svc.error());
+    ServicesSettings& ss = config.services;
+    if (auto s = read_optional_uint(*svc, "conntrack_max", 1024, 16u << 20, ss.conntrack_max); !s) {
+      return make_error(s.error());
+    }
+    for (const auto& [field, target] : {std::pair{"tcp_syn_timeout_s", &ss.tcp_syn_timeout_s},
+                                        std::pair{"tcp_established_timeout_s", &ss.tcp_established_timeout_s},
+                                        std::pair{"tcp_closing_timeout_s", &ss.tcp_closing_timeout_s},
+                                        std::pair{"udp_timeout_s", &ss.udp_timeout_s},
+                                        std::pair{"sctp_timeout_s", &ss.sctp_timeout_s}}) {
+      // At most 20 days: the flow clock wraps after 49.
+      if (auto s = read_optional_uint(*svc, field, 1, 20 * 86400, *target); !s) return make_error(s.error());
     }
   }
 

@@ -55,6 +55,9 @@ struct PeerLink {
   // Written by the control thread when ARP/ND resolves the peer; read by
   // workers (relaxed) for every packet they encapsulate towards it.
   alignas(64) std::atomic<uint64_t> fabric_mac{0};
+  // Written by the control thread from keepalives (node liveness): a down
+  // node's backends take no new connections. Workers read it relaxed.
+  std::atomic<bool> down{false};
 };
 
 // One generation's peer: immutable once published.

@@ -15,6 +15,8 @@
 #include <meshwire/dp/counters.h>
 
 #include "esp/gcm.h"
+#include "lb/conntrack.h"
+#include "lb/services.h"
 #include "route/neighbor_cache.h"
 #include "route/tables.h"
 
@@ -86,6 +88,14 @@ struct alignas(64) WorkerContext {
   rte_ring* inject = nullptr;  // control -> worker: frames to send, port index in mbuf->port
   const std::atomic<bool>* stop = nullptr;
   NeighborCache neighbor_cache;  // this worker's own
+  // Services: the snapshot of this round (loaded like tables), the shared
+  // connection table, this worker's stock of free flow records, and the
+  // flow clock read at the top of the round.
+  lb::ServiceTable* services = nullptr;
+  std::atomic<lb::ServiceTable*>* services_live = nullptr;
+  lb::ConnTrack* conntrack = nullptr;
+  lb::ConnTrack::WorkerCache ct_cache;
+  uint32_t now_ms = 0;
 };
 
 }  // namespace meshwire::dp

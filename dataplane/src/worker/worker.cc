@@ -17,6 +17,7 @@
 #include "net/checksum.h"
 #include "net/frag.h"
 #include "net/mss.h"
+#include "net/nat.h"
 #include "net/parse.h"
 #include "worker/deliver.h"
 
@@ -116,6 +117,264 @@ inline bool rx_parse(WorkerContext& ctx, uint16_t port_index, rte_mbuf* m, DropR
   return true;
 }
 
+// ---- Services: the frontend lookup, connection tracking and NAT.
+//
+// A packet from a client to a frontend (VIP, port, protocol) gets its
+// connection's backend as destination: the flow's, or for a new connection
+// one chosen by the frontend's Maglev table (or the client's affinity
+// record). A packet from a backend whose reverse tuple is a flow of this
+// node gets the frontend back as source. Everything else passes untouched,
+// after one probe of a small table for each of its two addresses.
+
+constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
+
+// A packet the service stage takes, with what its lookup needs.
+struct ServicePacket {
+  rte_mbuf* m;
+  net::PacketInfo info;  // offsets into the mbuf's data
+  lb::FlowTuple tuple;
+  uint64_t hash;
+  uint32_t frontend;  // the frontend it is sent to; kNowhere: a reply candidate
+  bool icmp_error;    // a reply candidate that is an ICMP error quoting client -> backend
+};
+
+enum class ServiceClass : uint8_t { kNone, kTaken, kFragment };
+
+inline bool is_service_protocol(uint8_t p) {
+  return p == net::kProtoTcp || p == net::kProtoUdp || p == net::kProtoSctp;
+}
+
+// Whether the packet at frame (parsed into info) is the service stage's:
+// to a frontend, or from a backend (`replies_only`: only the latter, for
+// what comes out of the tunnel).
+// An ICMP error about a packet client -> backend that came from a node's
+// service stage: its tuple, reversed, is the connection's reply tuple.
+inline ServiceClass classify_icmp_error(const lb::ServiceTable& st, rte_mbuf* m, const uint8_t* frame,
+                                        const net::PacketInfo& info, ServicePacket* out) {
+  net::InnerView inner;
+  if (!net::icmp_error_inner(frame, m->data_len, info, &inner)) return ServiceClass::kNone;
+  const uint8_t family = inner.ether_type == net::kEtherTypeIpv6 ? 6 : 4;
+  if (st.by_backend.find(lb::endpoint_key(family, inner.proto, inner.dst, inner.dport)) == lb::EndpointIndex::kNone) {
+    return ServiceClass::kNone;
+  }
+  out->m = m;
+  out->info = info;
+  out->frontend = lb::ServiceTable::kNowhere;
+  out->icmp_error = true;
+  lb::FlowTuple& t = out->tuple;
+  t = lb::FlowTuple{};
+  t.family = family;
+  t.proto = inner.proto;
+  t.src_port = inner.dport;
+  t.dst_port = inner.sport;
+  std::memcpy(t.src, inner.dst, 16);
+  std::memcpy(t.dst, inner.src, 16);
+  out->hash = lb::flow_hash(t);
+  return ServiceClass::kTaken;
+}
+
+inline ServiceClass classify_service(const lb::ServiceTable& st, rte_mbuf* m, const uint8_t* frame,
+                                     const net::PacketInfo& info, bool v6, bool replies_only, ServicePacket* out) {
+  if (info.has_l4 && !info.is_fragment &&
+      (info.l4_proto == net::kProtoIcmp || info.l4_proto == net::kProtoIcmpv6) &&
+      is_icmp_error(frame + info.l3_offset, rebase(info))) {
+    return st.by_backend.empty() ? ServiceClass::kNone : classify_icmp_error(st, m, frame, info, out);
+  }
+  if (!is_service_protocol(info.l4_proto)) return ServiceClass::kNone;
+  const uint8_t* ip = frame + info.l3_offset;
+  const uint8_t* dst = ip_dst(ip, v6);
+  const uint8_t* src = ip_src(ip, v6);
+  const uint8_t family = v6 ? 6 : 4;
+  if (!info.has_l4) {
+    // A later fragment has no ports to balance by.
+    if (!replies_only && info.is_fragment &&
+        st.by_frontend.find(lb::endpoint_key(family, 0, dst, 0)) != lb::EndpointIndex::kNone) {
+      return ServiceClass::kFragment;
+    }
+    return ServiceClass::kNone;
+  }
+  const uint8_t* l4 = frame + info.l4_offset;
+  const uint16_t sport = net::load_be16(l4);
+  const uint16_t dport = net::load_be16(l4 + 2);
+  uint32_t frontend = lb::ServiceTable::kNowhere;
+  if (!replies_only) frontend = st.by_frontend.find(lb::endpoint_key(family, info.l4_proto, dst, dport));
+  if (frontend == lb::EndpointIndex::kNone) {
+    frontend = lb::ServiceTable::kNowhere;
+    if (st.by_backend.find(lb::endpoint_key(family, info.l4_proto, src, sport)) == lb::EndpointIndex::kNone) {
+      return ServiceClass::kNone;
+    }
+  }
+  out->m = m;
+  out->info = info;
+  out->frontend = frontend;
+  out->icmp_error = false;
+  lb::FlowTuple& t = out->tuple;
+  t = lb::FlowTuple{};
+  t.family = family;
+  t.proto = info.l4_proto;
+  t.src_port = sport;
+  t.dst_port = dport;
+  std::memcpy(t.src, src, v6 ? 16 : 4);
+  std::memcpy(t.dst, dst, v6 ? 16 : 4);
+  out->hash = lb::flow_hash(t);
+  return ServiceClass::kTaken;
+}
+
+// The TCP flags of a packet the stage took (0 for UDP and SCTP).
+inline uint8_t tcp_flags(const ServicePacket& p) {
+  if (p.info.l4_proto != net::kProtoTcp) return 0;
+  return rte_pktmbuf_mtod(p.m, const uint8_t*)[p.info.l4_offset + 13];
+}
+
+// A flow's state after a packet with these TCP flags in this direction.
+inline void track_tcp(lb::Flow& f, uint8_t flags, bool reply) {
+  const auto state = static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed));
+  lb::FlowState next = state;
+  if (flags & kTcpRst) {
+    next = lb::FlowState::kClosed;
+  } else if (flags & kTcpFin) {
+    if (state != lb::FlowState::kClosed) next = lb::FlowState::kFinSeen;
+  } else if (reply && state == lb::FlowState::kSynSent && (flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
+    next = lb::FlowState::kEstablished;
+  } else if (!reply && (flags & (kTcpSyn | kTcpAck)) == kTcpSyn &&
+             (state == lb::FlowState::kFinSeen || state == lb::FlowState::kClosed)) {
+    next = lb::FlowState::kSynSent;  // the client reuses the tuple for a new connection
+  }
+  if (next != state) f.state.store(static_cast<uint8_t>(next), std::memory_order_relaxed);
+}
+
+// The backend for a new connection of frontend fi, or kNoBackend.
+uint16_t choose_backend(WorkerContext& ctx, const lb::FrontendRuntime& fr, uint32_t fi, const ServicePacket& p) {
+  const lb::FlowTuple& t = p.tuple;
+  if (fr.affinity_ms == 0) return lb::select_backend(fr, p.hash, ctx.now_ms);
+  // ClientIP affinity: the client's record while its backend can take the
+  // connection, else Maglev by the client's address alone, remembered.
+  const lb::FlowTuple key = lb::affinity_key(t.family, t.proto, t.src, t.dst, t.dst_port);
+  const uint64_t h = lb::flow_hash(key);
+  const lb::LookupResult r = ctx.conntrack->lookup(key, h);
+  if (r.flow != lb::kNoFlow) {
+    lb::Flow& rec = ctx.conntrack->flow(r.flow);
+    const uint32_t b = fr.backend_index.find(lb::endpoint_key(t.family, t.proto, rec.backend, rec.backend_port));
+    if (b != lb::EndpointIndex::kNone &&
+        lb::backend_selectable(fr.backends[b], ctx.now_ms) == lb::Selectable::kYes) {
+      lb::touch(rec, ctx.now_ms);
+      return static_cast<uint16_t>(b);
+    }
+    // Its backend is gone or out: a new choice, in a new record once this
+    // one expires (records are not rewritten in place).
+  }
+  lb::FlowTuple client_only{};
+  client_only.family = t.family;
+  std::memcpy(client_only.src, t.src, 16);
+  const uint16_t b = lb::select_backend(fr, lb::flow_hash(client_only), ctx.now_ms);
+  if (b != lb::kNoBackend && r.flow == lb::kNoFlow) {
+    lb::Flow init;
+    init.forward = key;
+    std::memcpy(init.backend, fr.backends[b].address.bytes.data(), 16);
+    init.backend_port = fr.backends[b].port;
+    init.backend_id = b;
+    init.frontend_id = fi;
+    init.affinity_timeout_ms = fr.affinity_ms;
+    ctx.conntrack->insert_affinity(ctx.ct_cache, init, h, ctx.now_ms);  // best effort: a full table only loses stickiness
+  }
+  return b;
+}
+
+// Translates the packets the stage took: one bulk lookup, then per packet
+// the flow (found or made) and the rewrite. keep[i] says whether packet i
+// goes on (translated or untouched); dropped ones are freed and counted.
+void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, bool* keep) {
+  const lb::ServiceTable& st = *ctx.services;
+  lb::ConnTrack& ct = *ctx.conntrack;
+  const lb::FlowTuple* tuples[kRxBurst];
+  uint64_t hashes[kRxBurst];
+  lb::LookupResult found[kRxBurst];
+  for (uint16_t i = 0; i < n; ++i) {
+    tuples[i] = &pkts[i].tuple;
+    hashes[i] = pkts[i].hash;
+  }
+  ct.lookup_burst(tuples, hashes, n, found);
+  for (uint16_t i = 0; i < n; ++i) {
+    ServicePacket& p = pkts[i];
+    keep[i] = true;
+    uint8_t* frame = rte_pktmbuf_mtod(p.m, uint8_t*);
+    const lb::LookupResult& r = found[i];
+    if (p.frontend == lb::ServiceTable::kNowhere) {
+      // From a backend: a reply of one of our connections, or not ours.
+      if (r.flow == lb::kNoFlow || !r.reverse) continue;
+      lb::Flow& f = ct.flow(r.flow);
+      if (p.icmp_error) {
+        // The client learns of the error from the VIP, about its packet to the VIP.
+        const size_t len = p.m->data_len;
+        const uint8_t* outer_src = ip_src(frame + p.info.l3_offset, p.tuple.family == 6);
+        if (std::memcmp(outer_src, p.tuple.src, p.tuple.family == 6 ? 16 : 4) == 0) {
+          net::rewrite_outer_src_addr(frame, len, p.info, f.forward.dst);
+        }
+        net::rewrite_icmp_error_inner_dst(frame, len, p.info, f.forward.dst, f.forward.dst_port);
+        ctx.counters->service_reverse_packets++;
+        continue;
+      }
+      lb::touch(f, ctx.now_ms);
+      if (p.info.l4_proto == net::kProtoTcp) track_tcp(f, tcp_flags(p), true);
+      if (!net::rewrite_src(frame, p.m->data_len, p.info, f.forward.dst, f.forward.dst_port)) {
+        keep[i] = false;
+        drop(ctx, p.m, DropReason::kUnsupported);
+        continue;
+      }
+      ctx.counters->service_reverse_packets++;
+      continue;
+    }
+    uint32_t idx = r.flow;
+    if (idx != lb::kNoFlow && r.reverse) idx = lb::kNoFlow;  // a reply tuple that is also a frontend: a new connection
+    if (idx == lb::kNoFlow) {
+      const lb::FrontendRuntime& fr = st.frontends[p.frontend];
+      const uint16_t b = choose_backend(ctx, fr, p.frontend, p);
+      if (b == lb::kNoBackend) {
+        keep[i] = false;
+        drop(ctx, p.m, DropReason::kNoBackend);
+        continue;
+      }
+      const lb::BackendRuntime& br = fr.backends[b];
+      lb::Flow init;
+      init.forward = p.tuple;
+      std::memcpy(init.backend, br.address.bytes.data(), 16);
+      init.backend_port = br.port;
+      init.backend_id = b;
+      init.frontend_id = p.frontend;
+      init.attempts.store(1, std::memory_order_relaxed);
+      lb::FlowState state = lb::FlowState::kUdp;
+      if (p.info.l4_proto == net::kProtoTcp) {
+        // A connection picked up mid-stream (this node restarted, or its
+        // flow expired) keeps going: Maglev gives it the same backend.
+        state = (tcp_flags(p) & (kTcpSyn | kTcpAck)) == kTcpSyn ? lb::FlowState::kSynSent : lb::FlowState::kEstablished;
+      } else if (p.info.l4_proto == net::kProtoSctp) {
+        state = lb::FlowState::kSctp;
+      }
+      init.state.store(static_cast<uint8_t>(state), std::memory_order_relaxed);
+      idx = ct.insert(ctx.ct_cache, init, p.hash, ctx.now_ms);
+      if (idx == lb::kNoFlow) {
+        keep[i] = false;
+        drop(ctx, p.m, DropReason::kConntrackFull);
+        continue;
+      }
+      br.health->connections.fetch_add(1, std::memory_order_relaxed);
+      ctx.counters->service_new_flows++;
+    } else {
+      lb::Flow& f = ct.flow(idx);
+      lb::touch(f, ctx.now_ms);
+      if (p.info.l4_proto == net::kProtoTcp) track_tcp(f, tcp_flags(p), false);
+    }
+    const lb::Flow& f = ct.flow(idx);
+    if (!net::rewrite_dst(frame, p.m->data_len, p.info, f.backend, f.backend_port)) {
+      // SCTP in a fragment (its checksum covers what follows), or source-routed.
+      keep[i] = false;
+      drop(ctx, p.m, DropReason::kUnsupported);
+      continue;
+    }
+    ctx.counters->service_dnat_packets++;
+  }
+}
+
 // Delivers IP packets (data at their IP headers) to local pods: one bulk
 // neighbour lookup for the burst, then TTL, Ethernet header, TX. A pod whose
 // MAC is unknown gets its packet held by the control thread while it asks.
@@ -208,6 +467,10 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   uint8_t v6_dst[kRxBurst][RTE_FIB6_IPV6_ADDR_SIZE];
   uint64_t v6_nh[kRxBurst];
   uint16_t n6 = 0;
+  // Packets to or from services, translated before the route lookup.
+  const bool has_services = !ctx.services->frontends.empty();
+  ServicePacket svc[kRxBurst];
+  uint16_t nsvc = 0;
 
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -245,6 +508,17 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
         drop(ctx, m, DropReason::kNotForUs);
         continue;
       }
+      if (has_services) {
+        const ServiceClass sc = classify_service(*ctx.services, m, frame, info, true, false, &svc[nsvc]);
+        if (sc == ServiceClass::kTaken) {
+          ++nsvc;
+          continue;
+        }
+        if (sc == ServiceClass::kFragment) {
+          drop(ctx, m, DropReason::kServiceFragment);
+          continue;
+        }
+      }
       std::memcpy(v6_dst[n6], dst, 16);
       v6_info[n6] = info;
       v6[n6++] = m;
@@ -261,9 +535,39 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
         drop(ctx, m, DropReason::kUnsupported);
         continue;
       }
+      if (has_services) {
+        const ServiceClass sc = classify_service(*ctx.services, m, frame, info, false, false, &svc[nsvc]);
+        if (sc == ServiceClass::kTaken) {
+          ++nsvc;
+          continue;
+        }
+        if (sc == ServiceClass::kFragment) {
+          drop(ctx, m, DropReason::kServiceFragment);
+          continue;
+        }
+      }
       v4_dst[n4] = v4_host(dst);
       v4_info[n4] = info;
       v4[n4++] = m;
+    }
+  }
+  if (nsvc) {
+    // Translated packets join the routed ones with their new destination.
+    bool keep[kRxBurst];
+    translate_services(ctx, svc, nsvc, keep);
+    for (uint16_t i = 0; i < nsvc; ++i) {
+      if (!keep[i]) continue;
+      const ServicePacket& p = svc[i];
+      const uint8_t* ip = rte_pktmbuf_mtod(p.m, const uint8_t*) + p.info.l3_offset;
+      if (p.info.ether_type == net::kEtherTypeIpv6) {
+        std::memcpy(v6_dst[n6], ip_dst(ip, true), 16);
+        v6_info[n6] = p.info;
+        v6[n6++] = p.m;
+      } else {
+        v4_dst[n4] = v4_host(ip_dst(ip, false));
+        v4_info[n4] = p.info;
+        v4[n4++] = p.m;
+      }
     }
   }
   if (n4) rte_fib_lookup_bulk(ctx.tables->fib4, v4_dst, v4_nh, n4);
@@ -466,6 +770,10 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   bool deliver_v6[kRxBurst];
   uint16_t ndeliver = 0;
   uint64_t decrypted_bytes = 0;
+  const bool has_services = !ctx.services->by_backend.empty();
+  ServicePacket svc[kRxBurst];
+  bool svc_v6[kRxBurst];
+  uint16_t nsvc = 0;
   for (uint16_t i = 0; i < good; ++i) {
     rte_mbuf* m = esp_pkts[i];
     decrypted_bytes += m->pkt_len;
@@ -495,8 +803,22 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
     }
     // Trim any bytes after the inner IP packet (there should be none).
     if (m->data_len > info.l3_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - info.l3_len));
+    if (has_services &&
+        classify_service(*ctx.services, m, ip, info, is_v6, true, &svc[nsvc]) == ServiceClass::kTaken) {
+      svc_v6[nsvc++] = is_v6;  // a reply from a backend: delivered after translation
+      continue;
+    }
     deliver_v6[ndeliver] = is_v6;
     deliver[ndeliver++] = m;
+  }
+  if (nsvc) {
+    bool keep[kRxBurst];
+    translate_services(ctx, svc, nsvc, keep);
+    for (uint16_t i = 0; i < nsvc; ++i) {
+      if (!keep[i]) continue;
+      deliver_v6[ndeliver] = svc_v6[i];
+      deliver[ndeliver++] = svc[i].m;
+    }
   }
   ctx.counters->decrypted_packets += good;
   ctx.counters->decrypted_bytes += decrypted_bytes;
@@ -517,6 +839,8 @@ int worker_main(void* arg) {
     // The generation of the tables for this round: a new one published by
     // the control thread is picked up here, never in the middle of a burst.
     ctx.tables = ctx.live->load(std::memory_order_acquire);
+    ctx.services = ctx.services_live->load(std::memory_order_acquire);
+    ctx.now_ms = lb::flow_clock_ms();
     uint32_t work = 0;
     for (uint16_t p = 0; p < node.ports.size(); ++p) {
       const uint16_t n = rte_eth_rx_burst(node.ports[p].port_id, q, pkts, kRxBurst);
@@ -559,6 +883,7 @@ int worker_main(void* arg) {
     }
   }
   flush_tx(ctx, tx);
+  ctx.conntrack->release(ctx.ct_cache);
   rte_rcu_qsbr_thread_offline(ctx.qsbr, ctx.index);
   rte_rcu_qsbr_thread_unregister(ctx.qsbr, ctx.index);
   return 0;

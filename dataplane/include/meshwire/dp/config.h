@@ -68,6 +68,18 @@ struct PeerConfig {
   std::vector<SaConfig> inbound;     // one per sending worker of the peer (at least one)
 };
 
+// Service load balancing: the connection table and its timeouts (the
+// startup config's `services:` section).
+struct ServicesSettings {
+  uint32_t conntrack_max = 262144;             // connections tracked at once (each ~200 bytes)
+  uint32_t tcp_syn_timeout_s = 60;             // a connection not yet answered
+  uint32_t tcp_established_timeout_s = 21600;  // idle established TCP (6 h)
+  uint32_t tcp_closing_timeout_s = 30;         // after FIN or RST
+  uint32_t udp_timeout_s = 60;
+  uint32_t sctp_timeout_s = 21600;
+  friend bool operator==(const ServicesSettings&, const ServicesSettings&) = default;
+};
+
 struct Config {
   std::vector<std::string> eal_args;  // passed to rte_eal_init after argv[0]
   unsigned workers = 1;               // worker lcores (the main lcore is extra)
@@ -78,6 +90,7 @@ struct Config {
   IpAddress gateway_v4;               // source of ARP requests/ICMP errors towards pods (default 169.254.1.1)
   IpAddress gateway_v6;               // likewise for ND/ICMPv6 (default fe80::1)
   std::vector<PeerConfig> peers;
+  ServicesSettings services;
 };
 
 // What the control API applies (and the startup config's node.pod_cidrs and

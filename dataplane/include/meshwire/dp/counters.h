@@ -31,6 +31,9 @@ enum class DropReason : uint8_t {
   kNotForUs,           // addressed to neither a pod CIDR nor this node
   kPuntQueueFull,      // control-plane queue full (ARP/ND/ICMP not handled)
   kTxFull,             // the port's TX queue did not take the packet
+  kNoBackend,          // a new connection to a service frontend with no selectable backend
+  kConntrackFull,      // a new connection to a service when the connection table is full
+  kServiceFragment,    // a non-first fragment to a service frontend (no ports to balance by)
   kCount
 };
 
@@ -57,6 +60,9 @@ inline constexpr std::array<DropReasonInfo, static_cast<size_t>(DropReason::kCou
     {"not_for_us", "destination is neither a routed pod CIDR nor this node"},
     {"punt_queue_full", "queue to the control thread full"},
     {"tx_full", "port TX queue full"},
+    {"no_backend", "new connection to a service with no backend taking new connections"},
+    {"conntrack_full", "new connection to a service while the connection table is full"},
+    {"service_fragment", "non-first IP fragment sent to a service address (cannot be balanced)"},
 }};
 static_assert(kDropReasons.size() == static_cast<size_t>(DropReason::kCount),
               "every DropReason needs a name and help text");
@@ -80,6 +86,9 @@ struct alignas(64) WorkerCounters {
   uint64_t mss_clamped;
   uint64_t fragmented;       // IPv4 packets without DF split to fit the tunnel
   uint64_t icmp_errors_sent;
+  uint64_t service_new_flows;      // connections to a service given a backend
+  uint64_t service_dnat_packets;   // client -> VIP packets sent to their backend
+  uint64_t service_reverse_packets;  // backend -> client packets given the VIP back
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
 };
 
@@ -88,7 +97,7 @@ struct ScalarCounter {
   std::string_view name;
   uint64_t WorkerCounters::*member;
 };
-inline constexpr std::array<ScalarCounter, 9> kScalarCounters{{
+inline constexpr std::array<ScalarCounter, 12> kScalarCounters{{
     {"encrypted_packets", &WorkerCounters::encrypted_packets},
     {"encrypted_bytes", &WorkerCounters::encrypted_bytes},
     {"decrypted_packets", &WorkerCounters::decrypted_packets},
@@ -98,6 +107,9 @@ inline constexpr std::array<ScalarCounter, 9> kScalarCounters{{
     {"mss_clamped", &WorkerCounters::mss_clamped},
     {"fragmented", &WorkerCounters::fragmented},
     {"icmp_errors_sent", &WorkerCounters::icmp_errors_sent},
+    {"service_new_flows", &WorkerCounters::service_new_flows},
+    {"service_dnat_packets", &WorkerCounters::service_dnat_packets},
+    {"service_reverse_packets", &WorkerCounters::service_reverse_packets},
 }};
 
 // A counter of a block, read while its worker may write it.

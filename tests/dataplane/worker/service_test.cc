@@ -1,0 +1,368 @@
+// Services through the worker stages: a client pod on node A connects to a
+// VIP whose backends live on A and on B; the first packet picks a backend,
+// every later one of the connection goes to the same, and replies come back
+// from the VIP, whether the backend answered on this node or through the
+// tunnel. Frames are compared whole with frames the test builder makes (so
+// every checksum is checked too).
+#include <map>
+#include <set>
+
+#include "worker_fixture.h"
+
+namespace meshwire::dp {
+namespace {
+
+using test::ip6;
+using test::kTcpAck;
+using test::kTcpFin;
+using test::kTcpRst;
+using test::kTcpSyn;
+
+constexpr const char* kClientMac = "02:00:00:00:11:02";
+constexpr const char* kLocalBackendMac = "02:00:00:00:11:07";
+constexpr const char* kRemoteBackendMac = "02:00:00:00:12:05";
+
+lb::BackendConfig backend(const char* address, uint16_t port, bool draining = false) {
+  lb::BackendConfig b;
+  b.address = test::addr(address);
+  b.port = port;
+  b.draining = draining;
+  if (draining) b.reason = "terminating";
+  return b;
+}
+
+lb::FrontendConfig web(std::vector<lb::BackendConfig> backends, uint8_t protocol = net::kProtoTcp,
+                       uint32_t affinity_s = 0) {
+  lb::FrontendConfig f;
+  f.name = "default/web:http";
+  f.vip = test::addr("10.96.0.10");
+  f.port = 80;
+  f.protocol = protocol;
+  f.affinity_timeout_s = affinity_s;
+  f.backends = std::move(backends);
+  return f;
+}
+
+// 10.12.0.5:8080 on B and 10.11.0.7:8080 here on A.
+std::vector<lb::BackendConfig> two_backends() { return {backend("10.12.0.5", 8080), backend("10.11.0.7", 8080)}; }
+
+class ServiceTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    WorkerTest::SetUp();
+    a_->learn("10.11.0.2", kClientMac);
+    a_->learn("10.11.0.7", kLocalBackendMac);
+    b_->learn("10.12.0.5", kRemoteBackendMac);
+  }
+
+  static Bytes to_vip(uint16_t sport, uint8_t flags, uint8_t ttl = 64) {
+    return PacketBuilder()
+        .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+        .ipv4(ip4("10.11.0.2"), ip4("10.96.0.10"))
+        .ttl(ttl)
+        .tcp(sport, 80, flags)
+        .build();
+  }
+  // What a backend receives: the client's packet with the backend as destination.
+  static Bytes at_backend(const char* backend_ip, const char* backend_mac, const char* gw_mac, uint16_t sport,
+                          uint8_t flags, uint8_t ttl) {
+    return PacketBuilder()
+        .eth(mac(gw_mac), mac(backend_mac))
+        .ipv4(ip4("10.11.0.2"), ip4(backend_ip))
+        .ttl(ttl)
+        .tcp(sport, 8080, flags)
+        .build();
+  }
+  static Bytes from_backend(const char* backend_ip, const char* backend_mac, const char* gw_mac, uint16_t dport,
+                            uint8_t flags) {
+    return PacketBuilder()
+        .eth(mac(backend_mac), mac(gw_mac))
+        .ipv4(ip4(backend_ip), ip4("10.11.0.2"))
+        .tcp(8080, dport, flags, 5000, 1001)
+        .build();
+  }
+  // What the client receives: the reply from the VIP.
+  static Bytes reply_at_client(uint16_t dport, uint8_t flags, uint8_t ttl) {
+    return PacketBuilder()
+        .eth(mac("02:aa:00:00:00:01"), mac(kClientMac))
+        .ipv4(ip4("10.96.0.10"), ip4("10.11.0.2"))
+        .ttl(ttl)
+        .tcp(80, dport, flags, 5000, 1001)
+        .build();
+  }
+
+  // Sends a client packet from `sport`; says where it went: 'L' the local
+  // backend, 'R' the tunnel to B, '-' nowhere.
+  char send(uint16_t sport, uint8_t flags) {
+    local_rx(*a_, {to_vip(sport, flags)});
+    auto local = a_->take(kLocal);
+    auto wire = a_->take(kUplink);
+    if (local.size() == 1 && wire.empty()) return 'L';
+    if (wire.size() == 1 && local.empty()) return 'R';
+    return '-';
+  }
+};
+
+TEST_F(ServiceTest, ConnectionsSpreadOverBothNodesAndEachStaysOnItsBackend) {
+  ASSERT_EQ(a_->apply_services({web(two_backends())}, 1), "");
+  std::map<uint16_t, char> first;
+  for (uint16_t p = 40000; p < 40200; ++p) first[p] = send(p, kTcpSyn);
+  int local = 0, remote = 0;
+  for (const auto& [port, where] : first) {
+    ASSERT_NE(where, '-') << port;
+    (where == 'L' ? local : remote)++;
+  }
+  // Equal weights: about half each (Maglev shares are within one slot; the
+  // flows are 200 draws).
+  EXPECT_GT(local, 60);
+  EXPECT_GT(remote, 60);
+  EXPECT_EQ(a_->counters.service_new_flows, 200u);
+  EXPECT_EQ(a_->conntrack->size(), 200u);
+  // Every later packet of a connection goes where its first did.
+  for (const auto& [port, where] : first) ASSERT_EQ(send(port, kTcpAck), where) << port;
+  EXPECT_EQ(a_->counters.service_new_flows, 200u);
+  EXPECT_EQ(a_->counters.service_dnat_packets, 400u);
+}
+
+TEST_F(ServiceTest, ALocalBackendGetsTheConnectionAndItsReplyComesFromTheVip) {
+  ASSERT_EQ(a_->apply_services({web({backend("10.11.0.7", 8080)})}, 1), "");
+  local_rx(*a_, {to_vip(40000, kTcpSyn)});
+  auto at = a_->take(kLocal);
+  ASSERT_EQ(at.size(), 1u);
+  EXPECT_EQ(at[0], at_backend("10.11.0.7", kLocalBackendMac, "02:aa:00:00:00:01", 40000, kTcpSyn, 63));
+
+  local_rx(*a_, {from_backend("10.11.0.7", kLocalBackendMac, "02:aa:00:00:00:01", 40000, kTcpSyn | kTcpAck)});
+  auto back = a_->take(kLocal);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], reply_at_client(40000, kTcpSyn | kTcpAck, 63));
+  EXPECT_EQ(a_->counters.service_reverse_packets, 1u);
+  // The SYN-ACK made the connection established.
+  bool seen = false;
+  a_->conntrack->for_each([&](uint32_t, const lb::Flow& f) {
+    seen = true;
+    EXPECT_EQ(static_cast<lb::FlowState>(f.state.load()), lb::FlowState::kEstablished);
+  });
+  EXPECT_TRUE(seen);
+}
+
+TEST_F(ServiceTest, ARemoteBackendIsReachedThroughTheTunnelAndAnswersFromTheVip) {
+  ASSERT_EQ(a_->apply_services({web({backend("10.12.0.5", 8080)})}, 1), "");
+  local_rx(*a_, {to_vip(40001, kTcpSyn)});
+  auto wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 1u);
+  // B sees plain pod-to-pod traffic: it has no service state at all.
+  uplink_rx(*b_, wire);
+  auto at = b_->take(kLocal);
+  ASSERT_EQ(at.size(), 1u);
+  EXPECT_EQ(at[0], at_backend("10.12.0.5", kRemoteBackendMac, "02:bb:00:00:00:01", 40001, kTcpSyn, 62));
+
+  local_rx(*b_, {from_backend("10.12.0.5", kRemoteBackendMac, "02:bb:00:00:00:01", 40001, kTcpSyn | kTcpAck)});
+  auto back_wire = b_->take(kUplink);
+  ASSERT_EQ(back_wire.size(), 1u);
+  uplink_rx(*a_, back_wire);
+  auto back = a_->take(kLocal);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], reply_at_client(40001, kTcpSyn | kTcpAck, 62));
+  EXPECT_EQ(a_->counters.service_reverse_packets, 1u);
+}
+
+TEST_F(ServiceTest, ADrainingBackendKeepsItsConnectionsButTakesNoNewOnes) {
+  ASSERT_EQ(a_->apply_services({web(two_backends())}, 1), "");
+  std::map<uint16_t, char> first;
+  for (uint16_t p = 41000; p < 41040; ++p) first[p] = send(p, kTcpSyn);
+  // B's backend starts terminating.
+  ASSERT_EQ(a_->apply_services({web({backend("10.12.0.5", 8080, true), backend("10.11.0.7", 8080)})}, 2), "");
+  for (const auto& [port, where] : first) ASSERT_EQ(send(port, kTcpAck), where) << port;
+  for (uint16_t p = 42000; p < 42040; ++p) EXPECT_EQ(send(p, kTcpSyn), 'L') << p;
+}
+
+TEST_F(ServiceTest, ConnectionsToARemovedBackendAreClosedAndTheClientsNextPacketChoosesAgain) {
+  ASSERT_EQ(a_->apply_services({web(two_backends())}, 1), "");
+  std::vector<uint16_t> on_remote;
+  for (uint16_t p = 43000; p < 43040; ++p) {
+    if (send(p, kTcpSyn) == 'R') on_remote.push_back(p);
+  }
+  ASSERT_FALSE(on_remote.empty());
+  ASSERT_EQ(a_->apply_services({web({backend("10.11.0.7", 8080)})}, 2), "");
+  const lb::ServiceTable& live = *a_->services;
+  const lb::SweepStats s =
+      a_->conntrack->sweep(a_->ctx.now_ms, a_->conntrack->capacity(), [&](const lb::Flow& f) { return !live.serves(f); });
+  EXPECT_EQ(s.closed, on_remote.size());
+  for (uint16_t p : on_remote) EXPECT_EQ(send(p, kTcpAck), 'L') << p;
+}
+
+TEST_F(ServiceTest, ClientIpAffinitySendsEveryConnectionOfAClientToOneBackend) {
+  ASSERT_EQ(a_->apply_services({web(two_backends(), net::kProtoTcp, 10800)}, 1), "");
+  std::set<char> seen;
+  for (uint16_t p = 44000; p < 44050; ++p) seen.insert(send(p, kTcpSyn));
+  EXPECT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen.count('-'), 0u);
+}
+
+TEST_F(ServiceTest, WithoutABackendANewConnectionIsDroppedAndCounted) {
+  ASSERT_EQ(a_->apply_services({web({backend("10.12.0.5", 8080, true)})}, 1), "");
+  EXPECT_EQ(send(45000, kTcpSyn), '-');
+  EXPECT_EQ(a_->drops(DropReason::kNoBackend), 1u);
+  ASSERT_EQ(a_->apply_services({web({})}, 2), "");
+  EXPECT_EQ(send(45001, kTcpSyn), '-');
+  EXPECT_EQ(a_->drops(DropReason::kNoBackend), 2u);
+}
+
+TEST_F(ServiceTest, ALaterFragmentToAVipIsDroppedAndCounted) {
+  ASSERT_EQ(a_->apply_services({web(two_backends(), net::kProtoUdp)}, 1), "");
+  const Bytes frag = PacketBuilder()
+                         .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                         .ipv4(ip4("10.11.0.2"), ip4("10.96.0.10"))
+                         .fragment(1480, false)
+                         .ip_proto(net::kProtoUdp)
+                         .payload(Bytes(100, 1))
+                         .build();
+  local_rx(*a_, {frag});
+  EXPECT_EQ(a_->drops(DropReason::kServiceFragment), 1u);
+}
+
+TEST_F(ServiceTest, UdpAndTcpOnOnePortAreTwoFrontends) {
+  lb::FrontendConfig dns_udp = web({backend("10.11.0.7", 53)}, net::kProtoUdp);
+  dns_udp.port = 53;
+  lb::FrontendConfig dns_tcp = web({backend("10.12.0.5", 53)}, net::kProtoTcp);
+  dns_tcp.port = 53;
+  ASSERT_EQ(a_->apply_services({dns_udp, dns_tcp}, 1), "");
+  const Bytes query = PacketBuilder()
+                          .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                          .ipv4(ip4("10.11.0.2"), ip4("10.96.0.10"))
+                          .udp(5353, 53)
+                          .payload(Bytes(20, 7))
+                          .build();
+  local_rx(*a_, {query});
+  auto at = a_->take(kLocal);
+  ASSERT_EQ(at.size(), 1u);
+  const Bytes expect = PacketBuilder()
+                           .eth(mac("02:aa:00:00:00:01"), mac(kLocalBackendMac))
+                           .ipv4(ip4("10.11.0.2"), ip4("10.11.0.7"))
+                           .ttl(63)
+                           .udp(5353, 53)
+                           .payload(Bytes(20, 7))
+                           .build();
+  EXPECT_EQ(at[0], expect);
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                     .ipv4(ip4("10.11.0.2"), ip4("10.96.0.10"))
+                     .tcp(5353, 53, kTcpSyn)
+                     .build()});
+  EXPECT_EQ(a_->take(kUplink).size(), 1u);
+}
+
+TEST_F(ServiceTest, AnIpv6VipIsBalancedLikeAnIpv4One) {
+  a_->learn("fd00:11::2", kClientMac);
+  a_->learn("fd00:11::7", kLocalBackendMac);
+  lb::FrontendConfig f;
+  f.name = "default/web:http";
+  f.vip = test::addr("fd00:96::10");
+  f.port = 80;
+  f.backends = {backend("fd00:11::7", 8080)};
+  ASSERT_EQ(a_->apply_services({f}, 1), "");
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                     .ipv6(ip6("fd00:11::2"), ip6("fd00:96::10"))
+                     .tcp(40000, 80, kTcpSyn)
+                     .build()});
+  auto at = a_->take(kLocal);
+  ASSERT_EQ(at.size(), 1u);
+  EXPECT_EQ(at[0], PacketBuilder()
+                       .eth(mac("02:aa:00:00:00:01"), mac(kLocalBackendMac))
+                       .ipv6(ip6("fd00:11::2"), ip6("fd00:11::7"))
+                       .ttl(63)
+                       .tcp(40000, 8080, kTcpSyn)
+                       .build());
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(kLocalBackendMac), mac("02:aa:00:00:00:01"))
+                     .ipv6(ip6("fd00:11::7"), ip6("fd00:11::2"))
+                     .tcp(8080, 40000, kTcpSyn | kTcpAck)
+                     .build()});
+  auto back = a_->take(kLocal);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], PacketBuilder()
+                         .eth(mac("02:aa:00:00:00:01"), mac(kClientMac))
+                         .ipv6(ip6("fd00:96::10"), ip6("fd00:11::2"))
+                         .ttl(63)
+                         .tcp(80, 40000, kTcpSyn | kTcpAck)
+                         .build());
+}
+
+TEST_F(ServiceTest, FinAndRstShortenAConnectionsLifeInTheTable) {
+  ASSERT_EQ(a_->apply_services({web({backend("10.11.0.7", 8080)})}, 1), "");
+  ASSERT_EQ(send(46000, kTcpSyn), 'L');
+  ASSERT_EQ(send(46001, kTcpSyn), 'L');
+  ASSERT_EQ(send(46000, kTcpFin | kTcpAck), 'L');
+  ASSERT_EQ(send(46001, kTcpRst), 'L');
+  std::map<uint16_t, lb::FlowState> states;
+  a_->conntrack->for_each([&](uint32_t, const lb::Flow& f) {
+    states[f.forward.src_port] = static_cast<lb::FlowState>(f.state.load());
+  });
+  EXPECT_EQ(states[46000], lb::FlowState::kFinSeen);
+  EXPECT_EQ(states[46001], lb::FlowState::kClosed);
+  // Past the closing timeout both are gone; an idle established one would stay.
+  const uint32_t later = a_->ctx.now_ms + a_->conntrack->timeouts().fin_seen_ms + 1;
+  const lb::SweepStats s = a_->conntrack->sweep(later, a_->conntrack->capacity());
+  EXPECT_EQ(s.expired, 2u);
+}
+
+TEST_F(ServiceTest, AnIcmpErrorFromABackendReachesTheClientFromTheVip) {
+  lb::FrontendConfig dns = web({backend("10.11.0.7", 5353)}, net::kProtoUdp);
+  dns.port = 53;
+  ASSERT_EQ(a_->apply_services({dns}, 1), "");
+  auto udp = [](const char* dst, uint16_t dport, uint8_t ttl) {
+    const Bytes f = PacketBuilder()
+                        .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                        .ipv4(ip4("10.11.0.2"), ip4(dst))
+                        .ttl(ttl)
+                        .udp(5353, dport)
+                        .payload(Bytes(12, 9))
+                        .build();
+    return Bytes(f.begin() + 14, f.end());  // the IP packet, as an ICMP error quotes it
+  };
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                     .ipv4(ip4("10.11.0.2"), ip4("10.96.0.10"))
+                     .udp(5353, 53)
+                     .payload(Bytes(12, 9))
+                     .build()});
+  ASSERT_EQ(a_->take(kLocal).size(), 1u);
+  // Nothing listens there: port unreachable, quoting what the backend got.
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(kLocalBackendMac), mac("02:aa:00:00:00:01"))
+                     .ipv4(ip4("10.11.0.7"), ip4("10.11.0.2"))
+                     .icmp(3, 3)
+                     .payload(udp("10.11.0.7", 5353, 63))
+                     .build()});
+  auto back = a_->take(kLocal);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], PacketBuilder()
+                         .eth(mac("02:aa:00:00:00:01"), mac(kClientMac))
+                         .ipv4(ip4("10.96.0.10"), ip4("10.11.0.2"))
+                         .ttl(63)
+                         .icmp(3, 3)
+                         .payload(udp("10.96.0.10", 53, 63))
+                         .build());
+  EXPECT_EQ(a_->counters.service_reverse_packets, 1u);
+}
+
+TEST_F(ServiceTest, TrafficThatIsNotForAServiceIsUntouched) {
+  ASSERT_EQ(a_->apply_services({web(two_backends())}, 1), "");
+  local_rx(*a_, {pod_a_to_b()});
+  EXPECT_EQ(a_->take(kUplink).size(), 1u);
+  // A packet from a backend's address but another port is not a reply.
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(kLocalBackendMac), mac("02:aa:00:00:00:01"))
+                     .ipv4(ip4("10.11.0.7"), ip4("10.11.0.2"))
+                     .tcp(9999, 40000, kTcpAck)
+                     .build()});
+  auto local = a_->take(kLocal);
+  ASSERT_EQ(local.size(), 1u);
+  EXPECT_EQ(a_->counters.service_new_flows, 0u);
+  EXPECT_EQ(a_->counters.service_reverse_packets, 0u);
+  EXPECT_EQ(a_->counters.service_dnat_packets, 0u);
+}
+
+}  // namespace
+}  // namespace meshwire::dp
