@@ -8,6 +8,13 @@
 // runs; then wait for a change or a second, whichever comes first, and
 // check that the data plane is still the one we programmed.
 //
+// Services (ClusterIP frontends and their backends, reconcile/services.h)
+// go through ApplyServices, apart from the routing state: they have their
+// own generation, change with every endpoint rather than with nodes, and
+// are computed and applied only when Services, EndpointSlices or Nodes
+// changed, or when the data plane runs another set (restarted: 0). The
+// objects are read once per round for both.
+//
 // Keys: the node's X25519 pair and its sending epoch live in --state-dir.
 // A data plane that comes up fresh (running its startup config) has lost its
 // sequence numbers, so the controller moves to the next epoch before it
@@ -27,12 +34,14 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
 
+#include "controller/services_sync.h"
 #include "dataplane.grpc.pb.h"
 #include "keys/keys.h"
 #include "reconcile/delta.h"
@@ -234,6 +243,14 @@ int main(int argc, char** argv) {
   bool published = false;
   bool fresh_handled = false;  // the fresh data plane seen has its new epoch
   std::map<std::string, std::string> annotations;
+  ServicesSync services(
+      o.node, static_cast<uint64_t>(o.resync_s * 1000),
+      [&](const v1::ApplyServicesRequest& r, v1::ApplyServicesResponse* resp) {
+        grpc::ClientContext sctx;
+        sctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        return stub->ApplyServices(&sctx, r, resp);
+      },
+      [](const std::string& line) { log(line); });
   log("node " + o.node + ", public key " + encode_public_key(keys->public_key) + ", objects from " +
       objects.describe());
 
@@ -244,10 +261,10 @@ int main(int argc, char** argv) {
     };
     // Waits for a change of the objects (or resync_s), and takes a burst
     // of changes as one: another within 5 ms extends the wait, up to 100 ms.
-    // Only Nodes change the routing state: Services and EndpointSlices are
-    // read, but nothing the data plane runs comes from them yet (issue 6),
-    // and at 100,000 endpoints their churn would otherwise recompute the
-    // whole state again and again for nothing.
+    // Only Nodes change the routing state: at 100,000 endpoints the churn
+    // of Services and EndpointSlices would otherwise recompute the whole
+    // routing state again and again for nothing. They (and Nodes) change
+    // the services.
     auto wait_for_change = [&](int timeout_ms) {
       unsigned changed = objects.wait(timeout_ms);
       if (!changed) return;
@@ -258,6 +275,7 @@ int main(int argc, char** argv) {
         changed |= more;
       }
       if (changed & kNodesChanged) dirty = true;
+      if (changed & (kServicesChanged | kEndpointSlicesChanged | kNodesChanged)) services.objects_changed();
     };
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -324,18 +342,30 @@ int main(int argc, char** argv) {
         (recheck_at_ms != 0 && now_ms() >= recheck_at_ms)) {
       dirty = true;
     }
+    if (!dirty && !services.due(live.services_generation(), now_ms())) {
+      wait_for_change(static_cast<int>(o.resync_s * 1000));
+      continue;
+    }
+    // Read once for both, and only when one of them computes anew (a
+    // services retry applies the set at hand).
+    std::optional<ClusterObjects> cluster;
+    uint64_t read_ms = 0;
+    if (dirty || services.needs_objects()) {
+      const auto t_read = std::chrono::steady_clock::now();
+      auto snapshot = objects.snapshot();
+      if (!snapshot.ok()) {
+        problem(objects.describe() + ": " + snapshot.error() + " (keeping the state applied last)");
+        wait_for_change(static_cast<int>(o.resync_s * 1000));
+        continue;
+      }
+      cluster = std::move(*snapshot);
+      read_ms = ms_since(t_read);
+    }
+    services.run(cluster ? &*cluster : nullptr, live.services_generation(), now_ms());
     if (!dirty) {
       wait_for_change(static_cast<int>(o.resync_s * 1000));
       continue;
     }
-    const auto t_read = std::chrono::steady_clock::now();
-    auto cluster = objects.snapshot();
-    if (!cluster.ok()) {
-      problem(objects.describe() + ": " + cluster.error() + " (keeping the state applied last)");
-      wait_for_change(static_cast<int>(o.resync_s * 1000));
-      continue;
-    }
-    const uint64_t read_ms = ms_since(t_read);
     const auto t_compute = std::chrono::steady_clock::now();
     SelfNode self;
     self.name = o.node;

@@ -1,6 +1,7 @@
 #include "ctl/format.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -32,6 +33,46 @@ std::string algorithm_name(v1::Algorithm a) {
   }
 }
 
+std::string protocol_name(v1::Protocol p) {
+  switch (p) {
+    case v1::TCP: return "TCP";
+    case v1::UDP: return "UDP";
+    case v1::SCTP: return "SCTP";
+    default: return "-";
+  }
+}
+
+std::string host_port(const std::string& address, uint32_t port) {
+  std::string out;
+  if (address.find(':') != std::string::npos) {
+    out += '[';
+    out += address;
+    out += ']';
+  } else {
+    out += address;
+  }
+  out += ':';
+  out += std::to_string(port);
+  return out;
+}
+
+std::string format_duration_ms(uint64_t ms) {
+  char buf[32];
+  if (ms < 1000) {
+    std::snprintf(buf, sizeof(buf), "%llums", static_cast<unsigned long long>(ms));
+  } else if (ms < 60'000) {
+    std::snprintf(buf, sizeof(buf), "%llu.%llus", static_cast<unsigned long long>(ms / 1000),
+                  static_cast<unsigned long long>(ms / 100 % 10));
+  } else if (ms < 3'600'000) {
+    std::snprintf(buf, sizeof(buf), "%llum%02llus", static_cast<unsigned long long>(ms / 60'000),
+                  static_cast<unsigned long long>(ms / 1000 % 60));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%lluh%02llum", static_cast<unsigned long long>(ms / 3'600'000),
+                  static_cast<unsigned long long>(ms / 60'000 % 60));
+  }
+  return buf;
+}
+
 std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(header.size());
   for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
@@ -58,12 +99,13 @@ std::string render_table(const std::vector<std::string>& header, const std::vect
 
 std::string format_generation(const v1::GetGenerationResponse& r) {
   std::string out;
-  out += "generation:       " + std::to_string(r.live_generation()) + "\n";
-  out += "source:           " + or_dash(r.source()) + "\n";
-  out += "applied_unix_ms:  " + std::to_string(r.applied_unix_ms()) + "\n";
-  out += "workers:          " + std::to_string(r.workers()) + "\n";
-  out += "tunnel_address:   " + or_dash(r.tunnel_address()) + "\n";
-  out += "max_outbound_seq: " + std::to_string(r.max_outbound_seq()) + "\n";
+  out += "generation:          " + std::to_string(r.live_generation()) + "\n";
+  out += "source:              " + or_dash(r.source()) + "\n";
+  out += "applied_unix_ms:     " + std::to_string(r.applied_unix_ms()) + "\n";
+  out += "workers:             " + std::to_string(r.workers()) + "\n";
+  out += "tunnel_address:      " + or_dash(r.tunnel_address()) + "\n";
+  out += "max_outbound_seq:    " + std::to_string(r.max_outbound_seq()) + "\n";
+  out += "services_generation: " + std::to_string(r.services_generation()) + "\n";
   return out;
 }
 
@@ -157,6 +199,94 @@ std::string format_drops(const v1::GetDropsResponse& r, bool all) {
   }
   if (rows.empty()) return "no drops\n";
   return render_table({"REASON", "COUNT", "MEANING"}, rows);
+}
+
+namespace {
+
+// "10.96.0.10:80/TCP".
+std::string frontend_text(const v1::ServiceFrontend& f) {
+  std::string out = host_port(f.vip(), f.port());
+  out += '/';
+  out += protocol_name(f.protocol());
+  return out;
+}
+
+}  // namespace
+
+std::string format_services(const v1::ListServicesResponse& r) {
+  if (r.services().empty()) return "no services\n";
+  std::string out;
+  for (const v1::ServiceStatus& s : r.services()) {
+    const v1::ServiceFrontend& f = s.frontend();
+    if (!out.empty()) out += "\n";
+    out += or_dash(f.name());
+    out += "  ";
+    out += frontend_text(f);
+    if (f.affinity_timeout_s() != 0) {
+      out += "  affinity ClientIP ";
+      out += std::to_string(f.affinity_timeout_s());
+      out += 's';
+    }
+    out += "  table ";
+    out += std::to_string(s.table_size());
+    out += '\n';
+    if (s.backends().empty()) {
+      out += "  no backends\n";
+      continue;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const v1::BackendStatus& b : s.backends()) {
+      rows.push_back({host_port(b.backend().address(), b.backend().port()), or_dash(b.backend().node()),
+                      or_dash(b.backend().target()), or_dash(b.state()), std::to_string(b.slots()),
+                      std::to_string(b.connections()), std::to_string(b.failed_connects()),
+                      std::to_string(b.retries_away()), std::to_string(b.active_flows())});
+    }
+    const std::string table = render_table(
+        {"ADDRESS:PORT", "NODE", "TARGET", "STATE", "SLOTS", "CONNECTIONS", "FAILED", "RETRIED-AWAY", "FLOWS"}, rows);
+    for (size_t at = 0; at < table.size();) {
+      const size_t end = table.find('\n', at);
+      out += "  ";
+      out.append(table, at, end - at + 1);
+      at = end + 1;
+    }
+  }
+  return out;
+}
+
+std::string format_backends(const v1::ListServicesResponse& r) {
+  if (r.services().empty()) return "no services\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const v1::ServiceStatus& s : r.services()) {
+    for (const v1::BackendStatus& b : s.backends()) {
+      rows.push_back({or_dash(s.frontend().name()), frontend_text(s.frontend()),
+                      host_port(b.backend().address(), b.backend().port()), or_dash(b.backend().node()),
+                      b.selectable() ? "yes" : "no", std::to_string(b.active_flows()),
+                      std::to_string(b.connections()), std::to_string(b.failed_connects()), or_dash(b.state())});
+    }
+  }
+  return render_table(
+      {"SERVICE", "FRONTEND", "BACKEND", "NODE", "SELECTABLE", "FLOWS", "CONNECTIONS", "FAILED", "STATE"}, rows);
+}
+
+std::string format_flows(const v1::ListFlowsResponse& r) {
+  std::string out;
+  if (!r.flows().empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const v1::Flow& f : r.flows()) {
+      rows.push_back({protocol_name(f.protocol()), or_dash(f.client()), or_dash(f.frontend()), or_dash(f.backend()),
+                      or_dash(f.service()), or_dash(f.state()), format_duration_ms(f.idle_ms()),
+                      format_duration_ms(f.expires_in_ms()), std::to_string(f.attempts())});
+    }
+    out = render_table({"PROTO", "CLIENT", "FRONTEND", "BACKEND", "SERVICE", "STATE", "IDLE", "EXPIRES", "ATTEMPTS"},
+                       rows);
+  }
+  out += std::to_string(r.flows_size());
+  out += " of ";
+  out += std::to_string(r.total());
+  out += " flows (capacity ";
+  out += std::to_string(r.capacity());
+  out += ")\n";
+  return out;
 }
 
 std::string to_json(const google::protobuf::Message& m) {

@@ -3,9 +3,15 @@
 //
 //   meshwirectl [--socket PATH] [--json] [--timeout S] show
 //       interfaces|peers|sas|routes|counters|drops|generation
+//   meshwirectl show services|backends [NAME-PREFIX]
+//   meshwirectl show flows [NAME-PREFIX | --service NAME-PREFIX] [--limit N]
 //   meshwirectl apply -f FILE|- [--generation N] [--force]
 //       FILE: an ApplyRequest in protobuf's JSON mapping (keys and salts in
-//       base64), as the controller would send it: manual keying, tests.
+//       base64), or the same as YAML, as the controller would send it:
+//       manual keying, tests.
+//   meshwirectl apply-services -f FILE|- [--generation N] [--force]
+//       FILE: an ApplyServicesRequest, JSON or YAML; without a generation
+//       (in the file or --generation), the live services generation + 1.
 //
 // Exit status: 0 on success, 1 when the data plane could not answer
 // (not running, wrong socket, timeout), 2 on a usage error.
@@ -29,6 +35,7 @@
 
 #include "ctl/format.h"
 #include "dataplane.grpc.pb.h"
+#include "kube/yaml.h"
 
 namespace {
 
@@ -46,6 +53,9 @@ struct Options {
   double timeout_s = 5.0;
   bool per_worker = false;
   bool all = false;
+  std::string name;      // show services|backends|flows: a frontend name prefix
+  std::string service;   // show flows --service
+  uint32_t limit = 0;    // show flows --limit
 };
 
 // Says why the socket can't be used before gRPC says something vaguer.
@@ -70,13 +80,25 @@ grpc::ClientContext* with_deadline(grpc::ClientContext& ctx, const Options& o) {
 }
 
 int report(const grpc::Status& status, const Options& o) {
-  const char* hint = status.error_code() == grpc::StatusCode::UNAVAILABLE ? " (is meshwire-dataplane running?)"
-                     : status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? " (no answer in time)" : "";
-  std::fprintf(stderr, "meshwirectl: %s: %s%s\n", o.socket.c_str(), status.error_message().c_str(), hint);
+  std::string text = status.error_message();
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE: text += " (is meshwire-dataplane running?)"; break;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: text += " (no answer in time)"; break;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      if (!text.empty()) text += ": ";
+      text += "not implemented by this data plane (an older version?)";
+      break;
+    default: break;
+  }
+  std::fprintf(stderr, "meshwirectl: %s: %s\n", o.socket.c_str(), text.c_str());
   return 1;
 }
 
-int apply(v1::Dataplane::Stub& stub, const Options& o) {
+// Reads the request of `apply -f` (JSON, or YAML when it does not start
+// with '{'). 0, or having said why (naming the field where protobuf's parser
+// does) the exit status: 1 when the file cannot be read, 2 when it is not
+// such a request.
+int read_request(const Options& o, google::protobuf::Message* req) {
   std::stringstream text;
   if (o.file == "-") {
     text << std::cin.rdbuf();
@@ -88,13 +110,34 @@ int apply(v1::Dataplane::Stub& stub, const Options& o) {
     }
     text << in.rdbuf();
   }
-  v1::ApplyRequest req;
-  const auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), &req);
+  std::string json = text.str();
+  const std::string type = req->GetDescriptor()->name();
+  const size_t first = json.find_first_not_of(" \t\r\n");
+  const bool is_json = first != std::string::npos && json[first] == '{';
+  if (!is_json) {
+    auto docs = meshwire::control::parse_yaml_documents(json);
+    if (!docs.ok()) {
+      std::fprintf(stderr, "meshwirectl: %s: not an %s in JSON or YAML: %s\n", o.file.c_str(), type.c_str(),
+                   docs.error().c_str());
+      return 2;
+    }
+    if (docs->size() != 1 || !(*docs)[0].is_object()) {
+      std::fprintf(stderr, "meshwirectl: %s: not an %s in JSON or YAML: want one document, a map\n", o.file.c_str(),
+                   type.c_str());
+      return 2;
+    }
+    json = (*docs)[0].dump();
+  }
+  const auto parsed = google::protobuf::util::JsonStringToMessage(json, req);
   if (!parsed.ok()) {
-    std::fprintf(stderr, "meshwirectl: %s: not an ApplyRequest in JSON: %s\n", o.file.c_str(),
-                 std::string(parsed.message()).c_str());
+    std::fprintf(stderr, "meshwirectl: %s: not an %s in %s: %s\n", o.file.c_str(), type.c_str(),
+                 is_json ? "JSON" : "YAML", std::string(parsed.message()).c_str());
     return 2;
   }
+  return 0;
+}
+
+int apply(v1::Dataplane::Stub& stub, const Options& o, v1::ApplyRequest& req) {
   if (o.generation != 0) req.set_generation(o.generation);
   if (o.force) req.set_force(true);
   grpc::ClientContext ctx;
@@ -106,6 +149,30 @@ int apply(v1::Dataplane::Stub& stub, const Options& o) {
   } else {
     std::printf("generation %llu is live (%s; built in %.1f ms)\n",
                 static_cast<unsigned long long>(resp.live_generation()), resp.changed() ? "changed" : "already live",
+                static_cast<double>(resp.build_us()) / 1000.0);
+  }
+  return 0;
+}
+
+int apply_services(v1::Dataplane::Stub& stub, const Options& o, v1::ApplyServicesRequest& req) {
+  if (o.generation != 0) req.set_generation(o.generation);
+  if (o.force) req.set_force(true);
+  if (req.generation() == 0) {  // the next one
+    grpc::ClientContext ctx;
+    v1::GetGenerationResponse live;
+    const grpc::Status status = stub.GetGeneration(with_deadline(ctx, o), {}, &live);
+    if (!status.ok()) return report(status, o);
+    req.set_generation(live.services_generation() + 1);
+  }
+  grpc::ClientContext ctx;
+  v1::ApplyServicesResponse resp;
+  const grpc::Status status = stub.ApplyServices(with_deadline(ctx, o), req, &resp);
+  if (!status.ok()) return report(status, o);
+  if (o.json) {
+    std::fputs(meshwire::control::to_json(resp).c_str(), stdout);
+  } else {
+    std::printf("services generation %llu is live (%s; built in %.1f ms)\n",
+                static_cast<unsigned long long>(resp.live_generation()), resp.changed() ? "changed" : "unchanged",
                 static_cast<double>(resp.build_us()) / 1000.0);
   }
   return 0;
@@ -140,26 +207,75 @@ int main(int argc, char** argv) {
 
   CLI::App* show_cmd = app.add_subcommand("show", "show live state");
   std::string what;
-  show_cmd->add_option("what", what, "interfaces|peers|sas|routes|counters|drops|generation")
+  show_cmd->add_option("what", what, "interfaces|peers|sas|routes|counters|drops|generation|services|backends|flows")
       ->required()
-      ->check(CLI::IsMember({"interfaces", "peers", "sas", "routes", "counters", "drops", "generation"}));
+      ->check(CLI::IsMember({"interfaces", "peers", "sas", "routes", "counters", "drops", "generation", "services",
+                             "backends", "flows"}));
+  show_cmd->add_option("name", o.name, "services, backends, flows: only frontends whose name starts with this");
   show_cmd->add_flag("--per-worker", o.per_worker, "counters: a column per worker and the control thread");
   show_cmd->add_flag("--all", o.all, "drops: every reason, also those never seen");
-  CLI::App* apply_cmd = app.add_subcommand("apply", "apply a desired state (an ApplyRequest as JSON)");
-  apply_cmd->add_option("-f,--file", o.file, "the request's JSON file, or - for standard input")->required();
+  CLI::Option* service_opt =
+      show_cmd->add_option("--service", o.service, "flows: only those of frontends whose name starts with this");
+  CLI::Option* limit_opt = show_cmd->add_option("--limit", o.limit, "flows: at most this many (default 1000)");
+  CLI::App* apply_cmd = app.add_subcommand("apply", "apply a desired state (an ApplyRequest as JSON or YAML)");
+  apply_cmd->add_option("-f,--file", o.file, "the request's JSON or YAML file, or - for standard input")->required();
   apply_cmd->add_option("--generation", o.generation, "the generation to apply it as (overrides the file's)");
   apply_cmd->add_flag("--force", o.force, "accept a generation older than the live one");
+  CLI::App* services_cmd = app.add_subcommand(
+      "apply-services", "apply the service frontends (an ApplyServicesRequest as JSON or YAML)");
+  services_cmd->add_option("-f,--file", o.file, "the request's JSON or YAML file, or - for standard input")
+      ->required();
+  services_cmd->add_option("--generation", o.generation,
+                           "the services generation to apply it as (default: the file's, else the live one + 1)");
+  services_cmd->add_flag("--force", o.force, "accept a generation older than the live one");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help and --version exit 0
   }
+  if (show_cmd->parsed()) {
+    const bool named = what == "services" || what == "backends" || what == "flows";
+    const char* misplaced = nullptr;
+    if (!named && !o.name.empty()) {
+      misplaced = "a NAME-PREFIX";
+    } else if (what != "flows" && (service_opt->count() != 0 || limit_opt->count() != 0)) {
+      misplaced = "--service or --limit";
+    } else if (what == "flows" && !o.name.empty() && service_opt->count() != 0) {
+      misplaced = "both NAME-PREFIX and --service";
+    }
+    if (misplaced) {
+      std::fprintf(stderr, "meshwirectl: show %s: does not take %s\n", what.c_str(), misplaced);
+      return 2;
+    }
+  }
 
+  // The file first: what is wrong with it is said with or without a data plane.
+  v1::ApplyRequest apply_req;
+  v1::ApplyServicesRequest services_req;
+  if (apply_cmd->parsed()) {
+    if (int rc = read_request(o, &apply_req); rc != 0) return rc;
+  }
+  if (services_cmd->parsed()) {
+    if (int rc = read_request(o, &services_req); rc != 0) return rc;
+  }
   if (!check_socket(o.socket)) return 1;
   auto channel = grpc::CreateChannel("unix:" + o.socket, grpc::InsecureChannelCredentials());
   auto stub = v1::Dataplane::NewStub(channel);
   using S = v1::Dataplane::Stub;
-  if (apply_cmd->parsed()) return apply(*stub, o);
+  if (apply_cmd->parsed()) return apply(*stub, o, apply_req);
+  if (services_cmd->parsed()) return apply_services(*stub, o, services_req);
+  if (what == "services" || what == "backends") {
+    v1::ListServicesRequest req;
+    req.set_name(o.name);
+    return show<v1::ListServicesRequest, v1::ListServicesResponse>(
+        *stub, o, req, &S::ListServices, what == "services" ? format_services : format_backends);
+  }
+  if (what == "flows") {
+    v1::ListFlowsRequest req;
+    req.set_service(o.name.empty() ? o.service : o.name);
+    req.set_limit(o.limit);
+    return show<v1::ListFlowsRequest, v1::ListFlowsResponse>(*stub, o, req, &S::ListFlows, format_flows);
+  }
   if (what == "generation") {
     return show<v1::GetGenerationRequest, v1::GetGenerationResponse>(*stub, o, {}, &S::GetGeneration,
                                                                       format_generation);

@@ -333,6 +333,14 @@ Result<EndpointSliceObject> parse_endpoint_slice(const json& object) {
       auto node = string_at(j, {"nodeName"}, field + ".nodeName");
       if (!node.ok()) return make_error(what + node.error());
       ep.node_name = *node;
+      if (const json* ref = path(j, {"targetRef"}); ref && !ref->is_null()) {
+        if (!ref->is_object()) return make_error(what + field + ".targetRef: must be a map");
+        auto ref_name = string_at(*ref, {"name"}, field + ".targetRef.name");
+        if (!ref_name.ok()) return make_error(what + ref_name.error());
+        auto ref_ns = string_at(*ref, {"namespace"}, field + ".targetRef.namespace");
+        if (!ref_ns.ok()) return make_error(what + ref_ns.error());
+        if (!ref_name->empty()) ep.target = (ref_ns->empty() ? e.ns : *ref_ns) + "/" + *ref_name;
+      }
       e.endpoints.push_back(std::move(ep));
     }
   }

@@ -80,6 +80,7 @@ struct Endpoint {
   bool serving = true;
   bool terminating = false;
   std::string node_name;
+  std::string target;  // targetRef as "namespace/name" (its namespace defaults to the slice's); "" when unset
 };
 
 struct EndpointSliceObject {

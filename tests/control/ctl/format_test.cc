@@ -81,6 +81,143 @@ TEST(FormatDrops, HidesZeroCountsUnlessAll) {
   EXPECT_NE(format_drops(r, false).find("replay      9  sequence"), std::string::npos) << format_drops(r, false);
 }
 
+TEST(FormatGeneration, GivesTheServicesGenerationToo) {
+  v1::GetGenerationResponse r;
+  r.set_live_generation(9);
+  r.set_source("api");
+  r.set_workers(2);
+  r.set_tunnel_address("192.0.2.1");
+  r.set_services_generation(4);
+  EXPECT_EQ(format_generation(r),
+            "generation:          9\n"
+            "source:              api\n"
+            "applied_unix_ms:     0\n"
+            "workers:             2\n"
+            "tunnel_address:      192.0.2.1\n"
+            "max_outbound_seq:    0\n"
+            "services_generation: 4\n");
+}
+
+// Two frontends as ListServices gives them: one with ClientIP affinity, an
+// active and a draining backend; one over IPv6 with none.
+v1::ListServicesResponse two_services() {
+  v1::ListServicesResponse r;
+  r.set_live_generation(3);
+  v1::ServiceStatus* web = r.add_services();
+  web->mutable_frontend()->set_name("shop/web:http");
+  web->mutable_frontend()->set_vip("10.96.0.10");
+  web->mutable_frontend()->set_port(80);
+  web->mutable_frontend()->set_protocol(v1::TCP);
+  web->mutable_frontend()->set_affinity_timeout_s(10800);
+  web->set_table_size(65537);
+  v1::BackendStatus* a = web->add_backends();
+  a->mutable_backend()->set_address("10.1.0.5");
+  a->mutable_backend()->set_port(8080);
+  a->mutable_backend()->set_node("node1");
+  a->mutable_backend()->set_target("shop/web-a1");
+  a->set_state("active");
+  a->set_selectable(true);
+  a->set_slots(65537);
+  a->set_connections(120);
+  a->set_active_flows(3);
+  v1::BackendStatus* d = web->add_backends();
+  d->mutable_backend()->set_address("10.1.0.6");
+  d->mutable_backend()->set_port(8080);
+  d->mutable_backend()->set_use(v1::Backend::DRAINING);
+  d->mutable_backend()->set_reason("terminating");
+  d->set_state("draining: terminating");
+  d->set_connections(40);
+  d->set_failed_connects(2);
+  d->set_retries_away(1);
+  d->set_active_flows(1);
+  v1::ServiceStatus* dns = r.add_services();
+  dns->mutable_frontend()->set_name("kube-system/dns:53");
+  dns->mutable_frontend()->set_vip("fd00:96::a");
+  dns->mutable_frontend()->set_port(53);
+  dns->mutable_frontend()->set_protocol(v1::UDP);
+  dns->set_table_size(251);
+  return r;
+}
+
+TEST(FormatServices, AHeaderPerFrontendAndItsBackendsTable) {
+  const std::string want =
+      "shop/web:http  10.96.0.10:80/TCP  affinity ClientIP 10800s  table 65537\n"
+      "  ADDRESS:PORT   NODE   TARGET       STATE                  SLOTS  CONNECTIONS  FAILED  RETRIED-AWAY  FLOWS\n"
+      "  10.1.0.5:8080  node1  shop/web-a1  active                 65537          120       0             0      3\n"
+      "  10.1.0.6:8080  -      -            draining: terminating      0           40       2             1      1\n"
+      "\n"
+      "kube-system/dns:53  [fd00:96::a]:53/UDP  table 251\n"
+      "  no backends\n";
+  EXPECT_EQ(format_services(two_services()), want);
+  EXPECT_EQ(format_services(v1::ListServicesResponse()), "no services\n");
+}
+
+TEST(FormatBackends, OneFlatRowPerBackendWithTheStateLast) {
+  EXPECT_EQ(format_backends(two_services()),
+            "SERVICE        FRONTEND           BACKEND        NODE   SELECTABLE  FLOWS  CONNECTIONS  FAILED  STATE\n"
+            "shop/web:http  10.96.0.10:80/TCP  10.1.0.5:8080  node1  yes             3          120       0  active\n"
+            "shop/web:http  10.96.0.10:80/TCP  10.1.0.6:8080  -      no              1           40       2  "
+            "draining: terminating\n");
+  EXPECT_EQ(format_backends(v1::ListServicesResponse()), "no services\n");
+}
+
+TEST(FormatFlows, TheFlowsThenHowManyOfHowMany) {
+  v1::ListFlowsResponse r;
+  v1::Flow* tcp = r.add_flows();
+  tcp->set_protocol(v1::TCP);
+  tcp->set_client("10.1.0.9:40112");
+  tcp->set_frontend("10.96.0.10:80");
+  tcp->set_backend("10.1.0.5:8080");
+  tcp->set_service("shop/web:http");
+  tcp->set_state("established");
+  tcp->set_idle_ms(850);
+  tcp->set_expires_in_ms(7'199'150);
+  tcp->set_attempts(1);
+  v1::Flow* udp = r.add_flows();
+  udp->set_protocol(v1::UDP);
+  udp->set_client("[fd00:1::9]:5353");
+  udp->set_frontend("[fd00:96::a]:53");
+  udp->set_backend("[fd00:1::5]:53");
+  udp->set_service("kube-system/dns:53");
+  udp->set_state("udp");
+  udp->set_idle_ms(12'345);
+  udp->set_expires_in_ms(432'000);
+  udp->set_attempts(2);
+  r.set_total(5);
+  r.set_capacity(65536);
+  EXPECT_EQ(format_flows(r),
+            "PROTO  CLIENT            FRONTEND         BACKEND         SERVICE             STATE        IDLE   "
+            "EXPIRES  ATTEMPTS\n"
+            "TCP    10.1.0.9:40112    10.96.0.10:80    10.1.0.5:8080   shop/web:http       established  850ms  "
+            "1h59m           1\n"
+            "UDP    [fd00:1::9]:5353  [fd00:96::a]:53  [fd00:1::5]:53  kube-system/dns:53  udp          12.3s  "
+            "7m12s           2\n"
+            "2 of 5 flows (capacity 65536)\n");
+  v1::ListFlowsResponse none;
+  none.set_capacity(65536);
+  EXPECT_EQ(format_flows(none), "0 of 0 flows (capacity 65536)\n");
+}
+
+TEST(FormatHelpers, AddressesProtocolsAndDurations) {
+  EXPECT_EQ(host_port("10.0.0.1", 80), "10.0.0.1:80");
+  EXPECT_EQ(host_port("fd00::1", 443), "[fd00::1]:443");
+  EXPECT_EQ(protocol_name(v1::SCTP), "SCTP");
+  EXPECT_EQ(protocol_name(v1::PROTOCOL_UNSPECIFIED), "-");
+  EXPECT_EQ(format_duration_ms(0), "0ms");
+  EXPECT_EQ(format_duration_ms(999), "999ms");
+  EXPECT_EQ(format_duration_ms(1000), "1.0s");
+  EXPECT_EQ(format_duration_ms(59'999), "59.9s");
+  EXPECT_EQ(format_duration_ms(60'000), "1m00s");
+  EXPECT_EQ(format_duration_ms(3'600'000), "1h00m");
+}
+
+TEST(ToJson, ServicesWithEnumsByName) {
+  const std::string json = to_json(two_services());
+  EXPECT_NE(json.find("\"protocol\": \"TCP\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"use\": \"DRAINING\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"affinity_timeout_s\": 10800"), std::string::npos) << json;
+}
+
 TEST(ToJson, UsesProtoFieldNamesAndKeepsZeroValues) {
   v1::GetGenerationResponse r;
   r.set_live_generation(0);

@@ -65,5 +65,26 @@ TEST(ObjectsOf, ListsTypedListsAndSingleObjects) {
             "List.items[0].kind: missing");
 }
 
+TEST(ParseEndpointSlice, TargetRefIsNamespaceAndNameWithTheSlicesNamespaceByDefault) {
+  auto e = parse_endpoint_slice(json::parse(R"({"kind":"EndpointSlice",
+    "metadata":{"name":"web-a","namespace":"shop"},"addressType":"IPv4",
+    "endpoints":[{"addresses":["10.1.0.5"],"targetRef":{"kind":"Pod","namespace":"shop","name":"web-7d9f"}},
+                 {"addresses":["10.1.0.6"],"targetRef":{"kind":"Pod","name":"web-8e0a"}},
+                 {"addresses":["10.1.0.7"]}]})"));
+  ASSERT_TRUE(e.ok()) << e.error();
+  ASSERT_EQ(e->endpoints.size(), 3u);
+  EXPECT_EQ(e->endpoints[0].target, "shop/web-7d9f");
+  EXPECT_EQ(e->endpoints[1].target, "shop/web-8e0a");
+  EXPECT_EQ(e->endpoints[2].target, "");
+  auto bad = parse_endpoint_slice(json::parse(R"({"kind":"EndpointSlice","metadata":{"name":"s","namespace":"shop"},
+    "addressType":"IPv4","endpoints":[{"addresses":["10.1.0.5"],"targetRef":{"name":7}}]})"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error(), "EndpointSlice shop/s: endpoints[0].targetRef.name: must be a string");
+  auto not_map = parse_endpoint_slice(json::parse(R"({"kind":"EndpointSlice","metadata":{"name":"s"},
+    "addressType":"IPv4","endpoints":[{"addresses":["10.1.0.5"],"targetRef":"web"}]})"));
+  ASSERT_FALSE(not_map.ok());
+  EXPECT_EQ(not_map.error(), "EndpointSlice default/s: endpoints[0].targetRef: must be a map");
+}
+
 }  // namespace
 }  // namespace meshwire::control

@@ -21,9 +21,16 @@ json slice(const std::string& name, const std::string& svc, const std::string& t
           {"addressType", type}, {"ports", ports}, {"endpoints", endpoints}};
 }
 
-json endpoint(const std::string& ip, const std::string& node, json conditions = json::object()) {
-  return {{"addresses", {ip}}, {"nodeName", node}, {"conditions", conditions}};
+json endpoint(const std::string& ip, const std::string& node, json conditions = json::object(),
+              const std::string& pod = "") {
+  json e = {{"addresses", {ip}}, {"nodeName", node}, {"conditions", conditions}};
+  if (!pod.empty()) e["targetRef"] = {{"kind", "Pod"}, {"namespace", "shop"}, {"name", pod}};
+  return e;
 }
+
+const json kTerminating = {{"ready", false}, {"serving", true}, {"terminating", true}};
+const json kTerminatingNotServing = {{"ready", false}, {"serving", false}, {"terminating", true}};
+const json kNotReady = {{"ready", false}};
 
 class Services : public ::testing::Test {
  protected:
@@ -38,10 +45,20 @@ class Services : public ::testing::Test {
       cluster_.endpoint_slices[e->ns + "/" + e->name] = std::make_shared<const EndpointSliceObject>(*e);
     }
   }
+  // "address:port", "(t)" when an active terminating fallback, " draining: reason" when draining.
   std::vector<std::string> backends(const ServiceFrontend& f) {
     std::vector<std::string> out;
     for (const ServiceBackend& b : f.backends) {
-      out.push_back(dp::format_ip(b.address) + ":" + std::to_string(b.port) + (b.terminating ? "(t)" : ""));
+      std::string s = dp::format_ip(b.address);
+      s += ":";
+      s += std::to_string(b.port);
+      if (b.use == BackendUse::kDraining) {
+        s += " draining: ";
+        s += drain_reason_name(b.reason);
+      } else if (b.terminating) {
+        s += "(t)";
+      }
+      out.push_back(s);
     }
     return out;
   }
@@ -65,26 +82,101 @@ TEST_F(Services, ReadyEndpointsFromEverySliceThroughTheNamedPort) {
   EXPECT_EQ(http.service, "shop/web");
   EXPECT_EQ(http.protocol, kProtoTcp);
   EXPECT_EQ(http.port, 80);
-  EXPECT_EQ(backends(http), (std::vector<std::string>{"10.1.0.5:8080", "10.2.0.7:8080"}));
-  EXPECT_EQ(http.backends[1].node, "node2");
+  EXPECT_EQ(backends(http),
+            (std::vector<std::string>{"10.1.0.5:8080", "10.1.0.6:8080 draining: not ready", "10.2.0.7:8080"}));
+  EXPECT_EQ(http.backends[2].node, "node2");
   const ServiceFrontend& sig = d.frontends[1];
   EXPECT_EQ(sig.protocol, kProtoSctp);
-  EXPECT_EQ(backends(sig), (std::vector<std::string>{"10.1.0.5:3869"}));
+  EXPECT_EQ(backends(sig), (std::vector<std::string>{"10.1.0.5:3869", "10.1.0.6:3869 draining: not ready"}));
 }
 
 TEST_F(Services, TerminatingButServingOnlyWhenNoneIsReady) {
   add(service("web", {{"clusterIP", "10.96.0.10"}, {"ports", kWebPorts}}));
   add(slice("web-a", "web", "IPv4", {{{"name", "http"}, {"port", 8080}, {"protocol", "TCP"}}},
-            {endpoint("10.1.0.5", "node1", {{"ready", false}, {"serving", true}, {"terminating", true}}),
-             endpoint("10.1.0.6", "node1", {{"ready", false}, {"serving", false}, {"terminating", true}}),
+            {endpoint("10.1.0.5", "node1", kTerminating), endpoint("10.1.0.6", "node1", kTerminatingNotServing),
              endpoint("10.1.0.7", "node1")}));
   auto d = desired_services(cluster_, "node1");
-  EXPECT_EQ(backends(d.frontends[0]), (std::vector<std::string>{"10.1.0.7:8080"}));
+  EXPECT_EQ(backends(d.frontends[0]),
+            (std::vector<std::string>{"10.1.0.5:8080 draining: terminating", "10.1.0.6:8080 draining: terminating",
+                                      "10.1.0.7:8080"}));
   auto changed = std::make_shared<EndpointSliceObject>(*cluster_.endpoint_slices["shop/web-a"]);
   changed->endpoints.pop_back();  // the ready one goes
   cluster_.endpoint_slices["shop/web-a"] = changed;
   d = desired_services(cluster_, "node1");
-  EXPECT_EQ(backends(d.frontends[0]), (std::vector<std::string>{"10.1.0.5:8080(t)"}));
+  // The serving one takes new connections again; the one that no longer serves keeps draining.
+  EXPECT_EQ(backends(d.frontends[0]),
+            (std::vector<std::string>{"10.1.0.5:8080(t)", "10.1.0.6:8080 draining: terminating"}));
+  EXPECT_EQ(d.frontends[0].backends[0].use, BackendUse::kActive);
+  EXPECT_EQ(d.frontends[0].backends[0].reason, DrainReason::kNone);
+}
+
+TEST_F(Services, DrainingBackendsCarryTheirReasonNodeAndPod) {
+  add(service("web", {{"clusterIP", "10.96.0.10"}, {"ports", {{{"name", "http"}, {"port", 80}}}}}));
+  add(slice("web-a", "web", "IPv4", {{{"name", "http"}, {"port", 8080}}},
+            {endpoint("10.1.0.9", "node2", kNotReady, "web-new"),
+             endpoint("10.1.0.5", "node1", json::object(), "web-a1"),
+             endpoint("10.1.0.7", "node3", kTerminatingNotServing, "web-old")}));
+  auto d = desired_services(cluster_, "node1");
+  ASSERT_EQ(d.frontends.size(), 1u);
+  const auto& b = d.frontends[0].backends;
+  EXPECT_EQ(backends(d.frontends[0]),
+            (std::vector<std::string>{"10.1.0.5:8080", "10.1.0.7:8080 draining: terminating",
+                                      "10.1.0.9:8080 draining: not ready"}));
+  EXPECT_EQ(b[0].target, "shop/web-a1");
+  EXPECT_EQ(b[0].node, "node1");
+  EXPECT_EQ(b[0].use, BackendUse::kActive);
+  EXPECT_EQ(b[1].target, "shop/web-old");
+  EXPECT_EQ(b[1].node, "node3");
+  EXPECT_TRUE(b[1].terminating);
+  EXPECT_EQ(b[2].target, "shop/web-new");
+  EXPECT_EQ(b[2].reason, DrainReason::kNotReady);
+  EXPECT_FALSE(b[2].terminating);
+}
+
+TEST_F(Services, NothingReadyOrServingLeavesEveryBackendDraining) {
+  add(service("web", {{"clusterIP", "10.96.0.10"}, {"ports", {{{"name", "http"}, {"port", 80}}}}}));
+  add(slice("web-a", "web", "IPv4", {{{"name", "http"}, {"port", 8080}}},
+            {endpoint("10.1.0.5", "node1", kTerminatingNotServing), endpoint("10.1.0.6", "node1", kNotReady)}));
+  EXPECT_EQ(backends(desired_services(cluster_, "node1").frontends[0]),
+            (std::vector<std::string>{"10.1.0.5:8080 draining: terminating", "10.1.0.6:8080 draining: not ready"}));
+}
+
+TEST_F(Services, AnEndpointInSeveralSlicesIsOneBackendAsItsMostUsableListing) {
+  add(service("web", {{"clusterIP", "10.96.0.10"}, {"ports", {{{"name", "http"}, {"port", 80}}}}}));
+  // A slice being rewritten: the same pod terminating in one, ready in the other.
+  add(slice("web-a", "web", "IPv4", {{{"name", "http"}, {"port", 8080}}},
+            {endpoint("10.1.0.5", "node1", kTerminating, "web-a1"), endpoint("10.1.0.6", "node1", kNotReady)}));
+  add(slice("web-b", "web", "IPv4", {{{"name", "http"}, {"port", 8080}}},
+            {endpoint("10.1.0.5", "node1", json::object(), "web-a1"),
+             endpoint("10.1.0.6", "node1", kTerminatingNotServing)}));
+  auto d = desired_services(cluster_, "node1");
+  EXPECT_EQ(backends(d.frontends[0]),
+            (std::vector<std::string>{"10.1.0.5:8080", "10.1.0.6:8080 draining: terminating"}));
+  EXPECT_FALSE(d.frontends[0].backends[0].terminating);
+}
+
+TEST_F(Services, TheFallbackLooksAtTheEndpointsLeftByTheLocalPolicy) {
+  add(service("web", {{"clusterIP", "10.96.0.10"}, {"internalTrafficPolicy", "Local"},
+                      {"ports", {{{"name", "http"}, {"port", 80}}}}}));
+  add(slice("web-a", "web", "IPv4", {{{"name", "http"}, {"port", 8080}}},
+            {endpoint("10.1.0.5", "node1", kTerminating), endpoint("10.1.0.6", "node1", kNotReady),
+             endpoint("10.2.0.7", "node2"), endpoint("10.2.0.8", "node2", kNotReady)}));
+  // node2's ready endpoint does not count here: node1's serving-terminating one takes new connections.
+  EXPECT_EQ(backends(desired_services(cluster_, "node1").frontends[0]),
+            (std::vector<std::string>{"10.1.0.5:8080(t)", "10.1.0.6:8080 draining: not ready"}));
+  EXPECT_EQ(backends(desired_services(cluster_, "node2").frontends[0]),
+            (std::vector<std::string>{"10.2.0.7:8080", "10.2.0.8:8080 draining: not ready"}));
+}
+
+TEST_F(Services, TwoServicesOnOneFrontendTheFirstByNameKeepsIt) {
+  add(service("a", {{"clusterIP", "10.96.0.10"},
+                    {"ports", {{{"port", 80}}, {{"name", "dns"}, {"port", 53}, {"protocol", "UDP"}}}}}));
+  add(service("b", {{"clusterIP", "10.96.0.10"}, {"ports", {{{"port", 80}}, {{"name", "x"}, {"port", 81}}}}}));
+  auto d = desired_services(cluster_, "node1");
+  ASSERT_EQ(d.frontends.size(), 3u);
+  EXPECT_EQ(d.frontends[2].service, "shop/b");
+  EXPECT_EQ(d.frontends[2].port, 81);
+  EXPECT_EQ(d.skipped, (std::vector<std::string>{"shop/b: 10.96.0.10 port 80/TCP is shop/a's already"}));
 }
 
 TEST_F(Services, DualStackGetsAFrontendPerFamilyWithItsOwnSlices) {
