@@ -1,0 +1,227 @@
+"""Services end to end: two data planes programmed by their controllers from
+a folder of Node, Service and EndpointSlice objects; real clients (curl,
+socat, a Python line client) in pod namespaces reach a ClusterIP whose
+backends are pods on both nodes.
+
+Pods: node1 has n1p1 (a client), n1p2 and n1p3 (backends); node2 has n2p1
+and n2p2 (backends) and n2p3 (a client). Each backend runs
+service_backend.py, which answers with its name."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import meshwire_topology as topo
+
+from meshwire_control import CONTROLLER, CTL, Controllers, ctl_json, nodes_yaml, write_atomic
+
+VIP = "10.96.0.10"
+STICKY_VIP = "10.96.0.11"
+BACKEND_SCRIPT = Path(__file__).with_name("service_backend.py")
+PY = "/usr/bin/python3"
+
+
+def service_yaml(name: str, vip: str, affinity: bool = False) -> str:
+    lines = ["apiVersion: v1", "kind: Service", "metadata:", f"  name: {name}", "  namespace: default", "spec:",
+             "  type: ClusterIP", f"  clusterIP: {vip}", f"  clusterIPs: [{vip}]", "  ports:",
+             "  - {name: http, port: 80, targetPort: 8080, protocol: TCP}",
+             "  - {name: echo, port: 9000, protocol: TCP}",
+             "  - {name: dns, port: 53, targetPort: 5353, protocol: UDP}"]
+    if affinity:
+        lines += ["  sessionAffinity: ClientIP", "  sessionAffinityConfig:", "    clientIP: {timeoutSeconds: 600}"]
+    return "\n".join(lines) + "\n"
+
+
+def slice_yaml(service: str, backends, not_ready=()) -> str:
+    """An EndpointSlice of `service` with backends [(pod, node)]."""
+    lines = ["apiVersion: discovery.k8s.io/v1", "kind: EndpointSlice", "metadata:", f"  name: {service}-1",
+             "  namespace: default", "  labels:", f"    kubernetes.io/service-name: {service}",
+             "addressType: IPv4", "ports:", "- {name: http, port: 8080, protocol: TCP}",
+             "- {name: echo, port: 9000, protocol: TCP}", "- {name: dns, port: 5353, protocol: UDP}", "endpoints:"]
+    for pod in backends:
+        ready = "false" if pod.name in not_ready else "true"
+        lines += [f"- addresses: [{pod.ipv4}]", f"  conditions: {{ready: {ready}, serving: {ready}}}",
+                  f"  nodeName: {pod.node.name}",
+                  f"  targetRef: {{kind: Pod, namespace: default, name: {pod.name}}}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def svc(cluster):
+    if not CONTROLLER.exists():
+        pytest.fail(f"{CONTROLLER} is not built")
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=3, workers=1, static_peers=False) as c:
+        n1, n2 = c.nodes
+        backends = [n1.pods[1], n1.pods[2], n2.pods[0], n2.pods[1]]
+        servers = []
+        folder = c.tmpdir / "objects"
+        folder.mkdir()
+        write_atomic(folder / "nodes.yaml", nodes_yaml(c))
+        write_atomic(folder / "web.yaml", service_yaml("web", VIP))
+        write_atomic(folder / "web-slice.yaml", slice_yaml("web", backends))
+        write_atomic(folder / "sticky.yaml", service_yaml("sticky", STICKY_VIP, affinity=True))
+        write_atomic(folder / "sticky-slice.yaml", slice_yaml("sticky", backends))
+        ctls = Controllers(c, folder)
+        try:
+            for pod in backends:
+                p = topo.popen([PY, BACKEND_SCRIPT, pod.name], ns=pod.ns, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+                servers.append(p)
+                assert p.stdout.readline().strip() == "ready", f"backend in {pod.name} did not start"
+            for n in c.nodes:
+                ctls.start(n)
+            for n in c.nodes:
+                topo.wait_for(lambda: int(ctl_json(n, "show", "generation").get("services_generation", 0)) > 0,
+                              timeout=30, what=f"{n.name}'s services programmed")
+            yield c, ctls, folder, backends
+        finally:
+            ctls.stop_all()
+            for p in servers:
+                topo.stop_process(p)
+
+
+def curl(pod, url: str) -> str:
+    done = topo.run(["curl", "-sS", "--max-time", "3", url], ns=pod.ns, check=False, timeout=10)
+    return done.stdout.strip() if done.returncode == 0 else f"error {done.returncode}: {done.stderr.strip()}"
+
+
+def frontend(node, name_prefix: str) -> list[dict]:
+    return ctl_json(node, "show", "services", name_prefix).get("services", [])
+
+
+def test_curl_to_the_cluster_ip_spreads_over_backends_on_both_nodes(svc):
+    c, _, _, backends = svc
+    client = c.nodes[0].pods[0]
+    answers = [curl(client, f"http://{VIP}/") for _ in range(40)]
+    errors = [a for a in answers if a.startswith("error")]
+    assert not errors, errors[:3]
+    names = set(answers)
+    assert names <= {p.name for p in backends}
+    # Four equal backends over 40 connections: every one is chosen (the
+    # chance that one is missed is 4 * 0.75^40 = 4e-5).
+    assert names == {p.name for p in backends}, answers
+    # meshwirectl explains the spread.
+    web = [s for s in frontend(c.nodes[0], "default/web:http")]
+    assert len(web) == 1
+    rows = web[0]["backends"]
+    assert sorted(b["backend"]["target"] for b in rows) == sorted(f"default/{p.name}" for p in backends)
+    assert all(b["state"] == "active" and b["selectable"] for b in rows)
+    assert sum(int(b["connections"]) for b in rows) >= 40
+
+
+def test_a_client_on_the_other_node_reaches_the_same_service(svc):
+    c, _, _, backends = svc
+    client = c.nodes[1].pods[2]
+    answers = {curl(client, f"http://{VIP}/") for _ in range(20)}
+    assert answers <= {p.name for p in backends}, answers
+
+
+def test_udp_through_the_vip_with_socat(svc):
+    c, _, _, backends = svc
+    client = c.nodes[0].pods[0]
+    done = topo.run(["socat", "-T", "2", "-", f"UDP4:{VIP}:53"], ns=client.ns, input="hello\n", check=False,
+                    timeout=10)
+    assert done.returncode == 0, done.stderr
+    name, _, rest = done.stdout.partition(" ")
+    assert name in {p.name for p in backends}
+    assert rest == "hello\n"
+
+
+def test_client_ip_affinity_keeps_a_client_on_one_backend(svc):
+    c, _, _, backends = svc
+    client = c.nodes[0].pods[0]
+    answers = [curl(client, f"http://{STICKY_VIP}/") for _ in range(15)]
+    assert len(set(answers)) == 1, answers
+    assert answers[0] in {p.name for p in backends}
+
+
+ECHO_CLIENT = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 9000), timeout=3)
+f = s.makefile("rwb")
+names = set()
+for i in range(int(sys.argv[2])):
+    f.write(b"line %d\n" % i); f.flush()
+    reply = f.readline().decode().split()
+    assert reply[1:] == ["line", str(i)], reply
+    names.add(reply[0])
+    if i == 0:
+        print(reply[0], flush=True)
+    time.sleep(0.05)
+print("done", " ".join(sorted(names)), flush=True)
+"""
+
+
+def test_endpoint_churn_leaves_established_connections_on_their_backend(svc):
+    c, _, folder, backends = svc
+    client = c.nodes[0].pods[0]
+    proc = topo.popen([PY, "-c", ECHO_CLIENT, VIP, "80"], ns=client.ns, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().strip()
+        assert first in {p.name for p in backends}, proc.stderr.read() if proc.poll() is not None else first
+        mine = next(p for p in backends if p.name == first)
+        others = [p for p in backends if p is not mine]
+        # The other backends leave and come back, three times, while the
+        # connection carries a line every 50 ms.
+        for _ in range(3):
+            write_atomic(folder / "web-slice.yaml", slice_yaml("web", [mine]))
+            time.sleep(0.6)
+            write_atomic(folder / "web-slice.yaml", slice_yaml("web", [mine] + others))
+            time.sleep(0.6)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        topo.stop_process(proc)
+        write_atomic(folder / "web-slice.yaml", slice_yaml("web", backends))
+    assert proc.returncode == 0, err
+    assert out.strip() == f"done {first}"
+
+
+def test_a_backend_that_is_not_ready_takes_no_new_connections_and_says_why(svc):
+    c, _, folder, backends = svc
+    n1 = c.nodes[0]
+    out = backends[2]  # on node2
+    write_atomic(folder / "web-slice.yaml", slice_yaml("web", backends, not_ready={out.name}))
+    try:
+        def drained():
+            rows = frontend(n1, "default/web:http")[0]["backends"]
+            return [b for b in rows if b["backend"]["target"] == f"default/{out.name}" and not b["selectable"]]
+        row = topo.wait_for(drained, timeout=10, what=f"{out.name} drained on node1")[0]
+        assert row["state"] == "draining: not ready"
+        answers = {curl(n1.pods[0], f"http://{VIP}/") for _ in range(20)}
+        assert out.name not in answers
+        assert answers <= {p.name for p in backends}
+        text = topo.run([CTL, "--socket", n1.api_socket, "show", "services", "default/web:http"]).stdout
+        assert "draining: not ready" in text
+    finally:
+        write_atomic(folder / "web-slice.yaml", slice_yaml("web", backends))
+
+
+def test_flows_are_listed_with_their_backend(svc):
+    c, _, _, backends = svc
+    n1 = c.nodes[0]
+    assert not curl(n1.pods[0], f"http://{VIP}/").startswith("error")
+    flows = ctl_json(n1, "show", "flows", "--service", "default/web")
+    assert int(flows["capacity"]) > 0
+    assert int(flows["total"]) >= 1
+    f = flows["flows"][0]
+    assert f["frontend"] in (f"{VIP}:80", f"{VIP}:9000", f"{VIP}:53")
+    assert f["backend"].rsplit(":", 1)[0] in {p.ipv4 for p in backends}
+    assert f["client"].startswith(n1.pods[0].ipv4 + ":")
+
+
+def test_a_bad_services_file_is_refused_naming_the_field(svc):
+    c, _, _, _ = svc
+    n1 = c.nodes[0]
+    bad = c.tmpdir / "bad-services.json"
+    bad.write_text(json.dumps({"services": [{"name": "x", "vip": "10.96.9.9", "port": 80, "protocol": "TCP",
+                                             "backends": [{"address": "fd00::1", "port": 80}]}]}))
+    done = topo.run([CTL, "--socket", n1.api_socket, "apply-services", "-f", bad], check=False)
+    assert done.returncode != 0
+    assert "services[0].backends[0].address" in done.stderr + done.stdout
+    # ... and nothing changed.
+    assert curl(n1.pods[0], f"http://{VIP}/") in {p.name for p in svc[3]}
