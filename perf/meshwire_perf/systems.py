@@ -140,6 +140,11 @@ class MeshwireDut:
             "eal": eal,
             "workers": self.workers,
             "idle": "busy",
+            # The generator plays node2 but sends no keepalives: with
+            # liveness on, node2 would go down between decrypt trials (its
+            # routes withdrawn for the next encrypt trial), and keepalives to
+            # it would count as received frames.
+            "liveness": {"interval_ms": 0},
             "node": {"tunnel_address": NODE_TUNNEL, "pod_cidrs": ["10.11.0.0/16", "fd00:11::/64"]},
             "ports": [
                 {"name": "pods", "role": "local",

@@ -84,7 +84,8 @@ void check_built_frame(const uint8_t* out, size_t n, size_t cap) {
 
 void fuzz_icmp_errors(const uint8_t* ip, size_t ip_len, size_t cap, uint32_t mtu) {
   const uint8_t* our_ip = ip_len > 0 && (ip[0] >> 4) == 6 ? kOurIp6 : kOurIp4;
-  for (IcmpError kind : {IcmpError::kFragNeeded, IcmpError::kTimeExceeded, IcmpError::kNoRoute}) {
+  for (IcmpError kind : {IcmpError::kFragNeeded, IcmpError::kTimeExceeded, IcmpError::kNoRoute,
+                         IcmpError::kHostUnreachable}) {
     Buffer out(cap);
     const size_t n = build_icmp_error(kind, mtu, ip, ip_len, our_ip, kOurMac, kPeerMac, out.data(), cap);
     if (n == 0) continue;

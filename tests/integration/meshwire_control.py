@@ -129,3 +129,60 @@ class Controllers:
         okm = HKDF(hashes.SHA256(), 20, b"meshwire/v1/cluster/" + CLUSTER_ID.encode(), info).derive(shared)
         spi = 0x80000000 | ((epoch & 0xFFFFFF) << 6) | worker
         return topo.Sa(spi, okm[:16], okm[16:20])
+
+
+# ---- Services: objects for the folder source, and backends that say who they are
+
+BACKEND_SCRIPT = Path(__file__).with_name("service_backend.py")
+
+
+def service_yaml(name: str, vip: str, affinity: bool = False) -> str:
+    lines = ["apiVersion: v1", "kind: Service", "metadata:", f"  name: {name}", "  namespace: default", "spec:",
+             "  type: ClusterIP", f"  clusterIP: {vip}", f"  clusterIPs: [{vip}]", "  ports:",
+             "  - {name: http, port: 80, targetPort: 8080, protocol: TCP}",
+             "  - {name: echo, port: 9000, protocol: TCP}",
+             "  - {name: dns, port: 53, targetPort: 5353, protocol: UDP}"]
+    if affinity:
+        lines += ["  sessionAffinity: ClientIP", "  sessionAffinityConfig:", "    clientIP: {timeoutSeconds: 600}"]
+    return "\n".join(lines) + "\n"
+
+
+def slice_yaml(service: str, backends, not_ready=(), ghosts=()) -> str:
+    """An EndpointSlice of `service` with these backends (pods), and
+    `ghosts`: (address, node name) endpoints where nothing answers."""
+    lines = ["apiVersion: discovery.k8s.io/v1", "kind: EndpointSlice", "metadata:", f"  name: {service}-1",
+             "  namespace: default", "  labels:", f"    kubernetes.io/service-name: {service}",
+             "addressType: IPv4", "ports:", "- {name: http, port: 8080, protocol: TCP}",
+             "- {name: echo, port: 9000, protocol: TCP}", "- {name: dns, port: 5353, protocol: UDP}", "endpoints:"]
+    for pod in backends:
+        ready = "false" if pod.name in not_ready else "true"
+        lines += [f"- addresses: [{pod.ipv4}]", f"  conditions: {{ready: {ready}, serving: {ready}}}",
+                  f"  nodeName: {pod.node.name}",
+                  f"  targetRef: {{kind: Pod, namespace: default, name: {pod.name}}}"]
+    for address, node in ghosts:
+        lines += [f"- addresses: [{address}]", "  conditions: {ready: true, serving: true}", f"  nodeName: {node}",
+                  "  targetRef: {kind: Pod, namespace: default, name: ghost}"]
+    return "\n".join(lines) + "\n"
+
+
+class ServiceBackends:
+    """service_backend.py in pods: HTTP on 8080, a line echo on 9000, UDP on
+    5353, each answering with the pod's name."""
+
+    def __init__(self):
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, pod) -> None:
+        p = topo.popen(["/usr/bin/python3", BACKEND_SCRIPT, pod.name], ns=pod.ns, stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+        self.procs[pod.name] = p
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the service backend in {pod.name} did not start")
+
+    def stop(self, pod) -> None:
+        topo.stop_process(self.procs.pop(pod.name))
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            topo.stop_process(p)
+        self.procs.clear()

@@ -477,16 +477,19 @@ class Cluster:
 
     def __init__(self, binary: Path, nodes: int = 2, pods_per_node: int = 2, workers: int = 1,
                  tunnel_family: int = 4, extra_inbound: int = 2, keep_dir: bool = False,
-                 fabric: str = "af_packet", static_peers: bool = True):
+                 fabric: str = "af_packet", static_peers: bool = True, extra_config: Optional[dict] = None):
         """fabric: "af_packet" (uplinks on veths bridged in the fabric
         namespace) or "memif" (two nodes, uplinks joined by one net_memif
         link through shared memory: no kernel between the data planes).
         static_peers: False leaves the peers out of the startup configs (a
-        controller programs them through the control API)."""
+        controller programs them through the control API).
+        extra_config: further sections of the data planes' configs
+        (e.g. {"services": {...}})."""
         if fabric not in ("af_packet", "memif") or (fabric == "memif" and nodes != 2):
             raise ValueError(f"fabric {fabric!r} with {nodes} nodes")
         self.fabric = fabric
         self.static_peers = static_peers
+        self.extra_config = extra_config or {}  # more top-level sections of every node's config
         self.binary = Path(binary)
         self.workers = workers
         self.tunnel_family = tunnel_family
@@ -675,6 +678,7 @@ class Cluster:
                 for peer in self.nodes if peer is not node and self.static_peers
             ],
         }
+        config.update(self.extra_config)
         node.config_path = self.tmpdir / f"{node.name}.yaml"
         node.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         node.config_path.chmod(0o600)

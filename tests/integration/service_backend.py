@@ -19,6 +19,7 @@ class DualStackTCPServer(socketserver.ThreadingTCPServer):
     address_family = socket.AF_INET6
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 1024  # the listen backlog (5 by default: SYNs dropped under a burst of connects)
 
     def server_bind(self):
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

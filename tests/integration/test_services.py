@@ -9,45 +9,19 @@ service_backend.py, which answers with its name."""
 
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import meshwire_topology as topo
 
-from meshwire_control import CONTROLLER, CTL, Controllers, ctl_json, nodes_yaml, write_atomic
+from meshwire_control import (CONTROLLER, CTL, Controllers, ServiceBackends, ctl_json, nodes_yaml, service_yaml,
+                              slice_yaml, write_atomic)
 
 VIP = "10.96.0.10"
 STICKY_VIP = "10.96.0.11"
-BACKEND_SCRIPT = Path(__file__).with_name("service_backend.py")
+FLAKY_VIP = "10.96.0.12"
 PY = "/usr/bin/python3"
-
-
-def service_yaml(name: str, vip: str, affinity: bool = False) -> str:
-    lines = ["apiVersion: v1", "kind: Service", "metadata:", f"  name: {name}", "  namespace: default", "spec:",
-             "  type: ClusterIP", f"  clusterIP: {vip}", f"  clusterIPs: [{vip}]", "  ports:",
-             "  - {name: http, port: 80, targetPort: 8080, protocol: TCP}",
-             "  - {name: echo, port: 9000, protocol: TCP}",
-             "  - {name: dns, port: 53, targetPort: 5353, protocol: UDP}"]
-    if affinity:
-        lines += ["  sessionAffinity: ClientIP", "  sessionAffinityConfig:", "    clientIP: {timeoutSeconds: 600}"]
-    return "\n".join(lines) + "\n"
-
-
-def slice_yaml(service: str, backends, not_ready=()) -> str:
-    """An EndpointSlice of `service` with backends [(pod, node)]."""
-    lines = ["apiVersion: discovery.k8s.io/v1", "kind: EndpointSlice", "metadata:", f"  name: {service}-1",
-             "  namespace: default", "  labels:", f"    kubernetes.io/service-name: {service}",
-             "addressType: IPv4", "ports:", "- {name: http, port: 8080, protocol: TCP}",
-             "- {name: echo, port: 9000, protocol: TCP}", "- {name: dns, port: 5353, protocol: UDP}", "endpoints:"]
-    for pod in backends:
-        ready = "false" if pod.name in not_ready else "true"
-        lines += [f"- addresses: [{pod.ipv4}]", f"  conditions: {{ready: {ready}, serving: {ready}}}",
-                  f"  nodeName: {pod.node.name}",
-                  f"  targetRef: {{kind: Pod, namespace: default, name: {pod.name}}}"]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +31,7 @@ def svc(cluster):
     with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=3, workers=1, static_peers=False) as c:
         n1, n2 = c.nodes
         backends = [n1.pods[1], n1.pods[2], n2.pods[0], n2.pods[1]]
-        servers = []
+        servers = ServiceBackends()
         folder = c.tmpdir / "objects"
         folder.mkdir()
         write_atomic(folder / "nodes.yaml", nodes_yaml(c))
@@ -65,13 +39,15 @@ def svc(cluster):
         write_atomic(folder / "web-slice.yaml", slice_yaml("web", backends))
         write_atomic(folder / "sticky.yaml", service_yaml("sticky", STICKY_VIP, affinity=True))
         write_atomic(folder / "sticky-slice.yaml", slice_yaml("sticky", backends))
+        # flaky: the backends, plus a pod that refuses (nothing listens on
+        # n2p3) and an address where nothing answers at all.
+        write_atomic(folder / "flaky.yaml", service_yaml("flaky", FLAKY_VIP))
+        write_atomic(folder / "flaky-slice.yaml",
+                     slice_yaml("flaky", backends + [n2.pods[2]], ghosts=[("10.12.0.99", "node2")]))
         ctls = Controllers(c, folder)
         try:
             for pod in backends:
-                p = topo.popen([PY, BACKEND_SCRIPT, pod.name], ns=pod.ns, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
-                servers.append(p)
-                assert p.stdout.readline().strip() == "ready", f"backend in {pod.name} did not start"
+                servers.start(pod)
             for n in c.nodes:
                 ctls.start(n)
             for n in c.nodes:
@@ -80,8 +56,7 @@ def svc(cluster):
             yield c, ctls, folder, backends
         finally:
             ctls.stop_all()
-            for p in servers:
-                topo.stop_process(p)
+            servers.stop_all()
 
 
 def curl(pod, url: str) -> str:
@@ -225,3 +200,104 @@ def test_a_bad_services_file_is_refused_naming_the_field(svc):
     assert "services[0].backends[0].address" in done.stderr + done.stdout
     # ... and nothing changed.
     assert curl(n1.pods[0], f"http://{VIP}/") in {p.name for p in svc[3]}
+
+
+def test_clients_connect_even_when_backends_refuse_or_are_silent_and_bad_ones_are_ejected(svc):
+    c, _, _, backends = svc
+    n1 = c.nodes[0]
+    refusing, ghost = f"default/{c.nodes[1].pods[2].name}", "default/ghost"
+    answers = [curl(n1.pods[0], f"http://{FLAKY_VIP}/") for _ in range(40)]
+    # Every connect succeeds: refused (RST) and unanswered SYNs were sent on
+    # to the next backend by the data plane.
+    assert all(a in {p.name for p in backends} for a in answers), answers
+    rows = {b["backend"]["target"]: b for b in frontend(n1, "default/flaky:http")[0]["backends"]}
+    for bad in (refusing, ghost):
+        assert int(rows[bad]["failed_connects"]) >= 1, rows[bad]
+        assert int(rows[bad]["retries_away"]) >= 1, rows[bad]
+    counters = ctl_json(n1, "show", "counters")["blocks"][0]["counters"]
+    assert int(counters["service_connect_retries"]) >= 2
+    # Five failures in a row eject a backend (the default), which says so.
+    def ejected():
+        for _ in range(10):
+            curl(n1.pods[0], f"http://{FLAKY_VIP}/")
+        rows = {b["backend"]["target"]: b for b in frontend(n1, "default/flaky:http")[0]["backends"]}
+        return rows[refusing]["state"].startswith("ejected") and not rows[refusing]["selectable"]
+    topo.wait_for(ejected, timeout=60, interval=0, what="the refusing backend ejected")
+
+
+CONNECT_LOOP = r"""
+import socket, sys, threading, time
+# Eight clients, each making a new connection to VIP:80 every 20 ms for the
+# given seconds; per connection: start (monotonic), seconds to connect (-1:
+# failed) and the error.
+end = time.monotonic() + float(sys.argv[2])
+lock = threading.Lock()
+def client():
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        s = socket.socket()
+        s.settimeout(3)
+        try:
+            s.connect((sys.argv[1], 80))
+            took, why = time.monotonic() - t0, "ok"
+        except OSError as e:
+            took, why = -1, type(e).__name__ + ":" + str(e.errno) + ":port" + str(s.getsockname()[1])
+        s.close()
+        with lock:
+            print(f"{t0:.4f} {took:.4f} {why}", flush=True)
+        time.sleep(0.02)
+threads = [threading.Thread(target=client) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def test_a_node_killed_mid_traffic_is_routed_around_within_a_second(svc):
+    """Clients keep connecting to a ClusterIP with backends on both nodes
+    while node2's data plane is killed: no connection fails (a SYN to a
+    backend behind the dead node is retried elsewhere after
+    connect_timeout_ms), and once node1 has missed node2's keepalives
+    (~300 ms) new connections no longer wait for a retry at all."""
+    c, ctls, _, backends = svc
+    n1, n2 = c.nodes
+    client = n1.pods[0]
+    proc = topo.popen([PY, "-c", CONNECT_LOOP, VIP, "4"], ns=client.ns, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        killed = float(topo.run([PY, "-c", "import time; print(time.monotonic())"]).stdout)
+        n2.process.kill()
+        n2.process.wait(timeout=10)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        topo.stop_process(proc)
+    rows = [(float(t), float(took), why) for t, took, why in (line.split() for line in out.splitlines())]
+    after = [(t - killed, took) for t, took, _ in rows if t >= killed]
+    assert after, f"no connection after the kill: {err}"
+    failed = [(round(t - killed, 3), why) for t, took, why in rows if t >= killed and took < 0]
+    assert not failed, (f"{len(failed)} of {len(after)} connections failed after the kill (s after, error): {failed}; "
+                        f"node1 drops: {ctl_json(n1, 'show', 'drops')}; "
+                        f"counters: {ctl_json(n1, 'show', 'counters')['blocks'][0]['counters']}; "
+                        f"flows: {ctl_json(n1, 'show', 'flows', '--limit', '5000')['flows']}")
+    # Slow ones paid a retry (a SYN into the dead node); the last of them
+    # started this long after the kill: the time until new connections
+    # succeed at once again.
+    slow = [a for a, took in after if took > 0.25]
+    recovered = max(slow) if slow else 0.0
+    print(f"\nnode killed: {len(after)} connections after, {len(slow)} paid a retry, "
+          f"the last starting {recovered * 1000:.0f} ms after the kill")
+    assert recovered < 1.0
+    peers = ctl_json(n1, "show", "peers")["peers"]
+    assert [p["liveness"] for p in peers if p["name"] == "node2"] == ["down"]
+    rows = frontend(n1, "default/web:http")[0]["backends"]
+    for b in rows:
+        if b["backend"]["node"] == "node2":
+            assert b["state"].startswith("node down") and not b["selectable"], b
+    # node2 comes back: its controller programs it again, and node1 hears it.
+    c.start_node(n2)
+    topo.wait_for(lambda: [p["liveness"] for p in ctl_json(n1, "show", "peers")["peers"]
+                           if p["name"] == "node2"] == ["up"], timeout=30, what="node2 up again on node1")
+    topo.wait_for(lambda: len({curl(client, f"http://{VIP}/") for _ in range(12)} & {p.name for p in backends[2:]})
+                  > 0, timeout=30, what="node2's backends chosen again")

@@ -140,6 +140,11 @@ struct TestNode {
     node.max_inner_len = dp::inner_mtu_for(1500, v6_fabric);
     node.mss_v4 = node.max_inner_len - 40;
     node.mss_v6 = node.max_inner_len - 60;
+    // No liveness timer in Control::poll(): the workers' clock here is the
+    // fixed ctx.now_ms, which the real clock poll() reads would find long
+    // silent, taking the peer down. Liveness tests set node.liveness and
+    // drive Control::liveness_round() with times of their own.
+    node.liveness.interval_ms = 0;
     // The peer's fabric MAC as ARP would have found it.
     tables->peers[0]->link->fabric_mac = pack_mac(mac(a ? "02:bb:00:00:00:02" : "02:aa:00:00:00:02").data());
 
@@ -186,6 +191,7 @@ struct TestNode {
     while (rte_ring_dequeue(ctx.punt, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
     rte_ring_free(ctx.punt);
     rte_ring_free(ctx.inject);
+    dp::release_connect_retries(ctx);
     conntrack->release(ctx.ct_cache);
     conntrack.reset();
     dp::lb::free_services(services, *service_shared);

@@ -126,11 +126,14 @@ std::string format_interfaces(const v1::ListInterfacesResponse& r) {
 std::string format_peers(const v1::ListPeersResponse& r) {
   std::vector<std::vector<std::string>> rows;
   for (const v1::PeerStatus& p : r.peers()) {
+    // 0 ms ago is "never" for a peer whose liveness is unknown.
+    const bool never = p.last_heard_ms_ago() == 0 && (p.liveness().empty() || p.liveness() == "unknown");
     rows.push_back({p.name(), p.tunnel_address(), or_dash(p.mac().empty() ? "unresolved" : p.mac()),
+                    or_dash(p.liveness()), never ? "-" : format_duration_ms(p.last_heard_ms_ago()) + " ago",
                     std::to_string(p.outbound_sas()) + "/" + std::to_string(p.inbound_sas()),
                     or_dash(join(p.pod_cidrs(), ","))});
   }
-  return render_table({"NAME", "TUNNEL", "MAC", "SAS(OUT/IN)", "POD-CIDRS"}, rows);
+  return render_table({"NAME", "TUNNEL", "MAC", "LIVENESS", "HEARD", "SAS(OUT/IN)", "POD-CIDRS"}, rows);
 }
 
 std::string format_sas(const v1::ListSasResponse& r) {

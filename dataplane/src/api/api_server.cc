@@ -12,6 +12,7 @@
 
 #include "api/convert.h"
 #include "app/node.h"
+#include "worker/liveness.h"
 #include "dataplane.grpc.pb.h"
 
 namespace meshwire::dp {
@@ -187,7 +188,8 @@ class Service final : public v1::Dataplane::Service {
         out->set_backend(endpoint_text(k.family, f.backend, f.backend_port));
         out->set_service(name);
         const auto state = static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed));
-        out->set_state(std::string(lb::flow_state_name(state)));
+        out->set_state(k.proto == 132 && state == lb::FlowState::kSynSent ? std::string("init_sent")
+                                                                          : std::string(lb::flow_state_name(state)));
         const uint32_t idle = now - f.last_seen_ms.load(std::memory_order_relaxed);
         out->set_idle_ms(idle);
         const uint32_t timeout = lb::idle_timeout_ms(ct.timeouts(), state, f.affinity_timeout_ms);
@@ -233,6 +235,7 @@ class Service final : public v1::Dataplane::Service {
       const Tables& t = node_.tables();
       std::vector<uint32_t> inbound(t.peers.size(), 0);
       for (const InboundEntry& e : t.inbound_list) inbound[e.peer]++;
+      const uint32_t now_ms = lb::flow_clock_ms();
       for (size_t p = 0; p < t.peers.size(); ++p) {
         const PeerRuntime& peer = *t.peers[p];
         v1::PeerStatus* out = resp->add_peers();
@@ -242,6 +245,8 @@ class Service final : public v1::Dataplane::Service {
         out->set_mac(mac_text(peer.link->fabric_mac.load(std::memory_order_relaxed)));
         out->set_outbound_sas(static_cast<uint32_t>(t.outbound[p].size()));
         out->set_inbound_sas(inbound[p]);
+        out->set_liveness(liveness_name(peer.link->liveness));  // the control thread's: we run on it
+        out->set_last_heard_ms_ago(heard_ms_ago(*peer.link, now_ms));
       }
     });
   }
@@ -377,8 +382,8 @@ class Service final : public v1::Dataplane::Service {
       case lb::Selectable::kNodeDown: return "node down: " + format_ip(b.link->tunnel_address) + " missed its keepalives";
       case lb::Selectable::kEjected: {
         const uint32_t until = b.health->ejected_until_ms.load(std::memory_order_relaxed);
-        return "ejected: " + std::to_string(b.health->consecutive_failures.load(std::memory_order_relaxed)) +
-               " failed connects in a row, back in " + std::to_string(until - now) + " ms";
+        return "ejected: failed " + std::to_string(b.health->failed_connects.load(std::memory_order_relaxed)) +
+               " connects, the last ones in a row; back in " + std::to_string((until - now) / 1000) + " s";
       }
     }
     return "unknown";

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <cstdio>
 #include <string>
 
@@ -58,6 +59,29 @@ bool same_routing(const Tables& t, const RoutingState& r) {
     if (!same_sa_keys(want.inbound, inbound[p].size(), [&](size_t i) { return inbound[p][i]; })) return false;
   }
   return true;
+}
+
+// The rules both kinds of generation follow: applying the live one again
+// is a no-op, with other contents a conflict; an older one needs force.
+// What the Apply ends with when one of them decides it.
+std::optional<Node::ApplyOutcome> generation_rules(uint64_t live, uint64_t generation, bool same, bool force) {
+  using Code = Node::ApplyOutcome::Code;
+  Node::ApplyOutcome out;
+  out.live_generation = live;
+  if (generation == live) {
+    if (same) return out;  // idempotent: already live
+    out.code = Code::kConflict;
+    out.message = "generation: " + std::to_string(generation) +
+                  " is live with other contents; apply the change as a new generation";
+    return out;
+  }
+  if (generation < live && !force) {
+    out.code = Code::kStale;
+    out.message = "generation: " + std::to_string(generation) + " is older than the live " + std::to_string(live) +
+                  " (set force to go back)";
+    return out;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -147,6 +171,8 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
   node.gateway_v4 = config.gateway_v4;
   node.gateway_v6 = config.gateway_v6;
   node.idle = config.idle;
+  node.services = config.services;
+  node.liveness = config.liveness;
   bool have_local = false;
   for (size_t i = 0; i < config.ports.size(); ++i) {
     auto port = setup_port(config.ports[i], "ports[" + std::to_string(i) + "]", static_cast<uint16_t>(nworkers), n->pool_);
@@ -209,15 +235,7 @@ Node::ApplyOutcome Node::apply(const RoutingState& routing, uint64_t generation,
     return refuse(Code::kInvalid, s.error());
   }
   const bool same = same_routing(live, routing);
-  if (generation == live.generation) {
-    if (same) return out;  // idempotent: already live
-    return refuse(Code::kConflict, "generation: " + std::to_string(generation) +
-                                       " is live with other contents; apply the change as a new generation");
-  }
-  if (generation < live.generation && !force) {
-    return refuse(Code::kStale, "generation: " + std::to_string(generation) + " is older than the live " +
-                                    std::to_string(live.generation) + " (set force to go back)");
-  }
+  if (auto early = generation_rules(live.generation, generation, same, force)) return *early;
   auto next = build_tables(routing, tunnel_address_, generation, *control_engine_, *shared_);
   if (!next.ok()) return refuse(Code::kInternal, next.error());
   if (Status s = generations_->publish(next.value()); !s.ok()) return refuse(Code::kUnavailable, s.error());
@@ -242,15 +260,7 @@ Node::ApplyOutcome Node::apply_services(lb::ServicesConfig services, uint64_t ge
   if (generation == 0) return refuse(Code::kInvalid, "generation: 0 is reserved (no services applied)");
   if (Status s = lb::check_services(services); !s.ok()) return refuse(Code::kInvalid, s.error());
   const bool same = live.config == services;
-  if (generation == live.generation) {
-    if (same) return out;
-    return refuse(Code::kConflict, "generation: " + std::to_string(generation) +
-                                       " is live with other contents; apply the change as a new generation");
-  }
-  if (generation < live.generation && !force) {
-    return refuse(Code::kStale, "generation: " + std::to_string(generation) + " is older than the live " +
-                                    std::to_string(live.generation) + " (set force to go back)");
-  }
+  if (auto early = generation_rules(live.generation, generation, same, force)) return *early;
   auto next = lb::build_services(services, generation, tables(), *service_shared_);
   if (!next.ok()) return refuse(Code::kInternal, next.error());
   if (Status s = services_->publish(next.value()); !s.ok()) return refuse(Code::kUnavailable, s.error());

@@ -503,9 +503,20 @@ namespace {
 
 Status check_peers(const Config& config) { return check_routing(routing_of(config), config.tunnel_address, config.workers, kConfigPaths); }
 
+Status parse_liveness(const YAML::Node& node, LivenessSettings& out) {
+  auto fields = FieldMap::open(node, "liveness", {"interval_ms", "misses"});
+  if (!fields) return make_error(fields.error());
+  if (auto s = read_optional_uint(*fields, "interval_ms", 0, 60000, out.interval_ms); !s) return s;
+  if (out.interval_ms != 0 && out.interval_ms < 10) {
+    return field_error(fields->path("interval_ms"),
+                       "must be 0 (no keepalives) or 10..60000, got " + std::to_string(out.interval_ms));
+  }
+  return read_optional_uint(*fields, "misses", 1, 100, out.misses);
+}
+
 Result<Config> parse_document(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsDefined() || root.IsNull()) return field_error("", "empty document");
-  auto top = FieldMap::open(root, "", {"eal", "workers", "idle", "node", "ports", "peers", "services"});
+  auto top = FieldMap::open(root, "", {"eal", "workers", "idle", "node", "ports", "peers", "services", "liveness"});
   if (!top) return make_error(top.error());
   Config config;
 
@@ -536,7 +547,8 @@ Result<Config> parse_document(const YAML::Node& root, const std::string& base_di
   if (top->has("services")) {
     auto svc = FieldMap::open(top->get("services"), "services",
                               {"conntrack_max", "tcp_syn_timeout_s", "tcp_established_timeout_s",
-                               "tcp_closing_timeout_s", "udp_timeout_s", "sctp_timeout_s"});
+                               "tcp_closing_timeout_s", "udp_timeout_s", "sctp_timeout_s", "connect_timeout_ms",
+                               "connect_attempts", "outlier_failures", "outlier_ejection_s"});
     if (!svc) return make_error(svc.error());
     ServicesSettings& ss = config.services;
     if (auto s = read_optional_uint(*svc, "conntrack_max", 1024, 16u << 20, ss.conntrack_max); !s) {
@@ -550,6 +562,18 @@ Result<Config> parse_document(const YAML::Node& root, const std::string& base_di
       // At most 20 days: the flow clock wraps after 49.
       if (auto s = read_optional_uint(*svc, field, 1, 20 * 86400, *target); !s) return make_error(s.error());
     }
+    if (auto s = read_optional_uint(*svc, "connect_timeout_ms", 10, 60000, ss.connect_timeout_ms); !s) {
+      return make_error(s.error());
+    }
+    if (auto s = read_optional_uint(*svc, "connect_attempts", 1, 16, ss.connect_attempts); !s) return make_error(s.error());
+    if (auto s = read_optional_uint(*svc, "outlier_failures", 0, 1000, ss.outlier_failures); !s) return make_error(s.error());
+    if (auto s = read_optional_uint(*svc, "outlier_ejection_s", 1, 86400, ss.outlier_ejection_s); !s) {
+      return make_error(s.error());
+    }
+  }
+
+  if (top->has("liveness")) {
+    if (auto s = parse_liveness(top->get("liveness"), config.liveness); !s) return make_error(s.error());
   }
 
   if (!top->has("node")) return top->missing("node");

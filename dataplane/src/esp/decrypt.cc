@@ -4,7 +4,6 @@
 
 #include <rte_byteorder.h>
 
-#include "esp/burst.h"
 #include "esp/sa.h"
 #include "net/parse.h"
 
@@ -16,21 +15,59 @@ DropReason classify_miss(const Tables& tables, const InboundSaTable::Key& key) {
   return find_peer(tables, key.family, key.addr) >= 0 ? DropReason::kNoSa : DropReason::kUnknownPeer;
 }
 
+enum class Outcome : uint8_t { kFailed, kInner, kDummy };
+
+// Orders the burst [inner | dummies | failed], each group in arrival order,
+// with reasons[] moved along with the failed ones. Returns the inner count.
+uint16_t sort_outcomes(rte_mbuf** pkts, DropReason* reasons, const Outcome* outcome, uint16_t n,
+                       uint16_t* dummies) {
+  rte_mbuf* dummy[kMaxBurst];
+  rte_mbuf* failed[kMaxBurst];
+  DropReason failed_reason[kMaxBurst];
+  uint16_t ninner = 0, ndummy = 0, nfailed = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    switch (outcome[i]) {
+      case Outcome::kInner: pkts[ninner++] = pkts[i]; break;
+      case Outcome::kDummy: dummy[ndummy++] = pkts[i]; break;
+      case Outcome::kFailed:
+        failed_reason[nfailed] = reasons[i];
+        failed[nfailed++] = pkts[i];
+        break;
+    }
+  }
+  for (uint16_t i = 0; i < ndummy; ++i) pkts[ninner + i] = dummy[i];
+  for (uint16_t i = 0; i < nfailed; ++i) {
+    pkts[ninner + ndummy + i] = failed[i];
+    reasons[ninner + ndummy + i] = failed_reason[i];
+  }
+  *dummies = ndummy;
+  return ninner;
+}
+
+// The peer was heard from now: one store a millisecond, not one a packet.
+inline void mark_heard(PeerLink& link, uint32_t now_ms) {
+  const uint32_t stamp = now_ms != 0 ? now_ms : 1;  // 0 means "never"
+  if (link.last_heard_ms.load(std::memory_order_relaxed) != stamp) {
+    link.last_heard_ms.store(stamp, std::memory_order_relaxed);
+  }
+}
+
 }  // namespace
 
-uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts, const EspMeta* meta,
-                       uint16_t n, DropReason* reasons, uint16_t* peer_of) {
+uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms, rte_mbuf** pkts,
+                       const EspMeta* meta, uint16_t n, DropReason* reasons, uint16_t* peer_of,
+                       uint16_t* dummies) {
   InboundSaTable::Hit hits[kMaxBurst];
   GcmOp ops[kMaxBurst];
   uint8_t aad[kMaxBurst][kAadLen];
   uint64_t seqs[kMaxBurst];
   bool left_of_window[kMaxBurst];
   uint16_t op_of[kMaxBurst];
-  bool ok[kMaxBurst];
+  Outcome outcome[kMaxBurst];
   uint16_t nops = 0;
 
   for (uint16_t i = 0; i < n; ++i) {
-    ok[i] = false;
+    outcome[i] = Outcome::kFailed;
     // A burst mostly holds runs of packets of one SA: a key equal to the one
     // before it reuses that lookup.
     hits[i] = i != 0 && meta[i].key == meta[i - 1].key ? hits[i - 1] : tables.inbound_sas.lookup(meta[i].key);
@@ -64,7 +101,7 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
   gcm_decrypt_burst(engine, ops, nops);
 
   // Ops are in packet order, so the good packets' peers can be written
-  // straight to where move_bad_to_tail() will put those packets.
+  // straight to where sort_outcomes() will put those packets.
   uint16_t good = 0;
   for (uint16_t k = 0; k < nops; ++k) {
     const uint16_t i = op_of[k];
@@ -80,15 +117,21 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
       reasons[i] = DropReason::kReplay;
       continue;
     }
+    mark_heard(*tables.peers[hits[i].peer]->link, now_ms);
     const uint8_t* plain = ops[k].data;
     const uint32_t len = ops[k].len;
     const uint8_t next_header = plain[len - 1];
     const uint8_t pad = plain[len - 2];
+    const bool dummy = next_header == net::kProtoNoNext;
     bool trailer_ok = pad + uint32_t{kTrailerLen} <= len &&
-                      (next_header == net::kProtoIpInIp || next_header == net::kProtoIpv6);
+                      (next_header == net::kProtoIpInIp || next_header == net::kProtoIpv6 || dummy);
     const uint32_t inner_len = len - kTrailerLen - (trailer_ok ? pad : 0);
     for (uint8_t p = 0; trailer_ok && p < pad; ++p) {
       trailer_ok = plain[inner_len + p] == p + 1;
+    }
+    if (trailer_ok && dummy) {
+      outcome[i] = Outcome::kDummy;  // its payload, whatever it is, is discarded
+      continue;
     }
     if (!trailer_ok || inner_len == 0 ||
         (plain[0] >> 4) != (next_header == net::kProtoIpInIp ? 4 : 6)) {
@@ -98,10 +141,10 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, rte_mbuf** pkts,
     rte_mbuf* m = pkts[i];
     rte_pktmbuf_adj(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen));
     rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - inner_len));
-    ok[i] = true;
+    outcome[i] = Outcome::kInner;
     peer_of[good++] = hits[i].peer;
   }
-  return move_bad_to_tail(pkts, reasons, ok, n);
+  return sort_outcomes(pkts, reasons, outcome, n, dummies);
 }
 
 }  // namespace meshwire::dp::esp

@@ -17,11 +17,10 @@ namespace {
 // Pre-built padding: RFC 4303 monotonic bytes 1, 2, 3.
 constexpr uint8_t kPadBytes[4] = {1, 2, 3, 4};
 
-}  // namespace
-
-uint16_t encrypt_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts,
-                       OutboundSa* const* sas, const uint64_t* dst_macs, uint16_t n,
-                       DropReason* reasons) {
+// kDummy: the payload is no IP packet but an ESP dummy (next header 59).
+template <bool kDummy>
+uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, OutboundSa* const* sas,
+                 const uint64_t* dst_macs, uint16_t n, DropReason* reasons) {
   GcmOp ops[kMaxBurst];
   uint8_t aad[kMaxBurst][kAadLen];
   uint16_t op_of[kMaxBurst];
@@ -39,7 +38,7 @@ uint16_t encrypt_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** 
     const uint8_t* inner = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint32_t inner_len = m->data_len;
     const uint8_t version = inner_len ? (inner[0] >> 4) : 0;
-    if (version != 4 && version != 6) {
+    if (!kDummy && version != 4 && version != 6) {
       reasons[i] = DropReason::kMalformed;
       continue;
     }
@@ -54,7 +53,7 @@ uint16_t encrypt_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** 
     uint8_t* tail = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, pad + kTrailerLen + kIcvLen));
     std::memcpy(tail, kPadBytes, pad);
     tail[pad] = static_cast<uint8_t>(pad);
-    tail[pad + 1] = version == 4 ? net::kProtoIpInIp : net::kProtoIpv6;
+    tail[pad + 1] = kDummy ? net::kProtoNoNext : version == 4 ? net::kProtoIpInIp : net::kProtoIpv6;
     uint8_t* frame = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, hdr_len));
 
     const uint64_t seq = ++sa->seq;
@@ -138,6 +137,20 @@ uint16_t encrypt_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** 
     }
   }
   return move_bad_to_tail(pkts, reasons, ok, n);
+}
+
+}  // namespace
+
+uint16_t encrypt_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts,
+                       OutboundSa* const* sas, const uint64_t* dst_macs, uint16_t n,
+                       DropReason* reasons) {
+  return encrypt<false>(engine, ctx, pkts, sas, dst_macs, n, reasons);
+}
+
+uint16_t encrypt_dummy_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts,
+                             OutboundSa* const* sas, const uint64_t* dst_macs, uint16_t n,
+                             DropReason* reasons) {
+  return encrypt<true>(engine, ctx, pkts, sas, dst_macs, n, reasons);
 }
 
 }  // namespace meshwire::dp::esp

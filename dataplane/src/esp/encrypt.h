@@ -33,4 +33,12 @@ uint16_t encrypt_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** 
                        OutboundSa* const* sas, const uint64_t* dst_macs, uint16_t n,
                        DropReason* reasons);
 
+// The same for ESP dummy packets (RFC 4303 2.6; node keepalives,
+// worker/keepalive.h): pkts[i] holds any payload, even none, and goes out
+// with next header 59 ("no next header"), which a receiver discards. A
+// separate entry point, not a flag: pod traffic never takes this path.
+uint16_t encrypt_dummy_burst(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts,
+                             OutboundSa* const* sas, const uint64_t* dst_macs, uint16_t n,
+                             DropReason* reasons);
+
 }  // namespace meshwire::dp::esp

@@ -137,7 +137,10 @@ inline uint64_t flow_hash(const FlowTuple& t) {
 }
 
 // TCP/UDP/SCTP state as the workers track it (stored as uint8_t in Flow::state).
-enum class FlowState : uint8_t { kSynSent, kEstablished, kFinSeen, kClosed, kUdp, kSctp, kAffinity };
+// kConnectFailed: the backend refused or did not answer a new connection
+// (TCP SYN, SCTP INIT), and the worker that owns the flow will retry it on
+// another backend.
+enum class FlowState : uint8_t { kSynSent, kEstablished, kFinSeen, kClosed, kUdp, kSctp, kAffinity, kConnectFailed };
 
 // Idle timeouts per state (milliseconds since the last packet).
 struct ConnTrackTimeouts {
@@ -162,7 +165,10 @@ struct alignas(64) Flow {
   std::atomic<uint8_t> state{0};          // FlowState; any worker, relaxed
   std::atomic<uint8_t> attempts{0};       // connect attempts, 1 = first backend; rebind() adds one
   std::atomic<uint8_t> record_state{0};   // ConnTrack's (life of the record): never write it
-  uint8_t pad0 = 0;
+  // The caller's: whether the flow's new connection may still be retried
+  // on another backend (set before insert by the worker that owns the flow,
+  // cleared by it; read by any worker that sees the backend refuse).
+  std::atomic<uint8_t> retry{0};
   uint32_t frontend_id = 0;          // the caller's id of the service frontend; opaque here
   uint32_t created_ms = 0;           // set by insert
   uint32_t affinity_timeout_ms = 0;  // affinity records: idle timeout (state kAffinity)
@@ -198,6 +204,7 @@ inline FlowTuple affinity_tuple(uint8_t family, const uint8_t* client, const uin
 inline uint32_t idle_timeout_ms(const ConnTrackTimeouts& t, FlowState state, uint32_t affinity_timeout_ms) {
   switch (state) {
     case FlowState::kSynSent: return t.syn_sent_ms;
+    case FlowState::kConnectFailed: return t.syn_sent_ms;
     case FlowState::kEstablished: return t.established_ms;
     case FlowState::kFinSeen: return t.fin_seen_ms;
     case FlowState::kClosed: return t.closed_ms;

@@ -82,7 +82,7 @@ void EndpointIndex::build(const std::vector<std::pair<EndpointKey, uint32_t>>& e
         slots_[i] = {key, value};
         break;
       }
-      if (slots_[i].key == key) break;  // the first one stays
+      if (same_key(slots_[i].key, key)) break;  // the first one stays
     }
   }
 }
@@ -167,6 +167,7 @@ Result<ServiceTable*> build_services(const ServicesConfig& services, uint64_t ge
       backs.push_back({endpoint_key(bc.address.family, fc.protocol, bc.address.bytes.data(), bc.port),
                        static_cast<uint32_t>(i)});
       mine.push_back({backs.back().first, static_cast<uint32_t>(f.backends.size() - 1)});
+      t->backend_ports.add(bc.port);
     }
     std::vector<MaglevBackend> mb;
     mb.reserve(fc.backends.size());
@@ -180,6 +181,7 @@ Result<ServiceTable*> build_services(const ServicesConfig& services, uint64_t ge
     }
     t->backends += f.backends.size();
     fronts.push_back({endpoint_key(fc.vip.family, fc.protocol, fc.vip.bytes.data(), fc.port), static_cast<uint32_t>(i)});
+    t->frontend_ports.add(fc.port);
   }
   for (size_t i = 0; i < services.size(); ++i) {  // after the real keys: a VIP's fragments
     fronts.push_back({endpoint_key(services[i].vip.family, 0, services[i].vip.bytes.data(), 0), static_cast<uint32_t>(i)});
@@ -218,7 +220,8 @@ uint32_t flow_clock_ms() {
   return static_cast<uint32_t>(rte_get_tsc_cycles() / per_ms);
 }
 
-uint16_t select_backend(const FrontendRuntime& f, uint64_t h, uint32_t now_ms, uint16_t skip) {
+uint16_t select_backend(const FrontendRuntime& f, uint64_t h, uint32_t now_ms, std::span<const uint16_t> skip) {
+  auto skipped = [&](uint16_t b) { return std::find(skip.begin(), skip.end(), b) != skip.end(); };
   const size_t size = f.maglev.size();
   if (size == 0) return kNoBackend;
   const size_t start = h % size;
@@ -228,11 +231,11 @@ uint16_t select_backend(const FrontendRuntime& f, uint64_t h, uint32_t now_ms, u
   for (size_t k = 0; k < std::min(kWalk, size); ++k) {
     const uint16_t b = f.maglev[(start + k) % size];
     if (b == kNoBackend) return kNoBackend;  // no active backend at all
-    if (b != skip && backend_selectable(f.backends[b], now_ms) == Selectable::kYes) return b;
+    if (!skipped(b) && backend_selectable(f.backends[b], now_ms) == Selectable::kYes) return b;
   }
   for (size_t k = 0; k < f.backends.size(); ++k) {
     const uint16_t b = static_cast<uint16_t>((start + k) % f.backends.size());
-    if (b != skip && backend_selectable(f.backends[b], now_ms) == Selectable::kYes) return b;
+    if (!skipped(b) && backend_selectable(f.backends[b], now_ms) == Selectable::kYes) return b;
   }
   return kNoBackend;
 }

@@ -15,10 +15,12 @@
 // node is up.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -100,14 +102,41 @@ inline EndpointKey endpoint_key(uint8_t family, uint8_t protocol, const uint8_t*
   return k;
 }
 
+// Every byte of the key reaches the low bits the tables index by (a
+// multiply alone only carries bits upwards: an IPv4 address, in the upper
+// half of the first word, would barely move the slot).
 inline uint64_t endpoint_hash(const EndpointKey& k) {
   uint64_t w[2];
   uint32_t tail;
   std::memcpy(w, &k, 16);
   std::memcpy(&tail, reinterpret_cast<const uint8_t*>(&k) + 16, 4);
-  uint64_t h = (w[0] * 0x9E3779B97F4A7C15ull) ^ (w[1] * 0xC2B2AE3D27D4EB4Full) ^ (tail * 0x165667B19E3779F9ull);
-  return h ^ (h >> 29);
+  uint64_t h = w[0] * 0x9E3779B97F4A7C15ull + w[1] * 0xC2B2AE3D27D4EB4Full + tail * 0x165667B19E3779F9ull;
+  h ^= h >> 32;
+  h *= 0xD6E8FEB86659FD93ull;
+  return h ^ (h >> 32);
 }
+
+inline bool same_key(const EndpointKey& a, const EndpointKey& b) {
+  uint64_t x[2], y[2];
+  uint32_t xt, yt;
+  std::memcpy(x, &a, 16);
+  std::memcpy(y, &b, 16);
+  std::memcpy(&xt, reinterpret_cast<const uint8_t*>(&a) + 16, 4);
+  std::memcpy(&yt, reinterpret_cast<const uint8_t*>(&b) + 16, 4);
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (xt ^ yt)) == 0;
+}
+
+// A set of L4 ports (64 Ki bits): the first, cheap test a packet meets
+// before a probe of the indexes, so that traffic to and from ports no
+// service uses costs one bit test each way.
+class PortSet {
+ public:
+  void add(uint16_t port) { bits_[port >> 6] |= uint64_t{1} << (port & 63); }
+  bool contains(uint16_t port) const { return (bits_[port >> 6] >> (port & 63)) & 1; }
+
+ private:
+  std::array<uint64_t, 1024> bits_{};
+};
 
 class EndpointIndex {
  public:
@@ -118,7 +147,7 @@ class EndpointIndex {
     for (uint64_t i = endpoint_hash(k) & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.value == kNone) return kNone;
-      if (s.key == k) return s.value;
+      if (same_key(s.key, k)) return s.value;
     }
   }
   bool empty() const { return mask_ == 0; }
@@ -161,6 +190,8 @@ struct ServiceTable {
   // a frontend of that VIP, to recognise fragments without ports.
   EndpointIndex by_frontend;
   EndpointIndex by_backend;   // (family, protocol, backend, port) -> any frontend it serves
+  PortSet frontend_ports;     // every frontend's port
+  PortSet backend_ports;      // every backend's port
   size_t backends = 0;
 
   // Where a flow (or affinity record) belongs in this generation: its
@@ -205,6 +236,7 @@ inline std::string_view flow_state_name(FlowState s) {
     case FlowState::kUdp: return "udp";
     case FlowState::kSctp: return "sctp";
     case FlowState::kAffinity: return "affinity";
+    case FlowState::kConnectFailed: return "retrying";
   }
   return "unknown";
 }
@@ -255,7 +287,8 @@ inline Selectable backend_selectable(const BackendRuntime& b, uint32_t now_ms) {
 // The backend for a new connection with flow hash h: its Maglev slot's, or
 // when that one is not selectable the next selectable one in table order
 // (the "next backend in the Maglev order" connect retries use too, with
-// `skip` the backend to avoid). kNoBackend when none is selectable.
-uint16_t select_backend(const FrontendRuntime& f, uint64_t h, uint32_t now_ms, uint16_t skip = kNoBackend);
+// `skip` the backends that failed the connection). kNoBackend when none is
+// selectable.
+uint16_t select_backend(const FrontendRuntime& f, uint64_t h, uint32_t now_ms, std::span<const uint16_t> skip = {});
 
 }  // namespace meshwire::dp::lb

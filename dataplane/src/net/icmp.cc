@@ -143,6 +143,7 @@ size_t build_icmp_error(IcmpError kind, uint32_t mtu, const uint8_t* offending_i
       case IcmpError::kFragNeeded: type = 3; code = 4; break;
       case IcmpError::kTimeExceeded: type = 11; code = 0; break;
       case IcmpError::kNoRoute: type = 3; code = 1; break;
+      case IcmpError::kHostUnreachable: type = 3; code = 1; break;
     }
     ip_hdr_len = kIpv4HdrLen;
     max_ip_len = kIcmpv4ErrorMaxIpLen;
@@ -155,6 +156,7 @@ size_t build_icmp_error(IcmpError kind, uint32_t mtu, const uint8_t* offending_i
       case IcmpError::kFragNeeded: type = 2; code = 0; break;
       case IcmpError::kTimeExceeded: type = 3; code = 0; break;
       case IcmpError::kNoRoute: type = 1; code = 0; break;
+      case IcmpError::kHostUnreachable: type = 1; code = 3; break;
     }
     ip_hdr_len = kIpv6HdrLen;
     max_ip_len = kIcmpv6ErrorMaxIpLen;

@@ -1,6 +1,6 @@
 // ICMP replies and errors the data plane originates: echo replies for pings
 // to the node, and errors (fragmentation needed / packet too big, time
-// exceeded, no route) about packets it cannot forward. Pure functions over
+// exceeded, no route, host unreachable) about packets it cannot forward. Pure functions over
 // plain bytes, MT-safe.
 #pragma once
 
@@ -35,6 +35,7 @@ enum class IcmpError : uint8_t {
   kFragNeeded,     // v4: type 3 code 4 with next-hop MTU; v6: Packet Too Big (type 2) with MTU
   kTimeExceeded,   // v4: 11/0; v6: 3/0
   kNoRoute,        // v4: 3/1 host unreachable; v6: 1/0 no route to destination
+  kHostUnreachable,  // v4: 3/1 host unreachable; v6: 1/3 address unreachable (the node is down)
 };
 
 // Builds an Ethernet frame (src_mac -> dst_mac) carrying an ICMP error about

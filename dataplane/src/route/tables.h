@@ -5,8 +5,8 @@
 // store and frees the old one once every worker has been through a quiescent
 // state (route/generations.h). What must outlive generations lives apart and
 // is shared by them, written only as each comment says: the neighbour table
-// (Neighbors), each peer's fabric MAC (PeerLink), and each SA's sequence
-// number or replay window (the SA objects; see esp/sa.h).
+// (Neighbors), each peer's fabric MAC and liveness (PeerLink), and each SA's
+// sequence number or replay window (the SA objects; see esp/sa.h).
 #pragma once
 
 #include <array>
@@ -47,6 +47,10 @@ inline void unpack_mac(uint64_t packed, uint8_t mac[6]) {
 }
 std::string format_mac(const uint8_t mac[6]);
 
+// What the control thread concluded of a peer node from its keepalives
+// (worker/liveness.h). kUnknown: never heard from (or detection off).
+enum class Liveness : uint8_t { kUnknown, kUp, kDown };
+
 // A peer's link on the fabric, shared by every generation that has a peer
 // with this tunnel address.
 struct PeerLink {
@@ -56,8 +60,20 @@ struct PeerLink {
   // workers (relaxed) for every packet they encapsulate towards it.
   alignas(64) std::atomic<uint64_t> fabric_mac{0};
   // Written by the control thread from keepalives (node liveness): a down
-  // node's backends take no new connections. Workers read it relaxed.
+  // node's backends take no new connections and packets routed to it are
+  // dropped (peer_down) with an ICMP host unreachable. Workers read it
+  // relaxed.
   std::atomic<bool> down{false};
+  // Written by workers (relaxed; only when it changes: at most one store a
+  // millisecond per worker) for every authenticated ESP packet from the
+  // peer, keepalive or not: their flow clock (lb::flow_clock_ms(), never 0).
+  // 0: never heard from. Read by the control thread. On its own cache line:
+  // workers read fabric_mac for every packet they send.
+  alignas(64) std::atomic<uint32_t> last_heard_ms{0};
+  // Control thread only: the last conclusion of evaluate_liveness(), and
+  // last_heard_ms when it concluded kDown (heard again = it moved since).
+  Liveness liveness = Liveness::kUnknown;
+  uint32_t heard_when_down = 0;
 };
 
 // One generation's peer: immutable once published.

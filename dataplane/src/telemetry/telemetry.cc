@@ -8,6 +8,7 @@
 #include <rte_telemetry.h>
 
 #include "app/node.h"
+#include "worker/liveness.h"
 
 namespace meshwire::dp {
 namespace {
@@ -101,6 +102,8 @@ int peers_into(const Node* node, rte_tel_data* d) {
     unpack_mac(mac, bytes);
     rte_tel_data_add_dict_string(c, "mac", mac ? format_mac(bytes).c_str() : "");
     rte_tel_data_add_dict_string(c, "resolved", mac ? "true" : "false");
+    rte_tel_data_add_dict_string(c, "liveness", liveness_name(p->link->liveness));
+    rte_tel_data_add_dict_u64(c, "last_heard_ms_ago", heard_ms_ago(*p->link, lb::flow_clock_ms()));
     std::string cidrs;
     for (const IpPrefix& pfx : p->pod_cidrs) {
       if (!cidrs.empty()) cidrs += ',';
@@ -172,7 +175,7 @@ void telemetry_register(Node* node) {
                              "Packet counters and drops by reason, summed over workers. Param: worker index (optional)");
   rte_telemetry_register_cmd("/meshwire/drop_reasons", cmd_drop_reasons, "Every drop reason with its meaning");
   rte_telemetry_register_cmd("/meshwire/ports", cmd_ports, "Ports: role, MAC, MTU, offloads, packets and bytes");
-  rte_telemetry_register_cmd("/meshwire/peers", cmd_peers, "Peers: tunnel address, fabric MAC, pod CIDRs");
+  rte_telemetry_register_cmd("/meshwire/peers", cmd_peers, "Peers: tunnel address, fabric MAC, pod CIDRs, liveness");
   rte_telemetry_register_cmd("/meshwire/sas", cmd_sas, "Security associations (never key bytes): SPI, algorithm, sequence, window");
 }
 

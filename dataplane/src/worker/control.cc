@@ -1,5 +1,7 @@
 #include "worker/control.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -14,6 +16,8 @@
 #include "net/nd.h"
 #include "net/parse.h"
 #include "worker/deliver.h"
+#include "worker/keepalive.h"
+#include "worker/liveness.h"
 
 namespace meshwire::dp {
 namespace {
@@ -48,7 +52,11 @@ bool is_unspecified_v6(const uint8_t* p) {
 
 Control::Control(const NodeRuntime& node, std::atomic<Tables*>& live, std::vector<WorkerContext>& workers,
                  rte_mempool* pool, WorkerCounters* counters)
-    : node_(node), live_(live), workers_(workers), pool_(pool), counters_(counters) {}
+    : node_(node), live_(live), workers_(workers), pool_(pool), counters_(counters) {
+  const uint32_t now_ms = lb::flow_clock_ms();
+  next_liveness_ms_ = now_ms;
+  icmp_refilled_ms_ = now_ms;
+}
 
 Control::~Control() {
   for (auto& [key, held] : held_) {
@@ -71,7 +79,72 @@ unsigned Control::poll() {
     resolve_peers(now, true);  // a new generation may bring peers to resolve: ask them now
   }
   if (held_count_ != 0 && now >= next_expiry_) expire_held(now);
+  if (node_.liveness.interval_ms != 0) {
+    const uint32_t now_ms = lb::flow_clock_ms();
+    if (static_cast<int32_t>(now_ms - next_liveness_ms_) >= 0) {
+      liveness_round(now_ms);
+    } else if (keepalive_next_ < tables().peers.size()) {
+      send_keepalives();
+    }
+  }
   return handled;
+}
+
+void Control::liveness_round(uint32_t now_ms) {
+  const LivenessSettings& s = node_.liveness;
+  next_liveness_ms_ = now_ms + s.interval_ms;
+  for (const PeerRuntime* p : tables().peers) {
+    PeerLink& link = *p->link;
+    const LivenessChange change = evaluate_liveness(link, now_ms, s.misses * s.interval_ms);
+    if (change == LivenessChange::kNone) continue;
+    const std::string address = format_ip(p->tunnel_address);
+    if (change == LivenessChange::kDown) {
+      std::fprintf(stderr, "meshwire-dataplane: peer %s (%s) down: no keepalive for %u ms\n", p->name.c_str(),
+                   address.c_str(), heard_ms_ago(link, now_ms));
+    } else if (link.heard_when_down != 0) {
+      std::fprintf(stderr, "meshwire-dataplane: peer %s (%s) up: heard again after %u ms\n", p->name.c_str(),
+                   address.c_str(), link.last_heard_ms.load(std::memory_order_relaxed) - link.heard_when_down);
+    } else {
+      std::fprintf(stderr, "meshwire-dataplane: peer %s (%s) up\n", p->name.c_str(), address.c_str());
+    }
+  }
+  keepalive_next_ = 0;
+  send_keepalives();
+}
+
+void Control::send_keepalives() {
+  // The live generation, whichever it is now: a keepalive names its
+  // generation, and a worker still on another one drops it.
+  const Tables& t = tables();
+  // Peer indexes are 16 bits wide here as in the inbound SA table.
+  const size_t end = std::min({t.peers.size(), keepalive_next_ + kKeepalivesPerPoll, size_t{0x10000}});
+  const auto interval = static_cast<uint16_t>(std::min<uint32_t>(node_.liveness.interval_ms, 0xFFFF));
+  for (; keepalive_next_ < end; ++keepalive_next_) {
+    const size_t p = keepalive_next_;
+    if (t.peers[p]->link->fabric_mac.load(std::memory_order_relaxed) == 0) continue;  // not resolved yet
+    const Keepalive k{t.generation, static_cast<uint16_t>(p), interval};
+    send_built(
+        node_.uplink,
+        [&](uint8_t* out, size_t cap) -> size_t {
+          if (cap < kKeepaliveLen) return 0;
+          write_keepalive(k, out);
+          return kKeepaliveLen;
+        },
+        InjectKind::kKeepalive);
+  }
+  if (keepalive_next_ >= std::min(t.peers.size(), size_t{0x10000})) keepalive_next_ = SIZE_MAX;
+}
+
+bool Control::icmp_error_allowed(uint32_t now_ms) {
+  const uint32_t elapsed = now_ms - icmp_refilled_ms_;
+  if (elapsed != 0) {
+    constexpr uint32_t kFull = kIcmpErrorBurst * 1000;
+    // kIcmpErrorsPerSecond thousandths of an error per millisecond.
+    const uint64_t refill = uint64_t{std::min<uint32_t>(elapsed, 1000)} * kIcmpErrorsPerSecond;
+    icmp_tokens_ = static_cast<uint32_t>(std::min<uint64_t>(kFull, icmp_tokens_ + refill));
+    icmp_refilled_ms_ = now_ms;
+  }
+  return icmp_tokens_ >= 1000;
 }
 
 void Control::handle(rte_mbuf* m) {
@@ -82,7 +155,8 @@ void Control::handle(rte_mbuf* m) {
     case PuntKind::kNd: handle_nd(m, port_index); break;
     case PuntKind::kEcho: handle_echo(m, port_index); break;
     case PuntKind::kTtlExceeded:
-    case PuntKind::kTooBig: handle_icmp_error(m, kind); break;
+    case PuntKind::kTooBig:
+    case PuntKind::kPeerDown: handle_icmp_error(m, kind); break;
     case PuntKind::kNeighborMiss: handle_neighbor_miss(m); break;
     default: rte_pktmbuf_free(m); break;
   }
@@ -250,7 +324,14 @@ void Control::handle_icmp_error(rte_mbuf* m, PuntKind kind) {
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
   const bool v6 = m->data_len > 0 && (ip[0] >> 4) == 6;
   const IpAddress src = v6 ? v6_from(ip + 8) : v4_from(ip + 12);
-  const auto error = kind == PuntKind::kTooBig ? net::IcmpError::kFragNeeded : net::IcmpError::kTimeExceeded;
+  const auto error = kind == PuntKind::kTooBig    ? net::IcmpError::kFragNeeded
+                     : kind == PuntKind::kPeerDown ? net::IcmpError::kHostUnreachable
+                                                   : net::IcmpError::kTimeExceeded;
+  if (!icmp_error_allowed(lb::flow_clock_ms())) {
+    counters_->icmp_errors_rate_limited++;
+    rte_pktmbuf_free(m);
+    return;
+  }
   uint8_t mac[6];
   uint16_t port_index;
   size_t built = 0;
@@ -277,7 +358,10 @@ void Control::handle_icmp_error(rte_mbuf* m, PuntKind kind) {
         },
         InjectKind::kLocalRx);
   }
-  if (built) counters_->icmp_errors_sent++;
+  if (built) {
+    counters_->icmp_errors_sent++;
+    icmp_tokens_ -= 1000;
+  }
   rte_pktmbuf_free(m);
 }
 

@@ -1,16 +1,21 @@
 // The control thread's packet work (main lcore): everything the workers punt
 // — ARP and ND (proxy answers towards pods, answers for the tunnel address,
 // learning pod and peer MACs), ICMP echo to the gateway/tunnel address, ICMP
-// errors (time exceeded, fragmentation needed / packet too big) — plus the
-// timers that resolve peers on the fabric and pods that have not spoken yet.
+// errors (time exceeded, fragmentation needed / packet too big, host
+// unreachable for a down peer; at most kIcmpErrorsPerSecond) — plus the
+// timers that resolve peers on the fabric and pods that have not spoken yet,
+// and node liveness: every LivenessSettings::interval_ms a keepalive to each
+// peer (worker/keepalive.h) and an evaluation of each peer's link
+// (worker/liveness.h), logging each peer that goes down or comes up.
 // Frames it builds are handed to worker 0 through its inject ring; it never
 // touches a port queue itself, so a device needs no queue for it.
 //
 // Threading: poll() runs on the control thread only. It is the only writer of
-// the neighbour table and of the peers' fabric MACs.
+// the neighbour table, of the peers' fabric MACs and of their down flags.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -40,6 +45,22 @@ class Control {
   // Handles one punted packet (takes ownership). Public for tests.
   void handle(rte_mbuf* m);
 
+  // The liveness timer's work at now_ms (the flow clock): evaluates every
+  // peer of the live generation (logging changes) and starts this round's
+  // keepalives (poll() sends the rest when there are many peers). poll()
+  // calls it every interval_ms when that is not 0. Public for tests, which
+  // drive it with explicit times.
+  void liveness_round(uint32_t now_ms);
+
+  // ICMP errors sent at most this often on average, in bursts of at most
+  // kIcmpErrorBurst (Linux's icmp_msgs_per_sec and icmp_msgs_burst); the
+  // rest are counted as icmp_errors_rate_limited.
+  static constexpr uint32_t kIcmpErrorsPerSecond = 1000;
+  static constexpr uint32_t kIcmpErrorBurst = 50;
+  // Keepalives handed to worker 0 per poll: its inject ring (1024) also
+  // carries ARP, ND and ICMP.
+  static constexpr size_t kKeepalivesPerPoll = 128;
+
  private:
   void handle_arp(rte_mbuf* m, uint16_t port_index);
   void handle_nd(rte_mbuf* m, uint16_t port_index);
@@ -56,6 +77,10 @@ class Control {
   void learn_peer(const IpAddress& address, const uint8_t mac[6]);
   void learn_pod(const IpAddress& address, const uint8_t mac[6], uint16_t port_index);
   void solicit(uint16_t port_index, const IpAddress& src, const IpAddress& target);
+  // Sends up to kKeepalivesPerPoll keepalives of the round in progress.
+  void send_keepalives();
+  // Refills the ICMP error bucket; whether one error may go now.
+  bool icmp_error_allowed(uint32_t now_ms);
   // Allocates an mbuf, lets build() write a frame into it, sends it.
   template <typename Build>
   void send_built(uint16_t port_index, Build&& build, InjectKind kind = InjectKind::kTransmit);
@@ -79,6 +104,13 @@ class Control {
   std::unordered_map<std::string, Held> held_;
   size_t held_count_ = 0;
   uint64_t next_expiry_ = 0;
+  // Liveness: when the next round is due, and the next peer (index in the
+  // live generation) of the round in progress to send a keepalive to.
+  uint32_t next_liveness_ms_ = 0;
+  size_t keepalive_next_ = SIZE_MAX;
+  // ICMP error token bucket, in thousandths of an error.
+  uint32_t icmp_tokens_ = kIcmpErrorBurst * 1000;
+  uint32_t icmp_refilled_ms_ = 0;
 };
 
 }  // namespace meshwire::dp

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
@@ -41,6 +42,7 @@ enum class PuntKind : uint32_t {
   kTtlExceeded,   // forwarding would exhaust TTL: answer with ICMP time exceeded
   kTooBig,        // does not fit after encapsulation: answer with frag-needed/PTB
   kNeighborMiss,  // a pod's MAC is unknown: resolve it (the packet starts at its IP header)
+  kPeerDown,      // routed to a peer node that is down: answer with ICMP host unreachable
 };
 
 // What a worker does with a frame from its inject ring (in mbuf->hash.usr).
@@ -48,6 +50,8 @@ enum class InjectKind : uint32_t {
   kTransmit,  // send as is on port mbuf->port
   kLocalRx,   // process as if received on local port mbuf->port (an ICMP error
               // for a remote pod: it must be routed and encrypted like pod traffic)
+  kKeepalive,  // a keepalive payload (worker/keepalive.h): encrypt it as an ESP
+               // dummy packet for the peer it names and send it on the uplink
 };
 
 // Largest inner IP packet that still fits an uplink MTU once encapsulated:
@@ -70,6 +74,28 @@ struct NodeRuntime {
   uint16_t mss_v4 = 0;
   uint16_t mss_v6 = 0;
   IdleMode idle = IdleMode::kAdaptive;
+  ServicesSettings services;  // connect retries, outlier detection
+  LivenessSettings liveness;  // keepalives to peers, and when a silent one is down
+};
+
+// New connections to a service (TCP SYN, SCTP INIT) that may still be
+// retried on another backend, kept by the worker that made their flow (the
+// only one that may rebind it): a copy of the first packet as the client
+// sent it, and when to give up on the backend. Worker-only.
+struct PendingConnects {
+  static constexpr uint16_t kCapacity = 256;  // beyond: connections go without retries (counted)
+  static constexpr uint16_t kMaxTried = 8;
+  struct Entry {
+    lb::FlowTuple tuple;  // the flow's forward tuple: a record reused for another flow is told apart
+    rte_mbuf* first;      // the client's first packet, untranslated
+    uint32_t flow;
+    uint32_t deadline_ms;
+    uint16_t port_index;  // the local port it came in on
+    uint16_t ntried;
+    uint16_t tried[kMaxTried];  // backends (indexes in their frontend) that failed it
+  };
+  Entry entries[kCapacity];
+  uint16_t count = 0;
 };
 
 // Worker w polls queue w of every port and transmits on queue w.
@@ -96,6 +122,12 @@ struct alignas(64) WorkerContext {
   lb::ConnTrack* conntrack = nullptr;
   lb::ConnTrack::WorkerCache ct_cache;
   uint32_t now_ms = 0;
+  PendingConnects pending;
+  // Packets towards a down peer punted for an ICMP error in the millisecond
+  // unreachable_ms (a bound, so that traffic to a dead node cannot fill the
+  // punt ring that ARP and ND need).
+  uint32_t unreachable_ms = 0;
+  uint16_t unreachable_punts = 0;
 };
 
 }  // namespace meshwire::dp

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <span>
 
 #include <rte_byteorder.h>
 #include <rte_cycles.h>
@@ -20,6 +21,7 @@
 #include "net/nat.h"
 #include "net/parse.h"
 #include "worker/deliver.h"
+#include "worker/keepalive.h"
 
 namespace meshwire::dp {
 namespace {
@@ -49,6 +51,26 @@ inline void punt(WorkerContext& ctx, rte_mbuf* m, PuntKind kind, uint16_t port_i
     return;
   }
   ++ctx.counters->punted;
+}
+
+// Node liveness withdrew the route: a packet towards a peer that missed its
+// keepalives is dropped, and punted for an ICMP host unreachable so that
+// its sender fails fast (at most kUnreachablePuntsPerMs a millisecond:
+// traffic to a dead node must not fill the punt ring that ARP and ND need;
+// the control thread's own limit is lower still).
+constexpr uint16_t kUnreachablePuntsPerMs = 4;
+inline void drop_peer_down(WorkerContext& ctx, rte_mbuf* m, uint16_t port_index) {
+  if (ctx.unreachable_ms != ctx.now_ms) {
+    ctx.unreachable_ms = ctx.now_ms;
+    ctx.unreachable_punts = 0;
+  }
+  if (ctx.unreachable_punts < kUnreachablePuntsPerMs) {
+    ++ctx.unreachable_punts;
+    punt(ctx, m, PuntKind::kPeerDown, port_index);
+  } else {
+    rte_pktmbuf_free(m);
+  }
+  count_drop(ctx, DropReason::kPeerDown);
 }
 
 inline void enqueue_tx(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index, rte_mbuf* m) {
@@ -136,6 +158,7 @@ struct ServicePacket {
   uint64_t hash;
   uint32_t frontend;  // the frontend it is sent to; kNowhere: a reply candidate
   bool icmp_error;    // a reply candidate that is an ICMP error quoting client -> backend
+  uint16_t port_index;  // the port it came in on
 };
 
 enum class ServiceClass : uint8_t { kNone, kTaken, kFragment };
@@ -161,6 +184,7 @@ inline ServiceClass classify_icmp_error(const lb::ServiceTable& st, rte_mbuf* m,
   out->info = info;
   out->frontend = lb::ServiceTable::kNowhere;
   out->icmp_error = true;
+  out->port_index = 0;
   lb::FlowTuple& t = out->tuple;
   t = lb::FlowTuple{};
   t.family = family;
@@ -197,10 +221,13 @@ inline ServiceClass classify_service(const lb::ServiceTable& st, rte_mbuf* m, co
   const uint16_t sport = net::load_be16(l4);
   const uint16_t dport = net::load_be16(l4 + 2);
   uint32_t frontend = lb::ServiceTable::kNowhere;
-  if (!replies_only) frontend = st.by_frontend.find(lb::endpoint_key(family, info.l4_proto, dst, dport));
+  if (!replies_only && st.frontend_ports.contains(dport)) {
+    frontend = st.by_frontend.find(lb::endpoint_key(family, info.l4_proto, dst, dport));
+  }
   if (frontend == lb::EndpointIndex::kNone) {
     frontend = lb::ServiceTable::kNowhere;
-    if (st.by_backend.find(lb::endpoint_key(family, info.l4_proto, src, sport)) == lb::EndpointIndex::kNone) {
+    if (!st.backend_ports.contains(sport) ||
+        st.by_backend.find(lb::endpoint_key(family, info.l4_proto, src, sport)) == lb::EndpointIndex::kNone) {
       return ServiceClass::kNone;
     }
   }
@@ -208,6 +235,7 @@ inline ServiceClass classify_service(const lb::ServiceTable& st, rte_mbuf* m, co
   out->info = info;
   out->frontend = frontend;
   out->icmp_error = false;
+  out->port_index = 0;
   lb::FlowTuple& t = out->tuple;
   t = lb::FlowTuple{};
   t.family = family;
@@ -226,21 +254,142 @@ inline uint8_t tcp_flags(const ServicePacket& p) {
   return rte_pktmbuf_mtod(p.m, const uint8_t*)[p.info.l4_offset + 13];
 }
 
-// A flow's state after a packet with these TCP flags in this direction.
-inline void track_tcp(lb::Flow& f, uint8_t flags, bool reply) {
+// SCTP chunk types that open and close associations (RFC 9260 3.2).
+constexpr uint8_t kSctpInit = 1, kSctpInitAck = 2, kSctpAbort = 6, kSctpShutdownComplete = 14;
+
+// The first chunk's type of an SCTP packet the stage took (0xFF: none).
+inline uint8_t sctp_first_chunk(const ServicePacket& p) {
+  if (p.info.l4_proto != net::kProtoSctp || p.info.l4_len < 13) return 0xFF;
+  return rte_pktmbuf_mtod(p.m, const uint8_t*)[p.info.l4_offset + 12];
+}
+
+// What a packet says of a new connection still waiting for its backend.
+enum class ConnectEvent : uint8_t { kNone, kAnswered, kRefused };
+
+inline bool connecting(lb::FlowState s) { return s == lb::FlowState::kSynSent || s == lb::FlowState::kConnectFailed; }
+
+// A flow's state after a packet in this direction. A backend's refusal of
+// a connection still being made (RST, ABORT) leaves the state to the
+// caller, who may retry it elsewhere.
+inline ConnectEvent track_state(lb::Flow& f, const ServicePacket& p, bool reply) {
   const auto state = static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed));
   lb::FlowState next = state;
-  if (flags & kTcpRst) {
-    next = lb::FlowState::kClosed;
-  } else if (flags & kTcpFin) {
-    if (state != lb::FlowState::kClosed) next = lb::FlowState::kFinSeen;
-  } else if (reply && state == lb::FlowState::kSynSent && (flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
-    next = lb::FlowState::kEstablished;
-  } else if (!reply && (flags & (kTcpSyn | kTcpAck)) == kTcpSyn &&
-             (state == lb::FlowState::kFinSeen || state == lb::FlowState::kClosed)) {
-    next = lb::FlowState::kSynSent;  // the client reuses the tuple for a new connection
+  ConnectEvent event = ConnectEvent::kNone;
+  if (p.info.l4_proto == net::kProtoTcp) {
+    const uint8_t flags = tcp_flags(p);
+    if (flags & kTcpRst) {
+      if (reply && connecting(state)) {
+        event = ConnectEvent::kRefused;
+      } else {
+        next = lb::FlowState::kClosed;
+      }
+    } else if (flags & kTcpFin) {
+      if (state != lb::FlowState::kClosed) next = lb::FlowState::kFinSeen;
+    } else if (reply && connecting(state) && (flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
+      next = lb::FlowState::kEstablished;
+      event = ConnectEvent::kAnswered;
+    }
+  } else if (p.info.l4_proto == net::kProtoSctp) {
+    const uint8_t chunk = sctp_first_chunk(p);
+    if (chunk == kSctpAbort) {
+      if (reply && connecting(state)) {
+        event = ConnectEvent::kRefused;
+      } else {
+        next = lb::FlowState::kClosed;
+      }
+    } else if (chunk == kSctpShutdownComplete) {
+      next = lb::FlowState::kClosed;
+    } else if (reply && connecting(state) && chunk == kSctpInitAck) {
+      next = lb::FlowState::kSctp;
+      event = ConnectEvent::kAnswered;
+    }
   }
   if (next != state) f.state.store(static_cast<uint8_t>(next), std::memory_order_relaxed);
+  return event;
+}
+
+// The frontend and backend a flow is on in this round's services, or false.
+bool locate(WorkerContext& ctx, uint32_t flow, const lb::FrontendRuntime** fr, uint16_t* backend) {
+  const lb::Flow& f = ctx.conntrack->flow(flow);
+  const lb::FlowTuple& t = f.forward;
+  const uint32_t fi = ctx.services->by_frontend.find(lb::endpoint_key(t.family, t.proto, t.dst, t.dst_port));
+  if (fi == lb::EndpointIndex::kNone) return false;
+  uint8_t addr[16];
+  uint16_t port, id;
+  if (!ctx.conntrack->read_backend(flow, addr, &port, &id)) return false;
+  const lb::FrontendRuntime& front = ctx.services->frontends[fi];
+  const uint32_t b = front.backend_index.find(lb::endpoint_key(t.family, t.proto, addr, port));
+  if (b == lb::EndpointIndex::kNone) return false;
+  *fr = &front;
+  *backend = static_cast<uint16_t>(b);
+  return true;
+}
+
+// Passive outlier detection: a connect answered clears the backend's run of
+// failures; one refused or unanswered adds to it, and a run of
+// outlier_failures ejects the backend for outlier_ejection_s.
+void record_connect(WorkerContext& ctx, const lb::BackendRuntime& b, bool ok) {
+  lb::BackendHealth& h = *b.health;
+  if (ok) {
+    if (h.consecutive_failures.load(std::memory_order_relaxed) != 0) {
+      h.consecutive_failures.store(0, std::memory_order_relaxed);
+    }
+    return;
+  }
+  ctx.counters->service_connect_failures++;
+  h.failed_connects.fetch_add(1, std::memory_order_relaxed);
+  const uint32_t run = h.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  const ServicesSettings& s = ctx.node->services;
+  if (s.outlier_failures != 0 && run >= s.outlier_failures) {
+    h.ejected_until_ms.store((ctx.now_ms + s.outlier_ejection_s * 1000) | 1, std::memory_order_relaxed);
+    h.consecutive_failures.store(0, std::memory_order_relaxed);
+    ctx.counters->service_outlier_ejections++;
+  }
+}
+
+// A backend answered or refused a connection being made (any worker). On a
+// refusal, true when the connection will be retried on another backend by
+// the worker that owns it: the refusal then goes no further.
+bool on_connect_event(WorkerContext& ctx, lb::Flow& f, uint32_t flow, ConnectEvent event) {
+  const auto state = static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed));
+  const lb::FrontendRuntime* fr = nullptr;
+  uint16_t b = 0;
+  const bool located = locate(ctx, flow, &fr, &b);
+  if (event == ConnectEvent::kAnswered) {
+    if (located) record_connect(ctx, fr->backends[b], true);
+    return false;
+  }
+  if (state == lb::FlowState::kConnectFailed) return true;  // a refusal already on its way to a retry
+  if (located) record_connect(ctx, fr->backends[b], false);
+  const uint16_t skip[1] = {b};
+  if (located && f.retry.load(std::memory_order_relaxed) &&
+      f.attempts.load(std::memory_order_relaxed) < ctx.node->services.connect_attempts &&
+      lb::select_backend(*fr, lb::flow_hash(f.forward), ctx.now_ms, skip) != lb::kNoBackend) {
+    f.state.store(static_cast<uint8_t>(lb::FlowState::kConnectFailed), std::memory_order_relaxed);
+    return true;
+  }
+  f.state.store(static_cast<uint8_t>(lb::FlowState::kClosed), std::memory_order_relaxed);
+  return false;
+}
+
+// Keeps a copy of a new connection's first packet (before translation), so
+// that the worker can send it to another backend if this one fails.
+void arm_retry(WorkerContext& ctx, const ServicePacket& p, uint32_t flow, uint16_t backend) {
+  PendingConnects& pc = ctx.pending;
+  rte_mbuf* copy = pc.count < PendingConnects::kCapacity ? rte_pktmbuf_copy(p.m, p.m->pool, 0, UINT32_MAX) : nullptr;
+  if (copy == nullptr) {
+    ctx.counters->service_retry_untracked++;
+    return;
+  }
+  PendingConnects::Entry& e = pc.entries[pc.count++];
+  e.tuple = p.tuple;
+  e.first = copy;
+  e.flow = flow;
+  e.deadline_ms = ctx.now_ms + ctx.node->services.connect_timeout_ms;
+  e.port_index = p.port_index;
+  e.ntried = 1;
+  e.tried[0] = backend;
+  ctx.conntrack->flow(flow).retry.store(1, std::memory_order_relaxed);
 }
 
 // The backend for a new connection of frontend fi, or kNoBackend.
@@ -280,6 +429,25 @@ uint16_t choose_backend(WorkerContext& ctx, const lb::FrontendRuntime& fr, uint3
   return b;
 }
 
+// Whether a client's packet opens a new connection on the tuple of a flow
+// that has closed: a TCP SYN after FIN or RST, an SCTP INIT after ABORT or
+// SHUTDOWN COMPLETE.
+inline bool reopens(const lb::Flow& f, const ServicePacket& p) {
+  const auto state = static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed));
+  if (p.info.l4_proto == net::kProtoTcp) {
+    return (tcp_flags(p) & (kTcpSyn | kTcpAck)) == kTcpSyn &&
+           (state == lb::FlowState::kFinSeen || state == lb::FlowState::kClosed);
+  }
+  return p.info.l4_proto == net::kProtoSctp && state == lb::FlowState::kClosed && sctp_first_chunk(p) == kSctpInit;
+}
+
+// Whether the reply tuple a new connection would have with backend b is
+// another connection's already.
+inline bool reply_tuple_taken(const lb::ConnTrack& ct, const lb::FlowTuple& forward, const lb::BackendRuntime& b) {
+  const lb::FlowTuple reply = lb::reverse_tuple(forward, b.address.bytes.data(), b.port);
+  return ct.lookup(reply, lb::flow_hash(reply)).flow != lb::kNoFlow;
+}
+
 // Translates the packets the stage took: one bulk lookup, then per packet
 // the flow (found or made) and the rewrite. keep[i] says whether packet i
 // goes on (translated or untouched); dropped ones are freed and counted.
@@ -304,6 +472,12 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       if (r.flow == lb::kNoFlow || !r.reverse) continue;
       lb::Flow& f = ct.flow(r.flow);
       if (p.icmp_error) {
+        if (connecting(static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed))) &&
+            on_connect_event(ctx, f, r.flow, ConnectEvent::kRefused)) {
+          keep[i] = false;
+          rte_pktmbuf_free(p.m);  // retried elsewhere: the client never hears of it
+          continue;
+        }
         // The client learns of the error from the VIP, about its packet to the VIP.
         const size_t len = p.m->data_len;
         const uint8_t* outer_src = ip_src(frame + p.info.l3_offset, p.tuple.family == 6);
@@ -315,7 +489,12 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         continue;
       }
       lb::touch(f, ctx.now_ms);
-      if (p.info.l4_proto == net::kProtoTcp) track_tcp(f, tcp_flags(p), true);
+      const ConnectEvent event = track_state(f, p, true);
+      if (event != ConnectEvent::kNone && on_connect_event(ctx, f, r.flow, event)) {
+        keep[i] = false;
+        rte_pktmbuf_free(p.m);  // refused, retried elsewhere: the client never hears of it
+        continue;
+      }
       if (!net::rewrite_src(frame, p.m->data_len, p.info, f.forward.dst, f.forward.dst_port)) {
         keep[i] = false;
         drop(ctx, p.m, DropReason::kUnsupported);
@@ -328,7 +507,21 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
     if (idx != lb::kNoFlow && r.reverse) idx = lb::kNoFlow;  // a reply tuple that is also a frontend: a new connection
     if (idx == lb::kNoFlow) {
       const lb::FrontendRuntime& fr = st.frontends[p.frontend];
-      const uint16_t b = choose_backend(ctx, fr, p.frontend, p);
+      uint16_t b = choose_backend(ctx, fr, p.frontend, p);
+      // The client may use this source port towards another frontend whose
+      // connection went to the same backend: the replies of the two would be
+      // one tuple. Linux's NAT would move the source port; here the new
+      // connection takes the next backend instead.
+      uint16_t clashed[4];
+      uint16_t nclashed = 0;
+      while (b != lb::kNoBackend && reply_tuple_taken(ct, p.tuple, fr.backends[b])) {
+        if (nclashed == 4) {
+          b = lb::kNoBackend;
+          break;
+        }
+        clashed[nclashed++] = b;
+        b = lb::select_backend(fr, p.hash, ctx.now_ms, std::span(clashed, nclashed));
+      }
       if (b == lb::kNoBackend) {
         keep[i] = false;
         drop(ctx, p.m, DropReason::kNoBackend);
@@ -348,7 +541,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         // flow expired) keeps going: Maglev gives it the same backend.
         state = (tcp_flags(p) & (kTcpSyn | kTcpAck)) == kTcpSyn ? lb::FlowState::kSynSent : lb::FlowState::kEstablished;
       } else if (p.info.l4_proto == net::kProtoSctp) {
-        state = lb::FlowState::kSctp;
+        state = sctp_first_chunk(p) == kSctpInit ? lb::FlowState::kSynSent : lb::FlowState::kSctp;
       }
       init.state.store(static_cast<uint8_t>(state), std::memory_order_relaxed);
       idx = ct.insert(ctx.ct_cache, init, p.hash, ctx.now_ms);
@@ -359,10 +552,33 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       }
       br.health->connections.fetch_add(1, std::memory_order_relaxed);
       ctx.counters->service_new_flows++;
+      if (state == lb::FlowState::kSynSent && ctx.node->services.connect_attempts > 1) arm_retry(ctx, p, idx, b);
     } else {
       lb::Flow& f = ct.flow(idx);
       lb::touch(f, ctx.now_ms);
-      if (p.info.l4_proto == net::kProtoTcp) track_tcp(f, tcp_flags(p), false);
+      if (reopens(f, p)) {
+        // The client opens a new connection on the tuple of one that has
+        // closed (TCP allows it): a backend is chosen again, as for any new
+        // connection, and it gets retries.
+        const lb::FrontendRuntime& fr = st.frontends[p.frontend];
+        const uint16_t b = choose_backend(ctx, fr, p.frontend, p);
+        if (b == lb::kNoBackend) {
+          keep[i] = false;
+          drop(ctx, p.m, DropReason::kNoBackend);
+          continue;
+        }
+        const lb::BackendRuntime& br = fr.backends[b];
+        if (std::memcmp(f.backend, br.address.bytes.data(), 16) != 0 || f.backend_port != br.port) {
+          ct.rebind(idx, br.address.bytes.data(), br.port, b);  // on failure the old backend stays
+        }
+        f.attempts.store(1, std::memory_order_relaxed);
+        f.state.store(static_cast<uint8_t>(lb::FlowState::kSynSent), std::memory_order_relaxed);
+        br.health->connections.fetch_add(1, std::memory_order_relaxed);
+        ctx.counters->service_new_flows++;
+        if (ctx.node->services.connect_attempts > 1) arm_retry(ctx, p, idx, b);
+      } else {
+        track_state(f, p, false);
+      }
     }
     const lb::Flow& f = ct.flow(idx);
     if (!net::rewrite_dst(frame, p.m->data_len, p.info, f.backend, f.backend_port)) {
@@ -454,6 +670,74 @@ void flush_tx(WorkerContext& ctx, TxBuffers& tx) {
   }
 }
 
+void run_connect_retries(WorkerContext& ctx, TxBuffers& tx) {
+  PendingConnects& pc = ctx.pending;
+  if (pc.count == 0) return;
+  const ServicesSettings& settings = ctx.node->services;
+  lb::ConnTrack& ct = *ctx.conntrack;
+  // First packets to send again, after the list is settled.
+  rte_mbuf* resend[PendingConnects::kCapacity];
+  uint16_t resend_port[PendingConnects::kCapacity];
+  uint16_t nresend = 0;
+  uint16_t kept = 0;
+  for (uint16_t k = 0; k < pc.count; ++k) {
+    PendingConnects::Entry e = pc.entries[k];
+    lb::Flow& f = ct.flow(e.flow);
+    bool keep = false;
+    if (f.forward == e.tuple) {  // else the record was removed (and maybe reused) meanwhile
+      const auto state = static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed));
+      const bool timed_out = state == lb::FlowState::kSynSent && static_cast<int32_t>(ctx.now_ms - e.deadline_ms) >= 0;
+      keep = state == lb::FlowState::kSynSent && !timed_out;
+      const lb::FrontendRuntime* fr = nullptr;
+      uint16_t b = 0;
+      if ((timed_out || state == lb::FlowState::kConnectFailed) && locate(ctx, e.flow, &fr, &b)) {
+        if (timed_out) record_connect(ctx, fr->backends[b], false);
+        if (e.ntried < PendingConnects::kMaxTried && (e.ntried == 0 || e.tried[e.ntried - 1] != b)) {
+          e.tried[e.ntried++] = b;
+        }
+        const uint16_t next =
+            f.attempts.load(std::memory_order_relaxed) < settings.connect_attempts
+                ? lb::select_backend(*fr, lb::flow_hash(f.forward), ctx.now_ms, std::span(e.tried, e.ntried))
+                : lb::kNoBackend;
+        if (next != lb::kNoBackend) {
+          const lb::BackendRuntime& nb = fr->backends[next];
+          if (ct.rebind(e.flow, nb.address.bytes.data(), nb.port, next)) {
+            f.state.store(static_cast<uint8_t>(lb::FlowState::kSynSent), std::memory_order_relaxed);
+            fr->backends[b].health->retries_away.fetch_add(1, std::memory_order_relaxed);
+            nb.health->connections.fetch_add(1, std::memory_order_relaxed);
+            ctx.counters->service_connect_retries++;
+            e.deadline_ms = ctx.now_ms + settings.connect_timeout_ms;
+            rte_mbuf* again = rte_pktmbuf_copy(e.first, e.first->pool, 0, UINT32_MAX);
+            if (again != nullptr) {  // else the client's own retransmission goes to the new backend
+              resend_port[nresend] = e.port_index;
+              resend[nresend++] = again;
+            }
+            keep = true;
+          }
+        }
+        if (!keep && state == lb::FlowState::kConnectFailed) {
+          // Out of backends or attempts: the client's next try meets the
+          // last refusal itself.
+          f.state.store(static_cast<uint8_t>(lb::FlowState::kClosed), std::memory_order_relaxed);
+        }
+      }
+      if (!keep) f.retry.store(0, std::memory_order_relaxed);
+    }
+    if (keep) {
+      pc.entries[kept++] = e;
+    } else {
+      rte_pktmbuf_free(e.first);
+    }
+  }
+  pc.count = kept;
+  for (uint16_t i = 0; i < nresend; ++i) process_local_burst(ctx, tx, resend_port[i], &resend[i], 1);
+}
+
+void release_connect_retries(WorkerContext& ctx) {
+  for (uint16_t k = 0; k < ctx.pending.count; ++k) rte_pktmbuf_free(ctx.pending.entries[k].first);
+  ctx.pending.count = 0;
+}
+
 void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index, rte_mbuf** pkts, uint16_t n) {
   const NodeRuntime& node = *ctx.node;
   // Routed candidates, by family, for bulk FIB lookups.
@@ -469,8 +753,21 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   uint16_t n6 = 0;
   // Packets to or from services, translated before the route lookup.
   const bool has_services = !ctx.services->frontends.empty();
-  ServicePacket svc[kRxBurst];
+  // Raw storage (ServicePacket is an aggregate, an implicit-lifetime type):
+  // each entry is written whole when a packet is taken, where an array of
+  // ServicePacket would clear ~3 KB on every burst for nothing.
+  alignas(ServicePacket) unsigned char svc_storage[sizeof(ServicePacket) * kRxBurst];
+  ServicePacket* svc = reinterpret_cast<ServicePacket*>(svc_storage);
   uint16_t nsvc = 0;
+  // True when the service stage took the packet (or dropped it).
+  auto to_service_stage = [&](rte_mbuf* m, const uint8_t* frame, const net::PacketInfo& info, bool is_v6) {
+    switch (classify_service(*ctx.services, m, frame, info, is_v6, false, &svc[nsvc])) {
+      case ServiceClass::kTaken: svc[nsvc++].port_index = port_index; return true;
+      case ServiceClass::kFragment: drop(ctx, m, DropReason::kServiceFragment); return true;
+      case ServiceClass::kNone: return false;
+    }
+    return false;
+  };
 
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -508,17 +805,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
         drop(ctx, m, DropReason::kNotForUs);
         continue;
       }
-      if (has_services) {
-        const ServiceClass sc = classify_service(*ctx.services, m, frame, info, true, false, &svc[nsvc]);
-        if (sc == ServiceClass::kTaken) {
-          ++nsvc;
-          continue;
-        }
-        if (sc == ServiceClass::kFragment) {
-          drop(ctx, m, DropReason::kServiceFragment);
-          continue;
-        }
-      }
+      if (has_services && to_service_stage(m, frame, info, true)) continue;
       std::memcpy(v6_dst[n6], dst, 16);
       v6_info[n6] = info;
       v6[n6++] = m;
@@ -535,17 +822,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
         drop(ctx, m, DropReason::kUnsupported);
         continue;
       }
-      if (has_services) {
-        const ServiceClass sc = classify_service(*ctx.services, m, frame, info, false, false, &svc[nsvc]);
-        if (sc == ServiceClass::kTaken) {
-          ++nsvc;
-          continue;
-        }
-        if (sc == ServiceClass::kFragment) {
-          drop(ctx, m, DropReason::kServiceFragment);
-          continue;
-        }
-      }
+      if (has_services && to_service_stage(m, frame, info, false)) continue;
       v4_dst[n4] = v4_host(dst);
       v4_info[n4] = info;
       v4[n4++] = m;
@@ -651,6 +928,10 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
       return;
     }
     const uint64_t peer = nh - kNextHopPeerBase;
+    if (ctx.tables->peers[peer]->link->down.load(std::memory_order_relaxed)) {
+      drop_peer_down(ctx, m, port_index);
+      return;
+    }
     const bool too_big = info.l3_len > node.max_inner_len;
     if (too_big && dont_fragment(ip, is_v6)) {
       if (!info.is_fragment) {
@@ -760,8 +1041,12 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
 
   DropReason reasons[kRxBurst];
   uint16_t peer_of[kRxBurst];
-  const uint16_t good = esp::decrypt_burst(*ctx.engine, *ctx.tables, esp_pkts, meta, nesp, reasons, peer_of);
-  for (uint16_t i = good; i < nesp; ++i) drop(ctx, esp_pkts[i], reasons[i]);
+  uint16_t keepalives = 0;  // ESP dummy packets: they only prove their peer alive
+  const uint16_t good =
+      esp::decrypt_burst(*ctx.engine, *ctx.tables, ctx.now_ms, esp_pkts, meta, nesp, reasons, peer_of, &keepalives);
+  ctx.counters->keepalives_received += keepalives;
+  for (uint16_t i = good; i < good + keepalives; ++i) rte_pktmbuf_free(esp_pkts[i]);
+  for (uint16_t i = good + keepalives; i < nesp; ++i) drop(ctx, esp_pkts[i], reasons[i]);
 
   // The inner source must be one of the sending peer's pods (or the peer
   // itself in an ICMP error), the destination one of ours: membership in
@@ -771,7 +1056,11 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   uint16_t ndeliver = 0;
   uint64_t decrypted_bytes = 0;
   const bool has_services = !ctx.services->by_backend.empty();
-  ServicePacket svc[kRxBurst];
+  // Raw storage (ServicePacket is an aggregate, an implicit-lifetime type):
+  // each entry is written whole when a packet is taken, where an array of
+  // ServicePacket would clear ~3 KB on every burst for nothing.
+  alignas(ServicePacket) unsigned char svc_storage[sizeof(ServicePacket) * kRxBurst];
+  ServicePacket* svc = reinterpret_cast<ServicePacket*>(svc_storage);
   bool svc_v6[kRxBurst];
   uint16_t nsvc = 0;
   for (uint16_t i = 0; i < good; ++i) {
@@ -831,6 +1120,7 @@ int worker_main(void* arg) {
   TxBuffers tx;
   rte_mbuf* pkts[kRxBurst];
   uint32_t idle_polls = 0;
+  uint32_t last_retry_ms = 0;
   const uint16_t q = static_cast<uint16_t>(ctx.index);
   rte_rcu_qsbr_thread_register(ctx.qsbr, ctx.index);
   rte_rcu_qsbr_thread_online(ctx.qsbr, ctx.index);
@@ -852,16 +1142,28 @@ int worker_main(void* arg) {
         process_local_burst(ctx, tx, p, pkts, n);
       }
     }
-    // Frames built by the control thread (ARP/ND replies, ICMP errors).
+    // Frames built by the control thread (ARP/ND replies, ICMP errors,
+    // keepalives to encrypt).
     const unsigned ninj = rte_ring_sc_dequeue_burst(ctx.inject, reinterpret_cast<void**>(pkts), kRxBurst, nullptr);
+    rte_mbuf* keepalives[kRxBurst];
+    uint16_t nkeepalives = 0;
     for (unsigned i = 0; i < ninj; ++i) {
-      if (static_cast<InjectKind>(pkts[i]->hash.usr) == InjectKind::kLocalRx) {
+      const auto kind = static_cast<InjectKind>(pkts[i]->hash.usr);
+      if (kind == InjectKind::kLocalRx) {
         process_local_burst(ctx, tx, pkts[i]->port, &pkts[i], 1);
+      } else if (kind == InjectKind::kKeepalive) {
+        keepalives[nkeepalives++] = pkts[i];
       } else {
         enqueue_tx(ctx, tx, pkts[i]->port, pkts[i]);
       }
     }
+    if (nkeepalives != 0) send_keepalives(ctx, tx, keepalives, nkeepalives);
     work += ninj;
+    // New connections whose backend refused or did not answer: the next one.
+    if (ctx.pending.count != 0 && ctx.now_ms != last_retry_ms) {
+      last_retry_ms = ctx.now_ms;
+      run_connect_retries(ctx, tx);
+    }
     flush_tx(ctx, tx);
     // Done with this round's generation.
     rte_rcu_qsbr_quiescent(ctx.qsbr, ctx.index);
@@ -883,6 +1185,7 @@ int worker_main(void* arg) {
     }
   }
   flush_tx(ctx, tx);
+  release_connect_retries(ctx);
   ctx.conntrack->release(ctx.ct_cache);
   rte_rcu_qsbr_thread_offline(ctx.qsbr, ctx.index);
   rte_rcu_qsbr_thread_unregister(ctx.qsbr, ctx.index);

@@ -34,6 +34,14 @@ int worker_main(void* arg);
 void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index, rte_mbuf** pkts, uint16_t n);
 void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, uint16_t n);
 
+// Sends the first packet of each new connection whose backend refused it
+// or left it unanswered past connect_timeout_ms to its next backend (the
+// worker loop calls it once a millisecond while any is pending); forgets
+// the ones answered. release_connect_retries() frees what is still held
+// (the worker stopping).
+void run_connect_retries(WorkerContext& ctx, TxBuffers& tx);
+void release_connect_retries(WorkerContext& ctx);
+
 // Sends everything buffered for every port on queue ctx.index; what the
 // driver does not take is freed and counted as kTxFull.
 void flush_tx(WorkerContext& ctx, TxBuffers& tx);

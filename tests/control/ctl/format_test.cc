@@ -54,6 +54,34 @@ TEST(FormatPeers, UnresolvedMacAndCidrList) {
   EXPECT_NE(out.find("10.12.0.0/24,fd00:12::/64"), std::string::npos) << out;
 }
 
+TEST(FormatPeers, LivenessAndWhenLastHeard) {
+  v1::ListPeersResponse r;
+  auto add = [&](const char* name, const char* liveness, uint32_t ago) {
+    v1::PeerStatus* p = r.add_peers();
+    p->set_name(name);
+    p->set_tunnel_address("192.0.2.2");
+    p->set_mac("02:bb:00:00:00:02");
+    p->add_pod_cidrs("10.12.0.0/24");
+    p->set_outbound_sas(1);
+    p->set_inbound_sas(1);
+    p->set_liveness(liveness);
+    p->set_last_heard_ms_ago(ago);
+  };
+  add("node2", "up", 42);
+  add("node3", "down", 1500);
+  add("node4", "unknown", 0);  // never heard from
+  add("node5", "up", 0);       // heard this very millisecond
+  EXPECT_EQ(format_peers(r),
+            "NAME   TUNNEL     MAC                LIVENESS  HEARD     SAS(OUT/IN)  POD-CIDRS\n"
+            "node2  192.0.2.2  02:bb:00:00:00:02  up        42ms ago  1/1          10.12.0.0/24\n"
+            "node3  192.0.2.2  02:bb:00:00:00:02  down      1.5s ago  1/1          10.12.0.0/24\n"
+            "node4  192.0.2.2  02:bb:00:00:00:02  unknown   -         1/1          10.12.0.0/24\n"
+            "node5  192.0.2.2  02:bb:00:00:00:02  up        0ms ago   1/1          10.12.0.0/24\n");
+  const std::string json = to_json(r);
+  EXPECT_NE(json.find("\"liveness\": \"down\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"last_heard_ms_ago\": 1500"), std::string::npos) << json;
+}
+
 TEST(FormatCounters, OneColumnPerBlockAndOnlyDropsThatHappened) {
   v1::GetCountersResponse r;
   for (const char* name : {"total", "worker0"}) {

@@ -150,6 +150,29 @@ TEST(ConfigTest, AppliesDefaults) {
   EXPECT_EQ(c.peers[0].outbound[0].algorithm, AeadAlgorithm::kAes128Gcm);
 }
 
+TEST(ConfigTest, ReadsLiveness) {
+  const Result<Config> defaults = parse_config(kMinimal, "");
+  ASSERT_TRUE(defaults.ok()) << defaults.error();
+  EXPECT_EQ(defaults->liveness.interval_ms, 100u);
+  EXPECT_EQ(defaults->liveness.misses, 3u);
+
+  const Result<Config> set = parse_edited([](YAML::Node& d) {
+    d["liveness"]["interval_ms"] = 250;
+    d["liveness"]["misses"] = 5;
+  });
+  ASSERT_TRUE(set.ok()) << set.error();
+  EXPECT_EQ(set->liveness, (LivenessSettings{250, 5}));
+
+  // 0: no keepalives and no detection; the other field keeps its default.
+  const Result<Config> off = parse_edited([](YAML::Node& d) { d["liveness"]["interval_ms"] = 0; });
+  ASSERT_TRUE(off.ok()) << off.error();
+  EXPECT_EQ(off->liveness, (LivenessSettings{0, 3}));
+
+  const Result<Config> empty = parse_edited([](YAML::Node& d) { d["liveness"] = YAML::Load("{}"); });
+  ASSERT_TRUE(empty.ok()) << empty.error();
+  EXPECT_EQ(empty->liveness, LivenessSettings{});
+}
+
 TEST(ConfigTest, PeersAndNullsAreOptional) {
   const Result<Config> no_peers = parse_edited([](YAML::Node& d) { d.remove("peers"); });
   ASSERT_TRUE(no_peers.ok()) << no_peers.error();
@@ -223,6 +246,19 @@ const ErrorCase kErrorCases[] = {
   {"WorkersText", [](YAML::Node& d) { d["workers"] = "two"; }, "workers: expected an integer, got 'two'"},
   {"WorkersHuge", [](YAML::Node& d) { d["workers"] = "99999999999999999999999"; }, "workers: integer too large"},
   {"IdleUnknown", [](YAML::Node& d) { d["idle"] = "lazy"; }, "idle: must be adaptive or busy, got 'lazy'"},
+  // liveness.
+  {"LivenessNotMap", [](YAML::Node& d) { d["liveness"] = 100; }, "liveness: expected a mapping of fields, got a scalar"},
+  {"LivenessUnknownField", [](YAML::Node& d) { d["liveness"]["interval_ns"] = 100; },
+   "liveness.interval_ns: unknown field (did you mean interval_ms?)"},
+  {"LivenessIntervalTooShort", [](YAML::Node& d) { d["liveness"]["interval_ms"] = 5; },
+   "liveness.interval_ms: must be 0 (no keepalives) or 10..60000, got 5"},
+  {"LivenessIntervalTooLong", [](YAML::Node& d) { d["liveness"]["interval_ms"] = 60001; },
+   "liveness.interval_ms: must be 0..60000, got 60001"},
+  {"LivenessIntervalText", [](YAML::Node& d) { d["liveness"]["interval_ms"] = "fast"; },
+   "liveness.interval_ms: expected an integer, got 'fast'"},
+  {"LivenessMissesZero", [](YAML::Node& d) { d["liveness"]["misses"] = 0; }, "liveness.misses: must be 1..100, got 0"},
+  {"LivenessMissesTooMany", [](YAML::Node& d) { d["liveness"]["misses"] = 101; },
+   "liveness.misses: must be 1..100, got 101"},
   // node.
   {"NodeMissing", [](YAML::Node& d) { d.remove("node"); }, "node: required field missing"},
   {"NodeNotMap", [](YAML::Node& d) { d["node"] = "n1"; }, "node: expected a mapping of fields, got a scalar"},

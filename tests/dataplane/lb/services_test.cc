@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "support/two_nodes.h"
 
@@ -155,6 +156,34 @@ TEST_F(ServicesBuild, AFlowsPlaceIsItsFrontendAndBackendWhileBothExist) {
   f.backend_port = 8080;
   f.forward.dst_port = 81;
   EXPECT_FALSE(node_.services->serves(f));
+}
+
+}  // namespace
+}  // namespace meshwire::dp::lb
+
+namespace meshwire::dp::lb {
+namespace {
+
+// 1,000 VIPs of one /16 on one port: their keys differ only in two address
+// bytes, which must still spread them over the index (they once fell on
+// two slots, and a lookup walked up to a thousand).
+TEST(EndpointIndex, VipsOfOneSubnetSpreadOverTheTable) {
+  std::vector<std::pair<EndpointKey, uint32_t>> entries;
+  for (uint32_t i = 0; i < 1000; ++i) {
+    const uint8_t addr[4] = {10, 96, static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i)};
+    entries.push_back({endpoint_key(4, net::kProtoTcp, addr, 80), i});
+  }
+  EndpointIndex index;
+  index.build(entries);
+  std::set<uint64_t> homes;
+  for (const auto& [key, value] : entries) {
+    EXPECT_EQ(index.find(key), value);
+    homes.insert(endpoint_hash(key) & 2047);  // the index has 2048 slots for 1,000 keys
+  }
+  // A uniform hash puts 1,000 keys on about 790 distinct slots of 2,048.
+  EXPECT_GT(homes.size(), 700u);
+  const uint8_t other[4] = {10, 96, 9, 9};
+  EXPECT_EQ(index.find(endpoint_key(4, net::kProtoTcp, other, 80)), EndpointIndex::kNone);
 }
 
 }  // namespace

@@ -184,6 +184,8 @@ std::vector<ErrorCase> error_cases() {
       {"v4 frag needed clamps the MTU", K::kFragNeeded, 100000, from_pod4().udp(1, 2).build(), true, 3, 4, 0xFFFF,
        28},
       {"v4 no route", K::kNoRoute, 1234, from_pod4().udp(1, 2).build(), true, 3, 1, 0, 28},
+      {"v4 host unreachable (node down)", K::kHostUnreachable, 0, from_pod4().tcp(1, 2, 0x02).build(), true, 3, 1,
+       0, 40},
       {"v4 about an echo request", K::kNoRoute, 0, from_pod4().icmp(8, 0, 1, 1).build(), true, 3, 1, 0, 28},
       {"v4 about a first fragment", K::kNoRoute, 0, from_pod4().fragment(0, true).udp(1, 2).payload_size(8).build(),
        true, 3, 1, 0, 36},
@@ -226,6 +228,8 @@ std::vector<ErrorCase> error_cases() {
       {"v6 packet too big keeps a 32-bit MTU", K::kFragNeeded, 70000, from_pod6().udp(1, 2).build(), true, 2, 0,
        70000, 48},
       {"v6 no route", K::kNoRoute, 0, from_pod6().udp(1, 2).build(), true, 1, 0, 0, 48},
+      {"v6 address unreachable (node down)", K::kHostUnreachable, 0, from_pod6().udp(1, 2).build(), true, 1, 3, 0,
+       48},
       {"v6 about an echo request", K::kNoRoute, 0, from_pod6().icmp6(128, 0).build(), true, 1, 0, 0, 48},
       {"v6 packet too big to multicast", K::kFragNeeded, 1500,
        PacketBuilder().ipv6(kPod6, ip6("ff05::2")).udp(1, 2).build(), true, 2, 0, 1500, 48},
@@ -298,7 +302,8 @@ TEST(BuildIcmpError, AnErrorIsNeverAnsweredWithAnError) {
   const size_t n = build_icmp_error(IcmpError::kTimeExceeded, 0, offending.data(), offending.size(), kNode4.data(),
                                     kOurMac.data(), kPodMac.data(), first, sizeof(first));
   ASSERT_GT(n, 0u);
-  for (IcmpError kind : {IcmpError::kFragNeeded, IcmpError::kTimeExceeded, IcmpError::kNoRoute}) {
+  for (IcmpError kind :
+       {IcmpError::kFragNeeded, IcmpError::kTimeExceeded, IcmpError::kNoRoute, IcmpError::kHostUnreachable}) {
     EXPECT_EQ(build_icmp_error(kind, 1400, first + kEtherHdrLen, n - kEtherHdrLen, kPod4.data(), kOurMac.data(),
                                kPodMac.data(), second, sizeof(second)),
               0u);

@@ -347,6 +347,179 @@ TEST_F(ServiceTest, AnIcmpErrorFromABackendReachesTheClientFromTheVip) {
   EXPECT_EQ(a_->counters.service_reverse_packets, 1u);
 }
 
+// Connect retries, with two backends on this node: 10.11.0.7 and 10.11.0.8.
+class RetryTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    ServiceTest::SetUp();
+    a_->learn("10.11.0.8", "02:00:00:00:11:08");
+    ASSERT_EQ(a_->apply_services({web({backend("10.11.0.7", 8080), backend("10.11.0.8", 8080)})}, 1), "");
+  }
+  // The backend a client's SYN reached (its IPv4 destination), or "".
+  std::string syn_at() {
+    auto out = a_->take(kLocal);
+    if (out.size() != 1) return "";
+    const Bytes& f = out[0];
+    return std::to_string(f[30]) + "." + std::to_string(f[31]) + "." + std::to_string(f[32]) + "." +
+           std::to_string(f[33]);
+  }
+  static const char* mac_of(const std::string& ip) { return ip == "10.11.0.7" ? kLocalBackendMac : "02:00:00:00:11:08"; }
+  void refuse(const std::string& backend_ip, uint16_t client_port) {
+    local_rx(*a_, {from_backend(backend_ip.c_str(), mac_of(backend_ip), "02:aa:00:00:00:01", client_port,
+                                kTcpRst | kTcpAck)});
+  }
+  const lb::BackendHealth& health(const std::string& ip) {
+    const lb::FrontendRuntime& f = a_->services->frontends[0];
+    return *f.backends[ip == "10.11.0.7" ? 0 : 1].health;
+  }
+};
+
+TEST_F(RetryTest, ARefusedConnectionGoesToTheNextBackendAndTheClientSeesNoRefusal) {
+  local_rx(*a_, {to_vip(47000, kTcpSyn)});
+  const std::string first = syn_at();
+  ASSERT_FALSE(first.empty());
+  refuse(first, 47000);
+  EXPECT_TRUE(a_->take(kLocal).empty()) << "the RST must not reach the client";
+  run_connect_retries(a_->ctx, a_->tx);
+  const std::string second = syn_at();
+  ASSERT_FALSE(second.empty());
+  EXPECT_NE(second, first);
+  EXPECT_EQ(a_->counters.service_connect_failures, 1u);
+  EXPECT_EQ(a_->counters.service_connect_retries, 1u);
+  EXPECT_EQ(health(first).failed_connects.load(), 1u);
+  EXPECT_EQ(health(first).retries_away.load(), 1u);
+  // The second backend answers: the client gets the SYN-ACK from the VIP,
+  // and the connection stays there.
+  local_rx(*a_, {from_backend(second.c_str(), mac_of(second), "02:aa:00:00:00:01", 47000, kTcpSyn | kTcpAck)});
+  auto back = a_->take(kLocal);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], reply_at_client(47000, kTcpSyn | kTcpAck, 63));
+  run_connect_retries(a_->ctx, a_->tx);
+  EXPECT_EQ(a_->ctx.pending.count, 0u);
+  local_rx(*a_, {to_vip(47000, kTcpAck)});
+  EXPECT_EQ(syn_at(), second);
+}
+
+TEST_F(RetryTest, AnUnansweredConnectionGoesToTheNextBackendAfterTheTimeout) {
+  local_rx(*a_, {to_vip(47100, kTcpSyn)});
+  const std::string first = syn_at();
+  ASSERT_FALSE(first.empty());
+  run_connect_retries(a_->ctx, a_->tx);
+  EXPECT_TRUE(a_->take(kLocal).empty()) << "not yet: the timeout has not passed";
+  a_->ctx.now_ms += a_->node.services.connect_timeout_ms;
+  run_connect_retries(a_->ctx, a_->tx);
+  const std::string second = syn_at();
+  EXPECT_NE(second, first);
+  EXPECT_FALSE(second.empty());
+  EXPECT_EQ(health(first).failed_connects.load(), 1u);
+}
+
+TEST_F(RetryTest, AnIcmpUnreachableForTheSynIsRetriedToo) {
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                     .ipv4(ip4("10.11.0.2"), ip4("10.96.0.10"))
+                     .tcp(47200, 80, kTcpSyn)
+                     .build()});
+  const std::string first = syn_at();
+  ASSERT_FALSE(first.empty());
+  const Bytes syn = PacketBuilder()
+                        .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                        .ipv4(ip4("10.11.0.2"), ip4(first.c_str()))
+                        .ttl(63)
+                        .tcp(47200, 8080, kTcpSyn)
+                        .build();
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(mac_of(first)), mac("02:aa:00:00:00:01"))
+                     .ipv4(ip4(first.c_str()), ip4("10.11.0.2"))
+                     .icmp(3, 3)
+                     .payload(Bytes(syn.begin() + 14, syn.begin() + 14 + 28))
+                     .build()});
+  EXPECT_TRUE(a_->take(kLocal).empty());
+  run_connect_retries(a_->ctx, a_->tx);
+  EXPECT_NE(syn_at(), first);
+}
+
+TEST_F(RetryTest, WhenEveryAttemptIsUsedTheLastRefusalReachesTheClient) {
+  a_->node.services.connect_attempts = 2;
+  local_rx(*a_, {to_vip(47300, kTcpSyn)});
+  const std::string first = syn_at();
+  refuse(first, 47300);
+  run_connect_retries(a_->ctx, a_->tx);
+  const std::string second = syn_at();
+  ASSERT_NE(second, first);
+  refuse(second, 47300);
+  auto back = a_->take(kLocal);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], reply_at_client(47300, kTcpRst | kTcpAck, 63));
+  run_connect_retries(a_->ctx, a_->tx);
+  EXPECT_EQ(a_->ctx.pending.count, 0u);
+}
+
+TEST_F(RetryTest, ABackendThatKeepsRefusingIsEjectedForAWhile) {
+  a_->node.services.outlier_failures = 3;
+  // Connections until one backend has refused three in a row.
+  std::string bad;
+  int refused = 0;
+  for (uint16_t p = 47400; p < 47500 && refused < 3; ++p) {
+    local_rx(*a_, {to_vip(p, kTcpSyn)});
+    const std::string at = syn_at();
+    if (bad.empty()) bad = at;
+    if (at == bad) {
+      refuse(at, p);
+      ++refused;
+      run_connect_retries(a_->ctx, a_->tx);
+      a_->clear_tx();
+    }
+  }
+  ASSERT_EQ(refused, 3);
+  EXPECT_EQ(a_->counters.service_outlier_ejections, 1u);
+  EXPECT_NE(health(bad).ejected_until_ms.load(), 0u);
+  for (uint16_t p = 47600; p < 47640; ++p) {
+    local_rx(*a_, {to_vip(p, kTcpSyn)});
+    EXPECT_NE(syn_at(), bad) << p;
+  }
+  // Back after the ejection.
+  a_->ctx.now_ms += a_->node.services.outlier_ejection_s * 1000 + 1;
+  std::set<std::string> seen;
+  for (uint16_t p = 47700; p < 47760; ++p) {
+    local_rx(*a_, {to_vip(p, kTcpSyn)});
+    seen.insert(syn_at());
+  }
+  EXPECT_EQ(seen.count(bad), 1u);
+}
+
+TEST_F(ServiceTest, OneClientPortToTwoFrontendsOfOneBackendGetsTwoReplyTuples) {
+  a_->learn("10.11.0.8", "02:00:00:00:11:08");
+  lb::FrontendConfig one = web({backend("10.11.0.7", 8080)});
+  lb::FrontendConfig two = web({backend("10.11.0.7", 8080), backend("10.11.0.8", 8080)});
+  two.vip = test::addr("10.96.0.11");
+  ASSERT_EQ(a_->apply_services({one, two}, 1), "");
+  auto syn_to = [&](const char* vip) {
+    local_rx(*a_, {PacketBuilder()
+                       .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                       .ipv4(ip4("10.11.0.2"), ip4(vip))
+                       .tcp(48000, 80, kTcpSyn)
+                       .build()});
+    auto out = a_->take(kLocal);
+    return out.size() == 1 ? static_cast<int>(out[0][33]) : -1;  // the last byte of the destination
+  };
+  EXPECT_EQ(syn_to("10.96.0.10"), 7);
+  // Whatever Maglev says, 10.11.0.7:8080 -> 10.11.0.2:48000 is taken.
+  EXPECT_EQ(syn_to("10.96.0.11"), 8);
+  EXPECT_EQ(a_->conntrack->size(), 2u);
+}
+
+TEST_F(ServiceTest, ANewConnectionOnAClosedOnesTupleChoosesItsBackendAgain) {
+  ASSERT_EQ(a_->apply_services({web(two_backends())}, 1), "");
+  uint16_t port = 49000;
+  while (send(port, kTcpSyn) != 'R') ++port;  // a connection to B's backend
+  ASSERT_EQ(send(port, kTcpFin | kTcpAck), 'R');
+  // B's backend drains; the client reuses the port for a new connection.
+  ASSERT_EQ(a_->apply_services({web({backend("10.12.0.5", 8080, true), backend("10.11.0.7", 8080)})}, 2), "");
+  EXPECT_EQ(send(port, kTcpSyn), 'L');
+  EXPECT_EQ(send(port, kTcpAck), 'L');
+}
+
 TEST_F(ServiceTest, TrafficThatIsNotForAServiceIsUntouched) {
   ASSERT_EQ(a_->apply_services({web(two_backends())}, 1), "");
   local_rx(*a_, {pod_a_to_b()});

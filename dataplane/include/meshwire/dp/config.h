@@ -77,7 +77,31 @@ struct ServicesSettings {
   uint32_t tcp_closing_timeout_s = 30;         // after FIN or RST
   uint32_t udp_timeout_s = 60;
   uint32_t sctp_timeout_s = 21600;
+  // L4 connect retries: a new connection (TCP SYN, SCTP INIT) that its
+  // backend refuses (RST, ABORT, ICMP unreachable) or leaves unanswered for
+  // connect_timeout_ms is sent to the next backend, up to connect_attempts
+  // backends in all (1: no retries).
+  uint32_t connect_timeout_ms = 500;
+  uint32_t connect_attempts = 3;
+  // Passive outlier detection: a backend with outlier_failures failed
+  // connects in a row takes no new connections for outlier_ejection_s
+  // (0 failures: never ejected).
+  uint32_t outlier_failures = 5;
+  uint32_t outlier_ejection_s = 30;
   friend bool operator==(const ServicesSettings&, const ServicesSettings&) = default;
+};
+
+// Node liveness (the startup config's `liveness:` section): every
+// interval_ms the data plane sends each peer an encrypted keepalive, and a
+// peer it has heard from (any authenticated ESP) but not for more than
+// misses * interval_ms is down until it is heard again. A peer never heard
+// from is neither up nor down. interval_ms 0: no keepalives, no detection.
+// Every node of a cluster should use the same values: a peer that sends no
+// keepalives (interval 0) and no traffic looks down to one that expects them.
+struct LivenessSettings {
+  uint32_t interval_ms = 100;  // 0, or 10..60000
+  uint32_t misses = 3;         // 1..100
+  friend bool operator==(const LivenessSettings&, const LivenessSettings&) = default;
 };
 
 struct Config {
@@ -91,6 +115,7 @@ struct Config {
   IpAddress gateway_v6;               // likewise for ND/ICMPv6 (default fe80::1)
   std::vector<PeerConfig> peers;
   ServicesSettings services;
+  LivenessSettings liveness;
 };
 
 // What the control API applies (and the startup config's node.pod_cidrs and

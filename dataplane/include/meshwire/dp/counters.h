@@ -34,6 +34,7 @@ enum class DropReason : uint8_t {
   kNoBackend,          // a new connection to a service frontend with no selectable backend
   kConntrackFull,      // a new connection to a service when the connection table is full
   kServiceFragment,    // a non-first fragment to a service frontend (no ports to balance by)
+  kPeerDown,           // routed to a peer node that missed its keepalives (ICMP host unreachable sent)
   kCount
 };
 
@@ -63,6 +64,7 @@ inline constexpr std::array<DropReasonInfo, static_cast<size_t>(DropReason::kCou
     {"no_backend", "new connection to a service with no backend taking new connections"},
     {"conntrack_full", "new connection to a service while the connection table is full"},
     {"service_fragment", "non-first IP fragment sent to a service address (cannot be balanced)"},
+    {"peer_down", "peer node down: missed its keepalives"},
 }};
 static_assert(kDropReasons.size() == static_cast<size_t>(DropReason::kCount),
               "every DropReason needs a name and help text");
@@ -89,6 +91,13 @@ struct alignas(64) WorkerCounters {
   uint64_t service_new_flows;      // connections to a service given a backend
   uint64_t service_dnat_packets;   // client -> VIP packets sent to their backend
   uint64_t service_reverse_packets;  // backend -> client packets given the VIP back
+  uint64_t service_connect_failures;  // new connections a backend refused or left unanswered
+  uint64_t service_connect_retries;   // ... sent again to another backend
+  uint64_t service_outlier_ejections; // backends ejected after failing too many connects in a row
+  uint64_t service_retry_untracked;   // new connections that could not be kept for retries (worker's list full)
+  uint64_t keepalives_sent;           // ESP dummy packets sent to peers for node liveness
+  uint64_t keepalives_received;       // authenticated ESP dummy packets from peers (consumed, not delivered)
+  uint64_t icmp_errors_rate_limited;  // ICMP errors not sent: over the node's rate limit (control thread)
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
 };
 
@@ -97,7 +106,7 @@ struct ScalarCounter {
   std::string_view name;
   uint64_t WorkerCounters::*member;
 };
-inline constexpr std::array<ScalarCounter, 12> kScalarCounters{{
+inline constexpr std::array<ScalarCounter, 19> kScalarCounters{{
     {"encrypted_packets", &WorkerCounters::encrypted_packets},
     {"encrypted_bytes", &WorkerCounters::encrypted_bytes},
     {"decrypted_packets", &WorkerCounters::decrypted_packets},
@@ -110,6 +119,13 @@ inline constexpr std::array<ScalarCounter, 12> kScalarCounters{{
     {"service_new_flows", &WorkerCounters::service_new_flows},
     {"service_dnat_packets", &WorkerCounters::service_dnat_packets},
     {"service_reverse_packets", &WorkerCounters::service_reverse_packets},
+    {"service_connect_failures", &WorkerCounters::service_connect_failures},
+    {"service_connect_retries", &WorkerCounters::service_connect_retries},
+    {"service_outlier_ejections", &WorkerCounters::service_outlier_ejections},
+    {"service_retry_untracked", &WorkerCounters::service_retry_untracked},
+    {"keepalives_sent", &WorkerCounters::keepalives_sent},
+    {"keepalives_received", &WorkerCounters::keepalives_received},
+    {"icmp_errors_rate_limited", &WorkerCounters::icmp_errors_rate_limited},
 }};
 
 // A counter of a block, read while its worker may write it.
