@@ -112,6 +112,73 @@ def show_counters(cluster):
                   f"{sa['algorithm']} seq {sa['seq']}")
 
 
+VIP = "10.96.0.10"
+
+
+def curl_many(pod, url: str, n: int) -> list[str]:
+    """n HTTP GETs from pod (one connection each): the backends' answers."""
+    out = []
+    for _ in range(n):
+        done = topo.run(["curl", "-sS", "--max-time", "3", url], ns=pod.ns, check=False, timeout=10)
+        out.append(done.stdout.strip() if done.returncode == 0 else f"error ({done.stderr.strip()})")
+    return out
+
+
+def print_spread(answers: list[str]) -> None:
+    for name in sorted(set(answers)):
+        print(f"     {name:<28} {answers.count(name):3d} {'#' * answers.count(name)}")
+
+
+def ctl_text(node, *args) -> str:
+    return subprocess.run([str(mctl.CTL), "--socket", str(node.api_socket), *args],
+                          capture_output=True, text=True, timeout=10).stdout
+
+
+def show_services(cluster, folder, servers) -> None:
+    n1, n2 = cluster.nodes
+    client, backends = n1.pods[0], [n1.pods[1], n2.pods[0], n2.pods[1]]
+    heading(f"a Service with three backends on two nodes: web, ClusterIP {VIP}")
+    for pod in backends:
+        servers.start(pod)
+    mctl.write_atomic(folder / "web.yaml", mctl.service_yaml("web", VIP))
+    mctl.write_atomic(folder / "web-slice.yaml", mctl.slice_yaml("web", backends))
+    print(f"   {folder}/web.yaml and web-slice.yaml: a Service and its EndpointSlice;"
+          f" {', '.join(p.name for p in backends)} answer with their names")
+    topo.wait_for(lambda: mctl.ctl_json(n1, "show", "services", "default/web:http").get("services"),
+                  timeout=20, what="node1 balancing web")
+    print("   meshwirectl show services default/web:http (node1, the client's node):")
+    print(indent(ctl_text(n1, "show", "services", "default/web:http"), "     "))
+
+    heading(f"the spread: 30 connections from {client.name} to http://{VIP}/ (curl)")
+    print_spread(curl_many(client, f"http://{VIP}/", 30))
+
+    heading(f"a failing backend: the server in {n2.pods[0].name} stops, its port refuses connections")
+    servers.stop(n2.pods[0])
+    answers = curl_many(client, f"http://{VIP}/", 30)
+    print(f"   30 connections: {sum(not a.startswith('error') for a in answers)} succeeded "
+          "(a refused SYN is sent on to the next backend; the client never sees the refusal)")
+    print_spread(answers)
+    counters = mctl.ctl_json(n1, "show", "counters")["blocks"][0]["counters"]
+    print(f"   node1: service_connect_failures={counters['service_connect_failures']}, "
+          f"service_connect_retries={counters['service_connect_retries']}, "
+          f"service_outlier_ejections={counters['service_outlier_ejections']}")
+    print("   meshwirectl show backends default/web:http:")
+    print(indent(ctl_text(n1, "show", "backends", "default/web:http"), "     "))
+    servers.start(n2.pods[0])
+
+    heading("node failure: node2's data plane is killed while node1's clients keep connecting")
+    killed = time.monotonic()
+    n2.process.kill()
+    n2.process.wait(timeout=10)
+    down = topo.wait_for(lambda: [p for p in mctl.ctl_json(n1, "show", "peers")["peers"]
+                                  if p.get("liveness") == "down"], timeout=5, interval=0.02, what="node2 seen down")
+    print(f"   node1 sees {down[0]['name']} down {time.monotonic() - killed:.2f} s after the kill (3 keepalives "
+          "of 100 ms missed);\n   until then a SYN to a backend there was retried after 500 ms on another one."
+          " Its backends now take no new connections:")
+    print(indent(ctl_text(n1, "show", "backends", "default/web:http"), "     "))
+    print_spread(curl_many(client, f"http://{VIP}/", 10))
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("demo: needs root (network namespaces)", file=sys.stderr)
@@ -128,10 +195,11 @@ def main() -> int:
     if stale:
         print(f"removed leftovers of earlier runs: {', '.join(stale)}")
 
-    cluster = topo.Cluster(binary, nodes=2, pods_per_node=2, workers=1, static_peers=False)
+    cluster = topo.Cluster(binary, nodes=2, pods_per_node=3, workers=1, static_peers=False)
     controllers = None
+    servers = mctl.ServiceBackends()
     try:
-        heading("building 2 nodes x 2 pods (network namespaces); data planes start with no peers and no keys")
+        heading("building 2 nodes x 3 pods (network namespaces); data planes start with no peers and no keys")
         cluster.create()
         cluster.start()
         n1, n2 = cluster.nodes
@@ -186,6 +254,7 @@ def main() -> int:
         print(indent(routes, "     "))
         heading("counters from DPDK telemetry (/meshwire/counters, /meshwire/sas)")
         show_counters(cluster)
+        show_services(cluster, folder, servers)
     except KeyboardInterrupt:
         print("\ninterrupted: tearing down", file=sys.stderr)
         return 130
@@ -195,6 +264,7 @@ def main() -> int:
             print(node.log_tail(20), file=sys.stderr)
         return 1
     finally:
+        servers.stop_all()
         if controllers is not None:
             controllers.stop_all()
         cluster.teardown()
