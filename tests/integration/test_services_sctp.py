@@ -43,7 +43,7 @@ TIMEOUT = 10        # seconds for anything expected to arrive
 SETTLE = 0.5        # seconds for strays (a copy, a second backend) to arrive before counting
 
 # SCTP chunk types (RFC 9260 3.2).
-DATA, INIT, INIT_ACK, SACK, COOKIE_ECHO, COOKIE_ACK = 0, 1, 2, 3, 10, 11
+DATA, INIT, INIT_ACK, SACK, ABORT, COOKIE_ECHO, COOKIE_ACK = 0, 1, 2, 3, 6, 10, 11
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,3 +505,26 @@ def test_a_bad_crc32c_arrives_as_bad_as_it_was_sent(sctp_svc, fe):
     assert seen.chunks == sent[12:], f"{seen}: the chunks changed on the way"
     assert not seen.crc_ok, f"{seen}: the data plane made a corrupt packet's CRC32c valid"
     assert seen.chksum ^ crc32c_of(seen.sctp) == error, f"{seen}: the CRC32c error changed on the way"
+
+
+def test_an_init_a_backend_aborts_is_retried_on_another_backend_and_the_client_never_sees_the_abort(sctp_svc):
+    """L4 connect retries for SCTP: the backend answers the INIT with ABORT
+    (no association for it there); the data plane sends the client's INIT
+    on to the next backend, and the ABORT goes no further."""
+    from scapy.layers.sctp import SCTP, SCTPChunkAbort
+    setup = sctp_svc
+    client = setup.clients[0]
+    fe = FRONTENDS[0]
+    cport, ctag, first = init_reaches_a_backend(setup, client, fe)
+    server = setup.at(first.pod)
+    # ABORT in answer to an INIT: the INIT's initiate tag, T bit clear (RFC 9260 8.4).
+    server.send(first.src, SCTP(sport=first.dport, dport=first.sport, tag=ctag) / SCTPChunkAbort())
+    again = setup.wait_seen(lambda s: from_client(client, cport, INIT)(s) and s.pod is not first.pod,
+                            f"the INIT from {client.name}:{cport} at another backend than {first.pod.name}")[0]
+    check_forward(setup, again, bytes(init_packet(cport, fe, ctag)), client, fe)
+    time.sleep(0.2)
+    assert not setup.seen(to_client(client, cport, ABORT)), "the ABORT reached the client"
+    flows = ctl_json(client.node, "show", "flows", "--service", fe.full_name)["flows"]
+    row = [f for f in flows if f["client"] == f"{client.ipv4}:{cport}"]
+    assert len(row) == 1 and int(row[0]["attempts"]) == 2, row
+    assert row[0]["backend"] == f"{again.pod.ipv4}:{fe.target_port}", row
