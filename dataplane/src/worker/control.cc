@@ -319,6 +319,22 @@ void Control::handle_echo(rte_mbuf* m, uint16_t port_index) {
   rte_pktmbuf_free(m);
 }
 
+bool Control::to_a_backend(const uint8_t* ip, size_t len) const {
+  const lb::ServiceTable* st = workers_.empty() || !workers_[0].services_live
+                                   ? nullptr
+                                   : workers_[0].services_live->load(std::memory_order_acquire);
+  if (st == nullptr || st->by_backend.empty()) return false;
+  net::PacketInfo info;
+  if (net::parse_ip(ip, len, &info) != net::ParseResult::kOk || !info.has_l4 ||
+      (info.l4_proto != net::kProtoTcp && info.l4_proto != net::kProtoUdp && info.l4_proto != net::kProtoSctp)) {
+    return false;
+  }
+  const bool v6 = info.ether_type == net::kEtherTypeIpv6;
+  const uint16_t dport = net::load_be16(ip + info.l4_offset + 2);
+  return st->by_backend.find(lb::endpoint_key(v6 ? 6 : 4, info.l4_proto, ip + (v6 ? 24 : 16), dport)) !=
+         lb::EndpointIndex::kNone;
+}
+
 void Control::handle_icmp_error(rte_mbuf* m, PuntKind kind) {
   // The worker already stripped the Ethernet header: m holds the IP packet.
   const uint8_t* ip = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -336,14 +352,21 @@ void Control::handle_icmp_error(rte_mbuf* m, PuntKind kind) {
   uint16_t port_index;
   size_t built = 0;
   if (neighbor_lookup(*tables().neighbors, src, mac, &port_index)) {
-    // A pod of ours: answer it directly, from the gateway address.
+    // A pod of ours: answer it directly, from the gateway address. About a
+    // packet of a service connection (to a backend, after DNAT), the error
+    // goes through a worker's service stage first, as if the pod had sent
+    // it, so that it quotes the packet the pod sent: to the ClusterIP.
     const IpAddress& from = v6 ? node_.gateway_v6 : node_.gateway_v4;
     const PortRuntime& port = node_.ports[port_index];
-    send_built(port_index, [&](uint8_t* out, size_t cap) {
-      built = net::build_icmp_error(error, node_.max_inner_len, ip, m->data_len, from.bytes.data(), port.mac, mac,
-                                    out, cap);
-      return built;
-    });
+    const bool service = to_a_backend(ip, m->data_len);
+    send_built(
+        port_index,
+        [&](uint8_t* out, size_t cap) {
+          built = net::build_icmp_error(error, node_.max_inner_len, ip, m->data_len, from.bytes.data(), port.mac,
+                                        service ? port.mac : mac, out, cap);
+          return built;
+        },
+        service ? InjectKind::kLocalRx : InjectKind::kTransmit);
   } else if (route_lookup(tables(), src) >= kNextHopPeerBase && node_.tunnel_address.is_v6() == v6) {
     // A pod behind a peer (its packet expired here): the error goes back
     // through the tunnel, from our tunnel address (which the peer accepts as

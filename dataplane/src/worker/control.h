@@ -66,6 +66,9 @@ class Control {
   void handle_nd(rte_mbuf* m, uint16_t port_index);
   void handle_echo(rte_mbuf* m, uint16_t port_index);
   void handle_icmp_error(rte_mbuf* m, PuntKind kind);
+  // Whether the IP packet is to a service backend (the live services'):
+  // one a worker translated from a ClusterIP, when it came from our pod.
+  bool to_a_backend(const uint8_t* ip, size_t len) const;
   void handle_neighbor_miss(rte_mbuf* m);
   // Asks the fabric for the peers' MACs: all of them (refreshing), or only
   // those not resolved yet (after a new generation).

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "worker/control.h"
 #include "worker_fixture.h"
 
 namespace meshwire::dp {
@@ -518,6 +519,50 @@ TEST_F(ServiceTest, ANewConnectionOnAClosedOnesTupleChoosesItsBackendAgain) {
   ASSERT_EQ(a_->apply_services({web({backend("10.12.0.5", 8080, true), backend("10.11.0.7", 8080)})}, 2), "");
   EXPECT_EQ(send(port, kTcpSyn), 'L');
   EXPECT_EQ(send(port, kTcpAck), 'L');
+}
+
+// An ICMP error the data plane itself sends about a service connection's
+// packet (here "fragmentation needed": the packet does not fit the tunnel to
+// the backend's node) reaches the client about its packet to the ClusterIP,
+// so that its kernel takes it (path MTU discovery works through services).
+TEST_F(ServiceTest, AnIcmpErrorTheDataPlaneSendsAboutAServicePacketQuotesTheVip) {
+  ASSERT_EQ(a_->apply_services({web({backend("10.12.0.5", 8080)}, net::kProtoUdp)}, 1), "");
+  auto big = [](const char* dst, uint16_t dport, uint8_t ttl) {
+    return PacketBuilder()
+        .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+        .ipv4(ip4("10.11.0.2"), ip4(dst))
+        .ttl(ttl)
+        .dont_fragment()
+        .udp(5000, dport)
+        .payload(Bytes(1460, 3))
+        .build();
+  };
+  local_rx(*a_, {big("10.96.0.10", 80, 64)});
+  EXPECT_EQ(a_->drops(DropReason::kTooBig), 1u);
+  std::vector<WorkerContext> workers{a_->ctx};
+  WorkerCounters control_counters{};
+  Control control(a_->node, a_->live, workers, pool_, &control_counters);
+  control.poll();
+  // The control thread hands the error to the worker as if the pod had sent it.
+  void* v = nullptr;
+  ASSERT_EQ(rte_ring_dequeue(a_->ctx.inject, &v), 0);
+  auto* m = static_cast<rte_mbuf*>(v);
+  ASSERT_EQ(static_cast<InjectKind>(m->hash.usr), InjectKind::kLocalRx);
+  process_local_burst(a_->ctx, a_->tx, m->port, &m, 1);
+  auto out = a_->take(kLocal);
+  ASSERT_EQ(out.size(), 1u);
+  const Bytes& f = out[0];
+  net::PacketInfo info;
+  ASSERT_EQ(net::parse_frame(f.data(), f.size(), &info), net::ParseResult::kOk);
+  ASSERT_EQ(info.l4_proto, net::kProtoIcmp);
+  EXPECT_EQ(f[info.l4_offset], 3);      // destination unreachable
+  EXPECT_EQ(f[info.l4_offset + 1], 4);  // fragmentation needed
+  // The quote: the client's packet to the ClusterIP, as the pod sent it
+  // (refused before its TTL was decremented), checksums whole.
+  const Bytes sent = big("10.96.0.10", 80, 64);
+  const size_t quote = info.l4_offset + 8;
+  EXPECT_EQ(Bytes(f.begin() + quote, f.begin() + quote + 28), Bytes(sent.begin() + 14, sent.begin() + 14 + 28));
+  EXPECT_EQ(net::load_be16(f.data() + info.l3_offset + 12) >> 0, 0xA9FEu);  // from the gateway, 169.254.1.1
 }
 
 TEST_F(ServiceTest, TrafficThatIsNotForAServiceIsUntouched) {
