@@ -49,11 +49,7 @@ void send_keepalives(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, uint16_
     macs[nenc++] = mac;
   }
   if (nenc == 0) return;
-  const PortRuntime& up = node.ports[node.uplink];
-  esp::EncryptContext ectx{};
-  std::memcpy(ectx.src_mac, up.mac, 6);
-  ectx.offload_ipv4_cksum = up.offload_ipv4_cksum;
-  ectx.offload_udp_cksum = up.offload_udp_cksum;
+  const esp::EncryptContext ectx = uplink_encrypt_context(node);
   DropReason reasons[kRxBurst];
   const uint16_t good = esp::encrypt_dummy_burst(*ctx.engine, ectx, enc, sas, macs, nenc, reasons);
   for (uint16_t i = 0; i < good; ++i) {

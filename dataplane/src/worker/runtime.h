@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include <meshwire/dp/config.h>
 #include <meshwire/dp/counters.h>
 
+#include "esp/encrypt.h"
 #include "esp/gcm.h"
 #include "lb/conntrack.h"
 #include "lb/services.h"
@@ -77,6 +79,16 @@ struct NodeRuntime {
   ServicesSettings services;  // connect retries, outlier detection
   LivenessSettings liveness;  // keepalives to peers, and when a silent one is down
 };
+
+// What the encrypt stage needs to know of the uplink.
+inline esp::EncryptContext uplink_encrypt_context(const NodeRuntime& node) {
+  const PortRuntime& up = node.ports[node.uplink];
+  esp::EncryptContext ectx{};
+  std::memcpy(ectx.src_mac, up.mac, 6);
+  ectx.offload_ipv4_cksum = up.offload_ipv4_cksum;
+  ectx.offload_udp_cksum = up.offload_udp_cksum;
+  return ectx;
+}
 
 // New connections to a service (TCP SYN, SCTP INIT) that may still be
 // retried on another backend, kept by the worker that made their flow (the

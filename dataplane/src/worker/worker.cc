@@ -171,6 +171,27 @@ inline bool is_service_protocol(uint8_t p) {
 // Whether the packet at frame (parsed into info) is the service stage's:
 // to a frontend, or from a backend (`replies_only`: only the latter, for
 // what comes out of the tunnel).
+// Fills *out for a packet the stage takes, with its tuple (src -> dst; the
+// addresses 4 or 16 bytes as the family says) and the tuple's hash.
+inline void take_for_service(ServicePacket* out, rte_mbuf* m, const net::PacketInfo& info, uint32_t frontend,
+                             bool icmp_error, uint8_t family, uint8_t proto, const uint8_t* src, uint16_t sport,
+                             const uint8_t* dst, uint16_t dport) {
+  out->m = m;
+  out->info = info;
+  out->frontend = frontend;
+  out->icmp_error = icmp_error;
+  out->port_index = 0;
+  lb::FlowTuple& t = out->tuple;
+  t = lb::FlowTuple{};
+  t.family = family;
+  t.proto = proto;
+  t.src_port = sport;
+  t.dst_port = dport;
+  std::memcpy(t.src, src, family == 6 ? 16 : 4);
+  std::memcpy(t.dst, dst, family == 6 ? 16 : 4);
+  out->hash = lb::flow_hash(t);
+}
+
 // An ICMP error about a packet client -> backend that came from a node's
 // service stage: its tuple, reversed, is the connection's reply tuple.
 inline ServiceClass classify_icmp_error(const lb::ServiceTable& st, rte_mbuf* m, const uint8_t* frame,
@@ -181,20 +202,9 @@ inline ServiceClass classify_icmp_error(const lb::ServiceTable& st, rte_mbuf* m,
   if (st.by_backend.find(lb::endpoint_key(family, inner.proto, inner.dst, inner.dport)) == lb::EndpointIndex::kNone) {
     return ServiceClass::kNone;
   }
-  out->m = m;
-  out->info = info;
-  out->frontend = lb::ServiceTable::kNowhere;
-  out->icmp_error = true;
-  out->port_index = 0;
-  lb::FlowTuple& t = out->tuple;
-  t = lb::FlowTuple{};
-  t.family = family;
-  t.proto = inner.proto;
-  t.src_port = inner.dport;
-  t.dst_port = inner.sport;
-  std::memcpy(t.src, inner.dst, 16);
-  std::memcpy(t.dst, inner.src, 16);
-  out->hash = lb::flow_hash(t);
+  // The quoted packet went client -> backend: its reverse is the reply tuple.
+  take_for_service(out, m, info, lb::ServiceTable::kNowhere, true, family, inner.proto, inner.dst, inner.dport,
+                   inner.src, inner.sport);
   return ServiceClass::kTaken;
 }
 
@@ -232,20 +242,7 @@ inline ServiceClass classify_service(const lb::ServiceTable& st, rte_mbuf* m, co
       return ServiceClass::kNone;
     }
   }
-  out->m = m;
-  out->info = info;
-  out->frontend = frontend;
-  out->icmp_error = false;
-  out->port_index = 0;
-  lb::FlowTuple& t = out->tuple;
-  t = lb::FlowTuple{};
-  t.family = family;
-  t.proto = info.l4_proto;
-  t.src_port = sport;
-  t.dst_port = dport;
-  std::memcpy(t.src, src, v6 ? 16 : 4);
-  std::memcpy(t.dst, dst, v6 ? 16 : 4);
-  out->hash = lb::flow_hash(t);
+  take_for_service(out, m, info, frontend, false, family, info.l4_proto, src, sport, dst, dport);
   return ServiceClass::kTaken;
 }
 
@@ -868,11 +865,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   uint16_t nenc = 0;
   auto encrypt_batch = [&] {
     if (nenc == 0) return;
-    const PortRuntime& up = node.ports[node.uplink];
-    esp::EncryptContext ectx{};
-    std::memcpy(ectx.src_mac, up.mac, 6);
-    ectx.offload_ipv4_cksum = up.offload_ipv4_cksum;
-    ectx.offload_udp_cksum = up.offload_udp_cksum;
+    const esp::EncryptContext ectx = uplink_encrypt_context(node);
     DropReason reasons[esp::kMaxBurst];
     const uint16_t good = esp::encrypt_burst(*ctx.engine, ectx, enc, enc_sa, enc_mac, nenc, reasons);
     for (uint16_t i = 0; i < good; ++i) {

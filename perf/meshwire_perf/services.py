@@ -1,0 +1,132 @@
+"""Services on the fast path at 64 B, without any port: dp_micro_bench's
+service-path benchmarks (perf/micro/service_path_bench.cc) and their plain
+baselines run in the same process, repetitions interleaved, so each service
+run is read as a ratio to the plain stage with the same flows.
+
+  BM_EncryptPlain                    the local stage, no services: the baseline of the next two
+  BM_EncryptWithServicesNotMatching  the same frames with 1,000 frontends none of them matches
+  BM_ServiceDnat                     frames to a frontend's VIP: lookup, DNAT, encrypt
+  BM_ReverseDecryptPlain             the uplink stage on the backends' replies, no services
+  BM_ServiceReverse                  the same replies: decrypt, reverse lookup, the VIP put back
+
+Each row is one (benchmark, flows, frontend): "cyc_pkt" (TSC cycles per
+packet of the stage, median burst) and "ns_pkt", medians over the
+repetitions (or the single run), and for a service run "baseline" and
+"ratio", its cyc_pkt over the baseline's with the same flows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from .scaling import _median, errors
+
+FILTER = "^BM_(EncryptPlain|EncryptWithServicesNotMatching|ServiceDnat|ReverseDecryptPlain|ServiceReverse)/"
+# Each run that has a baseline, and that baseline; in the report's order.
+BASELINES = {"BM_EncryptPlain": None, "BM_EncryptWithServicesNotMatching": "BM_EncryptPlain",
+             "BM_ServiceDnat": "BM_EncryptPlain", "BM_ReverseDecryptPlain": None,
+             "BM_ServiceReverse": "BM_ReverseDecryptPlain"}
+FLOWS = (1, 100_000)
+FRONTENDS = (0, 500)  # of the 1,000, in config order
+WITH_FRONTEND = ("BM_ServiceDnat", "BM_ServiceReverse")
+
+
+def command(binary: Path, repetitions: int, min_time: float) -> list[str]:
+    # Interleaved, so that the machine's changing load falls on the service
+    # runs and their baselines alike.
+    return [str(binary), f"--benchmark_filter={FILTER}", f"--benchmark_repetitions={repetitions}",
+            f"--benchmark_min_time={min_time}", "--benchmark_enable_random_interleaving=true",
+            "--benchmark_format=json"]
+
+
+def _key(name: str) -> tuple[str, int, int, int | None] | None:
+    """(benchmark, frame size, flows, frontend) of "BM_ServiceDnat/64/flows:1/frontend:0"."""
+    base, *parts = name.split("/")
+    if base not in BASELINES or not parts or not parts[0].isdigit():
+        return None
+    args = dict(p.split(":", 1) for p in parts[1:] if ":" in p)
+    if not args.get("flows", "").isdigit():
+        return None
+    frontend = args.get("frontend")
+    return base, int(parts[0]), int(args["flows"]), int(frontend) if frontend is not None else None
+
+
+def parse(text: str) -> list[dict]:
+    """The rows, in BASELINES' order, then by flows and frontend, from
+    Google Benchmark's JSON. Runs that failed (SkipWithError) are left out,
+    and so is the ratio of a run whose baseline failed."""
+    runs: dict[tuple, list[dict]] = {}
+    medians: dict[tuple, dict] = {}
+    for b in json.loads(text)["benchmarks"]:
+        if b.get("error_occurred"):
+            continue
+        key = _key(b.get("run_name", b["name"]))
+        if key is None:
+            continue
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[key] = b
+        else:
+            runs.setdefault(key, []).append(b)
+    # With --benchmark_report_aggregates_only there are only the medians.
+    for key, b in medians.items():
+        runs.setdefault(key, [b])
+    cycles = {key: _median(rs, "cyc_pkt") for key, rs in runs.items()}
+    order = list(BASELINES)
+    rows = []
+    for key in sorted(runs, key=lambda k: (order.index(k[0]), k[1], k[2], -1 if k[3] is None else k[3])):
+        bench, size, flows, frontend = key
+        row = {"benchmark": bench, "frame_size": size, "flows": flows}
+        if frontend is not None:
+            row["frontend"] = frontend
+        row.update(cyc_pkt=cycles[key], ns_pkt=_median(runs[key], "ns_pkt"))
+        baseline = BASELINES[bench]
+        if baseline:
+            row["baseline"] = baseline
+            base_cycles = cycles.get((baseline, size, flows, None))
+            if row["cyc_pkt"] is not None and base_cycles:
+                row["ratio"] = round(row["cyc_pkt"] / base_cycles, 4)
+        rows.append({k: v for k, v in row.items() if v is not None})
+    return rows
+
+
+def find(result: dict | None, benchmark: str, flows: int, frontend: int | None = None) -> dict | None:
+    """The row of result["rows"] for a run, or None."""
+    for row in (result or {}).get("rows") or []:
+        if (row["benchmark"], row["flows"], row.get("frontend")) == (benchmark, flows, frontend):
+            return row
+    return None
+
+
+def worst(result: dict | None, benchmark: str, flows: int) -> dict | None:
+    """Of a benchmark's rows with these flows (one per frontend), the one
+    with the highest ratio to its baseline; None if none has a ratio."""
+    rows = [r for r in (result or {}).get("rows") or []
+            if (r["benchmark"], r["flows"]) == (benchmark, flows) and r.get("ratio") is not None]
+    return max(rows, key=lambda r: r["ratio"], default=None)
+
+
+def expected() -> list[tuple[str, int, int | None]]:
+    """(benchmark, flows, frontend) of every run FILTER selects."""
+    return [(b, f, i) for b in BASELINES for f in FLOWS
+            for i in (FRONTENDS if b in WITH_FRONTEND else (None,))]
+
+
+# The stage's cycles are those of the median burst, which a burst that lost
+# its vCPU moves little; the ratios still move by a few percent from one
+# run to the next on a shared 2-CPU machine, hence interleaved repetitions.
+def run(binary: Path, repetitions: int = 5, min_time: float = 0.2, timeout: float = 600) -> dict:
+    """{"repetitions":..., "min_time":..., "rows": [...]} for results.json."""
+    proc = subprocess.run(command(binary, repetitions, min_time), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{binary} exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    rows = parse(proc.stdout)
+    got = {(r["benchmark"], r["flows"], r.get("frontend")) for r in rows
+           if r.get("cyc_pkt") is not None and (r.get("ratio") is not None or "baseline" not in r)}
+    missing = [f"{b}/flows:{f}" + ("" if i is None else f"/frontend:{i}") for b, f, i in expected()
+               if (b, f, i) not in got]
+    if missing:
+        raise RuntimeError(f"{binary}: no measurement for {', '.join(missing)}; failed runs: {errors(proc.stdout)}")
+    return {"repetitions": repetitions, "min_time": min_time, "rows": rows}
