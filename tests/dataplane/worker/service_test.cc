@@ -565,6 +565,61 @@ TEST_F(ServiceTest, AnIcmpErrorTheDataPlaneSendsAboutAServicePacketQuotesTheVip)
   EXPECT_EQ(net::load_be16(f.data() + info.l3_offset + 12) >> 0, 0xA9FEu);  // from the gateway, 169.254.1.1
 }
 
+// A connection's two directions on two workers of one node: the client's
+// packets on worker 0, the backend's replies on worker 1 (RSS is not
+// symmetric), both find the one flow in the shared table.
+TEST(ServiceWorkers, TheRepliesOfAConnectionMadeOnOneWorkerAreTranslatedOnAnother) {
+  rte_mempool* pool = rte_pktmbuf_pool_create("svcw_pool", 512, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+  ASSERT_NE(pool, nullptr);
+  {
+    test::TestNode a("svcwa", false, 0, 2);
+    a.learn("10.11.0.2", kClientMac);
+    a.learn("10.11.0.7", kLocalBackendMac);
+    ASSERT_EQ(a.apply_services({web({backend("10.11.0.7", 8080)})}, 1), "");
+    test::TestWorkers w(a, "svcww", 2);
+    auto run = [&](WorkerContext& ctx, TxBuffers& tx, const Bytes& frame) {
+      rte_mbuf* m = rte_pktmbuf_alloc(pool);
+      std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(), frame.size());
+      process_local_burst(ctx, tx, kLocal, &m, 1);
+      std::vector<Bytes> out;
+      for (uint16_t i = 0; i < tx.count[kLocal]; ++i) {
+        const uint8_t* d = rte_pktmbuf_mtod(tx.pkts[kLocal][i], const uint8_t*);
+        out.emplace_back(d, d + tx.pkts[kLocal][i]->data_len);
+        rte_pktmbuf_free(tx.pkts[kLocal][i]);
+      }
+      tx.count[kLocal] = 0;
+      return out;
+    };
+    TxBuffers tx0, tx1;
+    const Bytes syn = PacketBuilder()
+                          .eth(mac(kClientMac), mac("02:aa:00:00:00:01"))
+                          .ipv4(ip4("10.11.0.2"), ip4("10.96.0.10"))
+                          .tcp(40000, 80, kTcpSyn)
+                          .build();
+    ASSERT_EQ(run(w.ctx[0], tx0, syn).size(), 1u);
+    const Bytes syn_ack = PacketBuilder()
+                              .eth(mac(kLocalBackendMac), mac("02:aa:00:00:00:01"))
+                              .ipv4(ip4("10.11.0.7"), ip4("10.11.0.2"))
+                              .tcp(8080, 40000, kTcpSyn | kTcpAck, 5000, 1001)
+                              .build();
+    auto back = run(w.ctx[1], tx1, syn_ack);
+    ASSERT_EQ(back.size(), 1u);
+    EXPECT_EQ(back[0], PacketBuilder()
+                           .eth(mac("02:aa:00:00:00:01"), mac(kClientMac))
+                           .ipv4(ip4("10.96.0.10"), ip4("10.11.0.2"))
+                           .ttl(63)
+                           .tcp(80, 40000, kTcpSyn | kTcpAck, 5000, 1001)
+                           .build());
+    EXPECT_EQ(w.counters[0].service_new_flows, 1u);
+    EXPECT_EQ(w.counters[1].service_reverse_packets, 1u);
+    for (WorkerContext& c : w.ctx) {
+      release_connect_retries(c);
+      a.conntrack->release(c.ct_cache);
+    }
+  }
+  rte_mempool_free(pool);
+}
+
 TEST_F(ServiceTest, TrafficThatIsNotForAServiceIsUntouched) {
   ASSERT_EQ(a_->apply_services({web(two_backends())}, 1), "");
   local_rx(*a_, {pod_a_to_b()});
