@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import report, scaling, scenarios as scen, stages
+from . import report, scaling, scenarios as scen, services, stages
 from .processes import Generator
 from .search import search
 from .systems import MeshwireDut, SecgwDut, TestpmdDut, Topology, generator_config
@@ -274,10 +274,10 @@ class Bench:
                 except RuntimeError as e:
                     log(f"crypto bound: FAILED: {e}")
                     self.results["errors"].append(f"crypto bound: {e}")
+            micro = self.build / "perf" / "micro" / "dp_micro_bench"
             if not a.no_stages:
                 try:
                     log("fast-path stages: dp_micro_bench (no ports)")
-                    micro = self.build / "perf" / "micro" / "dp_micro_bench"
                     self.results["stages"] = stages.run(micro, repetitions=1 if a.quick else 3,
                                                         min_time=0.05 if a.quick else 0.3)
                     log("fast-path stages: instructions per packet (callgrind)")
@@ -299,6 +299,14 @@ class Bench:
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
                     log(f"two workers: FAILED: {e}")
                     self.results["errors"].append(f"two workers: {e}")
+                if not a.no_services:
+                    try:
+                        log("services at 64 B: dp_micro_bench, DNAT and reverse NAT vs plain stages (no ports)")
+                        self.results["services"] = services.run(micro, repetitions=3 if a.quick else 5,
+                                                                min_time=0.02 if a.quick else 0.2)
+                    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+                        log(f"services: FAILED: {e}")
+                        self.results["errors"].append(f"services: {e}")
             for name in ("meshwire", "ipsec-secgw", "testpmd"):
                 if name in plan and name not in a.skip:
                     try:
@@ -367,13 +375,13 @@ def targets(results: dict) -> list[dict]:
     whose inputs are missing is left out (never reported as met)."""
     out = []
 
-    def add(name, metric, num, den, goal, op, detail):
+    def add(name, metric, num, den, goal, op, detail, **extra):
         if num is None or den is None or den <= 0:
             return
         value = num / den
         met = value >= goal if op == ">=" else value <= goal
         out.append({"name": name, "metric": metric, "value": round(value, 3), "goal": goal, "op": op,
-                    "met": met, "detail": detail})
+                    "met": met, "detail": detail, **extra})
 
     for which in ("pdr", "ndr", "overload"):
         label = which.upper()
@@ -428,6 +436,26 @@ def targets(results: dict) -> list[dict]:
         enc_i, dec_i = e.get("local_instr_pkt"), e.get("uplink_instr_pkt")
         add(f"decrypt stage vs encrypt stage {size} B (callgrind)", "encrypt ÷ decrypt instructions", enc_i, dec_i,
             0.9, ">=", f"encrypt {enc_i:.0f} / decrypt {dec_i:.0f} instructions per packet" if enc_i and dec_i else "")
+    sv = results.get("services")
+
+    def flows_text(n):
+        return f"{n:,} flow" + ("s" if n > 1 else "")
+
+    for flows in services.FLOWS:
+        # Wherever the frontend is among the 1,000: the worst of them counts.
+        dnat, plain = services.worst(sv, "BM_ServiceDnat", flows), services.find(sv, "BM_EncryptPlain", flows)
+        each = [f"frontend {r['frontend']} {r['ratio']:.2f}×" for r in services.rows(sv, "BM_ServiceDnat", flows)
+                if "ratio" in r]
+        add(f"service DNAT 64 B vs plain encrypt, {flows_text(flows)}", "DNAT ÷ plain cycles/pkt (no port)",
+            dnat and dnat["cyc_pkt"], plain and plain["cyc_pkt"], 1.15, "<=",
+            f"{', '.join(each)} (of 1,000); plain {plain['cyc_pkt']:.0f} TSC cycles per packet" if plain else "")
+    miss = services.worst(sv, "BM_EncryptWithServicesNotMatching")
+    plain = miss and services.find(sv, "BM_EncryptPlain", miss["flows"])
+    each = [f"{flows_text(r['flows'])} {r['ratio']:.2f}×"
+            for r in services.rows(sv, "BM_EncryptWithServicesNotMatching") if "ratio" in r]
+    add("traffic not for a service vs plain encrypt", "÷ plain cycles/pkt (no port)", miss and miss["cyc_pkt"],
+        plain and plain["cyc_pkt"], 1.05, "<=", f"informative; 1,000 frontends, none matching: {', '.join(each)}",
+        informative=True)
     return out
 
 
@@ -450,7 +478,8 @@ def parse_args(argv):
     p.add_argument("--skip", action="append", default=[], choices=["meshwire", "ipsec-secgw", "testpmd"],
                    help="leave a system out (repeatable)")
     p.add_argument("--no-crypto", action="store_true", help="skip the dpdk-test-crypto-perf bound")
-    p.add_argument("--no-stages", action="store_true", help="skip the per-stage microbenchmarks")
+    p.add_argument("--no-stages", action="store_true", help="skip the per-stage microbenchmarks (services too)")
+    p.add_argument("--no-services", action="store_true", help="skip the service-path microbenchmarks")
     p.add_argument("--scenarios", nargs="*", default=None, help=f"of {sorted(scen.SCENARIOS)} (default: all)")
     p.add_argument("--secgw-build", default="/var/tmp/meshwire-secgw-build",
                    help="where ipsec-secgw is built from dpdk-doc's sources (reused between runs)")

@@ -459,6 +459,37 @@ def _scaling_section(results):
     return out
 
 
+def _services_section(results):
+    sv = results.get("services") or {}
+    rows_in = [r for r in sv.get("rows") or [] if isinstance(r, dict)]
+    if not rows_in:
+        return []
+    reps = sv.get("repetitions")
+    out = ["## Services at 64 B (no ports)", "",
+           "dp_micro_bench's service-path runs (perf/micro/service_path_bench.cc), on 1 or 100,000 established "
+           "flows: the local stage on pod frames to a pod on the other node without services (`BM_EncryptPlain`), "
+           "the same frames with 1,000 UDP frontends applied that they do not match, frames to a VIP whose 4 "
+           "backends are on that node (`BM_ServiceDnat`: lookup, DNAT, encrypt); the backends' replies through "
+           "the uplink stage, plain (`BM_ReverseDecryptPlain`) and with the VIP put back (`BM_ServiceReverse`). "
+           "TSC cycles per packet of the stage alone in its median burst, medians of "
+           + (f"{_cell(reps)} interleaved repetitions" if reps else "the repetitions")
+           + "; the ratio is to the baseline with the same flows, in the same run.", ""]
+    rows = []
+    for r in rows_in:
+        label = f"`{_cell(r.get('benchmark') or DASH)}`"
+        if not r.get("baseline"):
+            label += " (baseline)"
+        if r.get("frontend") is not None:
+            label += f", frontend {_cell(r['frontend'])} of 1,000"
+        flows = _num(r.get("flows"))
+        ratio = _num(r.get("ratio"))
+        rows.append([label, DASH if flows is None else f"{flows:,.0f}", _fmt(r.get("cyc_pkt"), 0),
+                     _fmt(r.get("ns_pkt"), 0), "1" if not r.get("baseline") else
+                     (DASH if ratio is None else f"{ratio:.2f}×")])
+    out += _table(["Run", "Flows", "cycles/pkt", "ns/pkt", "÷ plain, same flows"], rows)
+    return out
+
+
 def _paired_section(results):
     paired = results.get("paired") or []
     if not paired:
@@ -517,7 +548,7 @@ def markdown(results, plot_files=None):
     out = _header(results)
     for section in [_errors(results), _targets(results)] + [_suite_section(results, idx, s) for s in _suites(idx)] \
             + [_paired_section(results), _crypto_section(results), _stages_section(results),
-               _scaling_section(results), _scenarios(results)]:
+               _scaling_section(results), _services_section(results), _scenarios(results)]:
         if section:
             out += [""] + section
     if plot_files:

@@ -4,7 +4,7 @@ baselines run in the same process, repetitions interleaved, so each service
 run is read as a ratio to the plain stage with the same flows.
 
   BM_EncryptPlain                    the local stage, no services: the baseline of the next two
-  BM_EncryptWithServicesNotMatching  the same frames with 1,000 frontends none of them matches
+  BM_EncryptWithServicesNotMatching  the same frames with 1,000 frontends applied that they do not match
   BM_ServiceDnat                     frames to a frontend's VIP: lookup, DNAT, encrypt
   BM_ReverseDecryptPlain             the uplink stage on the backends' replies, no services
   BM_ServiceReverse                  the same replies: decrypt, reverse lookup, the VIP put back
@@ -24,7 +24,7 @@ from pathlib import Path
 from .scaling import _median, errors
 
 FILTER = "^BM_(EncryptPlain|EncryptWithServicesNotMatching|ServiceDnat|ReverseDecryptPlain|ServiceReverse)/"
-# Each run that has a baseline, and that baseline; in the report's order.
+# Every run FILTER selects and its baseline (None: it is one), in the report's order.
 BASELINES = {"BM_EncryptPlain": None, "BM_EncryptWithServicesNotMatching": "BM_EncryptPlain",
              "BM_ServiceDnat": "BM_EncryptPlain", "BM_ReverseDecryptPlain": None,
              "BM_ServiceReverse": "BM_ReverseDecryptPlain"}
@@ -92,20 +92,22 @@ def parse(text: str) -> list[dict]:
     return rows
 
 
+def rows(result: dict | None, benchmark: str, flows: int | None = None) -> list[dict]:
+    """A benchmark's rows of result["rows"] (with these flows), one per frontend."""
+    return [r for r in (result or {}).get("rows") or []
+            if r["benchmark"] == benchmark and flows in (None, r["flows"])]
+
+
 def find(result: dict | None, benchmark: str, flows: int, frontend: int | None = None) -> dict | None:
-    """The row of result["rows"] for a run, or None."""
-    for row in (result or {}).get("rows") or []:
-        if (row["benchmark"], row["flows"], row.get("frontend")) == (benchmark, flows, frontend):
-            return row
-    return None
+    """The row of one run, or None."""
+    return next((r for r in rows(result, benchmark, flows) if r.get("frontend") == frontend), None)
 
 
-def worst(result: dict | None, benchmark: str, flows: int) -> dict | None:
-    """Of a benchmark's rows with these flows (one per frontend), the one
-    with the highest ratio to its baseline; None if none has a ratio."""
-    rows = [r for r in (result or {}).get("rows") or []
-            if (r["benchmark"], r["flows"]) == (benchmark, flows) and r.get("ratio") is not None]
-    return max(rows, key=lambda r: r["ratio"], default=None)
+def worst(result: dict | None, benchmark: str, flows: int | None = None) -> dict | None:
+    """Of a benchmark's rows (with these flows), the one with the highest
+    ratio to its baseline; None if none has a ratio."""
+    return max((r for r in rows(result, benchmark, flows) if r.get("ratio") is not None),
+               key=lambda r: r["ratio"], default=None)
 
 
 def expected() -> list[tuple[str, int, int | None]]:
@@ -115,18 +117,20 @@ def expected() -> list[tuple[str, int, int | None]]:
 
 
 # The stage's cycles are those of the median burst, which a burst that lost
-# its vCPU moves little; the ratios still move by a few percent from one
-# run to the next on a shared 2-CPU machine, hence interleaved repetitions.
+# its vCPU moves little; but on this shared 2-CPU VM a whole repetition
+# sometimes runs about 1.6 times slower (on either CPU, for seconds at a
+# time): hence repetitions interleaved over the whole run (5 of 0.2 s take
+# about 40 s), and their median.
 def run(binary: Path, repetitions: int = 5, min_time: float = 0.2, timeout: float = 600) -> dict:
     """{"repetitions":..., "min_time":..., "rows": [...]} for results.json."""
     proc = subprocess.run(command(binary, repetitions, min_time), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{binary} exited with {proc.returncode}: {proc.stderr[-2000:]}")
-    rows = parse(proc.stdout)
-    got = {(r["benchmark"], r["flows"], r.get("frontend")) for r in rows
+    table = parse(proc.stdout)
+    got = {(r["benchmark"], r["flows"], r.get("frontend")) for r in table
            if r.get("cyc_pkt") is not None and (r.get("ratio") is not None or "baseline" not in r)}
     missing = [f"{b}/flows:{f}" + ("" if i is None else f"/frontend:{i}") for b, f, i in expected()
                if (b, f, i) not in got]
     if missing:
         raise RuntimeError(f"{binary}: no measurement for {', '.join(missing)}; failed runs: {errors(proc.stdout)}")
-    return {"repetitions": repetitions, "min_time": min_time, "rows": rows}
+    return {"repetitions": repetitions, "min_time": min_time, "rows": table}
