@@ -48,30 +48,41 @@ def _median(runs: list[dict], field: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def group_runs(text: str, key_of) -> dict:
+    """Google Benchmark's JSON output as {key_of(run): [runs]}: runs that
+    failed (SkipWithError) or whose key is None are left out; when only the
+    aggregates were reported, a key's median stands for its runs."""
+    runs: dict = {}
+    medians: dict = {}
+    for b in json.loads(text)["benchmarks"]:
+        if b.get("error_occurred"):
+            continue
+        key = key_of(b)
+        if key is None:
+            continue
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[key] = b
+        else:
+            runs.setdefault(key, []).append(b)
+    for key, b in medians.items():
+        runs.setdefault(key, [b])
+    return runs
+
+
 def parse(text: str) -> dict:
     """{"per_worker": {"1":..., "2":..., "scaling":..., "cpu_1":..., "cpu_2":...,
     "cpu_scaling":...}, "per_worker_burst1": {...}, "shared_line": {...}} from
     Google Benchmark's JSON.
     Runs that failed (SkipWithError) are left out, and so is every figure
     that needs them."""
-    doc = json.loads(text)
-    runs: dict[tuple[str, int], list[dict]] = {}
-    medians: dict[tuple[str, int], dict] = {}
-    for b in doc["benchmarks"]:
-        if b.get("error_occurred"):
-            continue
+    def key_of(b: dict):
         parts = b.get("run_name", b["name"]).split("/")
         if parts[0] != "BM_WorkerScaling" or len(parts) < 2:
-            continue
-        key = (parts[1], int(b.get("threads", 1)))
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[key] = b
-        else:
-            runs.setdefault(key, []).append(b)
-    # With --benchmark_report_aggregates_only there are only the medians.
-    for key, b in medians.items():
-        runs.setdefault(key, [b])
+            return None
+        return (parts[1], int(b.get("threads", 1)))
+
+    runs = group_runs(text, key_of)
     out: dict = {}
     for (variant, threads), rs in runs.items():
         entry = out.setdefault(variant, {})

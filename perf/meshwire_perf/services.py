@@ -17,11 +17,10 @@ repetitions (or the single run), and for a service run "baseline" and
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
-from .scaling import _median, errors
+from .scaling import _median, errors, group_runs
 
 FILTER = "^BM_(EncryptPlain|EncryptWithServicesNotMatching|ServiceDnat|ReverseDecryptPlain|ServiceReverse)/"
 # Every run FILTER selects and its baseline (None: it is one), in the report's order.
@@ -57,22 +56,7 @@ def parse(text: str) -> list[dict]:
     """The rows, in BASELINES' order, then by flows and frontend, from
     Google Benchmark's JSON. Runs that failed (SkipWithError) are left out,
     and so is the ratio of a run whose baseline failed."""
-    runs: dict[tuple, list[dict]] = {}
-    medians: dict[tuple, dict] = {}
-    for b in json.loads(text)["benchmarks"]:
-        if b.get("error_occurred"):
-            continue
-        key = _key(b.get("run_name", b["name"]))
-        if key is None:
-            continue
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[key] = b
-        else:
-            runs.setdefault(key, []).append(b)
-    # With --benchmark_report_aggregates_only there are only the medians.
-    for key, b in medians.items():
-        runs.setdefault(key, [b])
+    runs = group_runs(text, lambda b: _key(b.get("run_name", b["name"])))
     cycles = {key: _median(rs, "cyc_pkt") for key, rs in runs.items()}
     order = list(BASELINES)
     rows = []
