@@ -12,7 +12,8 @@ import pytest
 import meshwire_topology as topo
 
 from fake_apiserver import FakeApiServer
-from meshwire_control import CONTROLLER, Controllers, node_objects, pinging, show
+from meshwire_control import (CONTROLLER, Controllers, ServiceBackends, ctl_json, node_objects, pinging, service_yaml,
+                              show, slice_yaml)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,37 @@ def test_a_node_edited_in_the_api_server_is_followed(kube):
     topo.wait_for(lambda: any(r["prefix"] == "10.98.0.0/24" and r["next_hop"] == "node2"
                               for r in show(n1, "routes")["routes"]), timeout=10,
                   what="node1 routes node2's new pod CIDR")
+
+
+def test_services_and_endpointslices_from_the_api_server_are_balanced(kube):
+    """The same Service and EndpointSlice objects as the folder tests use,
+    created in the API server: both data planes balance the ClusterIP, a
+    client reaches the backend through it, and an endpoint that stops being
+    ready in the API server is drained."""
+    import yaml
+    c, ctls, api = kube
+    n1, n2 = c.nodes
+    client, backend = n1.pods[0], n2.pods[0]
+    api.create("services", yaml.safe_load(service_yaml("web", "10.96.0.50")))
+    api.create("endpointslices", yaml.safe_load(slice_yaml("web", [backend])))
+    servers = ServiceBackends()
+    try:
+        servers.start(backend)
+        def backends_on(node):
+            got = ctl_json(node, "show", "services", "default/web:http").get("services", [])
+            return got[0]["backends"] if got else []
+        for n in c.nodes:
+            topo.wait_for(lambda: [b["state"] for b in backends_on(n)] == ["active"], timeout=20,
+                          what=f"{n.name} balancing default/web from the API server")
+        answer = topo.run(["curl", "-sS", "--max-time", "3", "http://10.96.0.50/"], ns=client.ns, check=False)
+        assert answer.stdout.strip() == backend.name, answer.stderr
+        api.update("endpointslices", yaml.safe_load(slice_yaml("web", [backend], not_ready={backend.name})))
+        topo.wait_for(lambda: [b["state"] for b in backends_on(n1)] == ["draining: not ready"], timeout=20,
+                      what="the endpoint drained on node1")
+    finally:
+        servers.stop_all()
+        api.delete("endpointslices", "web-1")
+        api.delete("services", "web")
 
 
 def test_an_absent_api_server_leaves_forwarding_alone_and_is_caught_up_with(kube):
