@@ -244,6 +244,15 @@ class Bench:
                 return e["ndr"]["pps"]
         return None
 
+    def measure(self, what: str, fn) -> None:
+        """Runs one microbenchmark part; a failure is reported and the
+        bench goes on with the rest."""
+        try:
+            fn()
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+            log(f"{what}: FAILED: {e}")
+            self.results["errors"].append(f"{what}: {e}")
+
     def crypto_bound(self, sizes: list[int]) -> None:
         from .baselines import cryptoperf
         log(f"crypto bound: dpdk-test-crypto-perf, sizes {sizes}")
@@ -276,7 +285,7 @@ class Bench:
                     self.results["errors"].append(f"crypto bound: {e}")
             micro = self.build / "perf" / "micro" / "dp_micro_bench"
             if not a.no_stages:
-                try:
+                def fast_path_stages():
                     log("fast-path stages: dp_micro_bench (no ports)")
                     self.results["stages"] = stages.run(micro, repetitions=1 if a.quick else 3,
                                                         min_time=0.05 if a.quick else 0.3)
@@ -289,24 +298,21 @@ class Bench:
                         log("fast-path stages: ipsec-mb's AVX2 code path (no VAES), 1400 B")
                         self.results["stages_avx2"] = stages.run(micro, repetitions=3, min_time=0.3, arch="avx2",
                                                                  sizes=(1400,))
-                except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                    log(f"stages: FAILED: {e}")
-                    self.results["errors"].append(f"stages: {e}")
-                try:
+
+                def two_workers():
                     log("two workers: dp_micro_bench BM_WorkerScaling (threads pinned one per CPU)")
                     self.results["scaling"] = scaling.run(micro, repetitions=3 if a.quick else 9,
                                                           min_time=0.02 if a.quick else 0.2)
-                except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                    log(f"two workers: FAILED: {e}")
-                    self.results["errors"].append(f"two workers: {e}")
+
+                def service_stages():
+                    log("services at 64 B: dp_micro_bench, DNAT and reverse NAT vs plain stages (no ports)")
+                    self.results["services"] = services.run(micro, repetitions=3 if a.quick else 5,
+                                                            min_time=0.02 if a.quick else 0.2)
+
+                self.measure("stages", fast_path_stages)
+                self.measure("two workers", two_workers)
                 if not a.no_services:
-                    try:
-                        log("services at 64 B: dp_micro_bench, DNAT and reverse NAT vs plain stages (no ports)")
-                        self.results["services"] = services.run(micro, repetitions=3 if a.quick else 5,
-                                                                min_time=0.02 if a.quick else 0.2)
-                    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                        log(f"services: FAILED: {e}")
-                        self.results["errors"].append(f"services: {e}")
+                    self.measure("services", service_stages)
             for name in ("meshwire", "ipsec-secgw", "testpmd"):
                 if name in plan and name not in a.skip:
                     try:
