@@ -253,6 +253,36 @@ for t in threads:
     t.join()
 """
 
+UDP_LOOP = r"""
+import select, socket, sys, time
+# Sixteen UDP flows (a socket, so a source port, each) to VIP:53, a datagram
+# on each every 20 ms for the given seconds; per answer: when (monotonic),
+# the flow and the backend that answered (service_backend.py's first word).
+end = time.monotonic() + float(sys.argv[2])
+socks = []
+for _ in range(16):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((sys.argv[1], 53))
+    s.setblocking(False)
+    socks.append(s)
+next_send = 0.0
+while time.monotonic() < end:
+    if time.monotonic() >= next_send:
+        for s in socks:
+            try:
+                s.send(b"ping\n")
+            except OSError:  # an ICMP error from the last datagram
+                pass
+        next_send = time.monotonic() + 0.02
+    ready, _, _ = select.select(socks, [], [], max(0.0, next_send - time.monotonic()))
+    for s in ready:
+        try:
+            data = s.recv(2048)
+        except OSError:
+            continue
+        print(f"{time.monotonic():.4f} {socks.index(s)} {data.split()[0].decode()}", flush=True)
+"""
+
 
 def test_a_node_killed_mid_traffic_is_routed_around_within_a_second(svc):
     """Clients keep connecting to a ClusterIP with backends on both nodes
@@ -265,14 +295,18 @@ def test_a_node_killed_mid_traffic_is_routed_around_within_a_second(svc):
     client = n1.pods[0]
     proc = topo.popen([PY, "-c", CONNECT_LOOP, VIP, "4"], ns=client.ns, stdout=subprocess.PIPE,
                       stderr=subprocess.PIPE, text=True)
+    udp = topo.popen([PY, "-c", UDP_LOOP, VIP, "4"], ns=client.ns, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
         killed = float(topo.run([PY, "-c", "import time; print(time.monotonic())"]).stdout)
         n2.process.kill()
         n2.process.wait(timeout=10)
         out, err = proc.communicate(timeout=30)
+        udp_out, udp_err = udp.communicate(timeout=30)
     finally:
         topo.stop_process(proc)
+        topo.stop_process(udp)
     rows = [(float(t), float(took), why) for t, took, why in (line.split() for line in out.splitlines())]
     after = [(t - killed, took) for t, took, _ in rows if t >= killed]
     assert after, f"no connection after the kill: {err}"
@@ -289,6 +323,27 @@ def test_a_node_killed_mid_traffic_is_routed_around_within_a_second(svc):
     print(f"\nnode killed: {len(after)} connections after, {len(slow)} paid a retry, "
           f"the last starting {recovered * 1000:.0f} ms after the kill")
     assert recovered < 1.0
+    # UDP flows answered by node2's backends before the kill move to node1's
+    # once node2 is down (their records are closed, and the next datagram
+    # chooses again); the others keep their backend.
+    on_node1 = {p.name for p in backends[:2]}
+    answers = [(float(t) - killed, int(flow), who) for t, flow, who in (l.split() for l in udp_out.splitlines())]
+    before = {flow: who for t, flow, who in answers if t < 0}
+    assert len(before) == 16, f"not every UDP flow was answered before the kill: {before}; {udp_err}"
+    moved = [flow for flow, who in before.items() if who not in on_node1]
+    assert moved, f"no UDP flow went to node2 before the kill: {before}"  # 2**-16 by chance
+    gaps = []
+    for flow in before:
+        after = [(t, who) for t, f, who in answers if f == flow and t >= 0]
+        assert after, f"UDP flow {flow} ({before[flow]}) was not answered after the kill; {udp_err}"
+        late = [who for t, who in after if t > after[-1][0] - 0.5]  # its last half second
+        if flow in moved:
+            assert set(late) <= on_node1, f"UDP flow {flow} did not move off node2: {after}"
+            gaps.append(next(t for t, who in after if who in on_node1))
+        else:
+            assert set(w for _, w in after) == {before[flow]}, f"UDP flow {flow} changed backend: {after}"
+    print(f"UDP: {len(moved)} of 16 flows moved from node2's backends, answered again "
+          f"{min(gaps) * 1000:.0f}-{max(gaps) * 1000:.0f} ms after the kill")
     peers = ctl_json(n1, "show", "peers")["peers"]
     assert [p["liveness"] for p in peers if p["name"] == "node2"] == ["down"]
     rows = frontend(n1, "default/web:http")[0]["backends"]

@@ -72,8 +72,9 @@ class Node {
   // Builds the live services again against the live routes (a backend's
   // node comes from its route), keeping their generation. Control thread.
   void relink_services();
-  // Expires idle connections and closes those whose backend left its
-  // service, a slice of the table per call. Control thread.
+  // Expires idle connections and closes those the services no longer keep
+  // (ServiceTable::keeps), a slice of the table per call, or all of it
+  // after a peer went down. Control thread.
   void sweep_conntrack();
 
   NodeRuntime node_;
@@ -84,6 +85,7 @@ class Node {
   std::unique_ptr<Published<lb::ServiceTable>> services_;
   std::unique_ptr<lb::ConnTrack> conntrack_;
   uint64_t next_sweep_ms_ = 0;
+  uint64_t swept_for_down_ = 0;  // control_->peers_gone_down() at the last whole sweep
   ControlTasks tasks_;
   IpAddress tunnel_address_;
   std::string source_ = "config";

@@ -204,6 +204,15 @@ ServiceTable::Place ServiceTable::place_of(const Flow& f) const {
   return p;
 }
 
+bool ServiceTable::keeps(const Flow& f) const {
+  const Place p = place_of(f);
+  if (p.frontend == kNowhere) return false;
+  const BackendRuntime& b = frontends[p.frontend].backends[p.backend];
+  if (!b.link || !b.link->down.load(std::memory_order_relaxed)) return true;
+  const auto state = static_cast<FlowState>(f.state.load(std::memory_order_relaxed));
+  return state != FlowState::kUdp && state != FlowState::kAffinity;
+}
+
 void free_services(ServiceTable* table, ServiceShared& shared) {
   if (!table) return;
   for (FrontendRuntime& f : table->frontends) {

@@ -203,6 +203,14 @@ struct ServiceTable {
   };
   Place place_of(const Flow& f) const;
   bool serves(const Flow& f) const { return place_of(f).frontend != kNowhere; }
+  // Whether a tracked flow keeps its backend (the conntrack sweep closes
+  // the others): its frontend still lists the backend, and, for UDP flows
+  // and affinity records, the backend's node is not down. Those move on:
+  // the next packet chooses a live backend (a UDP flow has no connection
+  // the backend could lose). TCP and SCTP flows stay: a node that was only
+  // slow to answer comes back to its connections, and one that died loses
+  // them anyway.
+  bool keeps(const Flow& f) const;
 };
 
 // An affinity record's key: affinity_tuple() with the frontend's protocol

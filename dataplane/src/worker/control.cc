@@ -99,6 +99,7 @@ void Control::liveness_round(uint32_t now_ms) {
     if (change == LivenessChange::kNone) continue;
     const std::string address = format_ip(p->tunnel_address);
     if (change == LivenessChange::kDown) {
+      ++peers_gone_down_;
       std::fprintf(stderr, "meshwire-dataplane: peer %s (%s) down: no keepalive for %u ms\n", p->name.c_str(),
                    address.c_str(), heard_ms_ago(link, now_ms));
     } else if (link.heard_when_down != 0) {

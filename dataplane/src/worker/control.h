@@ -51,6 +51,11 @@ class Control {
   // calls it every interval_ms when that is not 0. Public for tests, which
   // drive it with explicit times.
   void liveness_round(uint32_t now_ms);
+  // How many times a peer has gone down (liveness_round): the node sweeps
+  // the connection table whole when this moves, so that flows to the dead
+  // node's backends move on at once rather than within the second the
+  // paced sweep takes.
+  uint64_t peers_gone_down() const { return peers_gone_down_; }
 
   // ICMP errors sent at most this often on average, in bursts of at most
   // kIcmpErrorBurst (Linux's icmp_msgs_per_sec and icmp_msgs_burst); the
@@ -111,6 +116,7 @@ class Control {
   // live generation) of the round in progress to send a keepalive to.
   uint32_t next_liveness_ms_ = 0;
   size_t keepalive_next_ = SIZE_MAX;
+  uint64_t peers_gone_down_ = 0;
   // ICMP error token bucket, in thousandths of an error.
   uint32_t icmp_tokens_ = kIcmpErrorBurst * 1000;
   uint32_t icmp_refilled_ms_ = 0;

@@ -19,11 +19,13 @@ BackendConfig backend(const char* address, uint16_t port) {
   return b;
 }
 
-FrontendConfig frontend(const char* vip, uint16_t port, std::vector<BackendConfig> backends) {
+FrontendConfig frontend(const char* vip, uint16_t port, std::vector<BackendConfig> backends,
+                        uint8_t protocol = net::kProtoTcp) {
   FrontendConfig f;
   f.name = "ns/svc:p";
   f.vip = test::addr(vip);
   f.port = port;
+  f.protocol = protocol;
   f.backends = std::move(backends);
   return f;
 }
@@ -156,6 +158,43 @@ TEST_F(ServicesBuild, AFlowsPlaceIsItsFrontendAndBackendWhileBothExist) {
   f.backend_port = 8080;
   f.forward.dst_port = 81;
   EXPECT_FALSE(node_.services->serves(f));
+}
+
+TEST_F(ServicesBuild, UdpFlowsAndAffinityToADownNodeMoveOnWhileConnectionsStay) {
+  // 10.11.0.2 is this node's pod, 10.12.0.9 node b's.
+  ASSERT_EQ(node_.apply_services({frontend("10.96.0.1", 53, {backend("10.11.0.2", 5353), backend("10.12.0.9", 5353)},
+                                           net::kProtoUdp),
+                                  frontend("10.96.0.1", 80, {backend("10.11.0.2", 8080), backend("10.12.0.9", 8080)})},
+                                 1),
+            "");
+  const IpAddress vip = test::addr("10.96.0.1");
+  auto fill = [&](Flow& f, uint8_t proto, uint16_t port, const char* backend_address, uint16_t backend_port,
+                  FlowState state) {
+    f.forward.family = 4;
+    f.forward.proto = proto;
+    f.forward.dst_port = port;
+    std::memcpy(f.forward.dst, vip.bytes.data(), 4);
+    const IpAddress b = test::addr(backend_address);
+    std::memcpy(f.backend, b.bytes.data(), 16);
+    f.backend_port = backend_port;
+    f.state.store(static_cast<uint8_t>(state));
+  };
+  Flow udp_remote, udp_local, tcp_remote, affinity_remote;
+  fill(udp_remote, net::kProtoUdp, 53, "10.12.0.9", 5353, FlowState::kUdp);
+  fill(udp_local, net::kProtoUdp, 53, "10.11.0.2", 5353, FlowState::kUdp);
+  fill(tcp_remote, net::kProtoTcp, 80, "10.12.0.9", 8080, FlowState::kEstablished);
+  fill(affinity_remote, kAffinityProto, 80, "10.12.0.9", 8080, FlowState::kAffinity);
+  affinity_remote.forward.src_port = net::kProtoTcp;  // affinity_key() keeps the protocol there
+  for (const Flow* f : {&udp_remote, &udp_local, &tcp_remote, &affinity_remote}) {
+    EXPECT_TRUE(node_.services->keeps(*f));
+  }
+  node_.services->frontends[0].backends[1].link->down.store(true);  // one link per peer: both frontends'
+  EXPECT_FALSE(node_.services->keeps(udp_remote));
+  EXPECT_FALSE(node_.services->keeps(affinity_remote));
+  EXPECT_TRUE(node_.services->keeps(udp_local));
+  EXPECT_TRUE(node_.services->keeps(tcp_remote));
+  node_.services->frontends[0].backends[1].link->down.store(false);
+  EXPECT_TRUE(node_.services->keeps(udp_remote));
 }
 
 }  // namespace

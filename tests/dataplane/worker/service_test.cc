@@ -187,7 +187,7 @@ TEST_F(ServiceTest, ConnectionsToARemovedBackendAreClosedAndTheClientsNextPacket
   ASSERT_EQ(a_->apply_services({web({backend("10.11.0.7", 8080)})}, 2), "");
   const lb::ServiceTable& live = *a_->services;
   const lb::SweepStats s =
-      a_->conntrack->sweep(a_->ctx.now_ms, a_->conntrack->capacity(), [&](const lb::Flow& f) { return !live.serves(f); });
+      a_->conntrack->sweep(a_->ctx.now_ms, a_->conntrack->capacity(), [&](const lb::Flow& f) { return !live.keeps(f); });
   EXPECT_EQ(s.closed, on_remote.size());
   for (uint16_t p : on_remote) EXPECT_EQ(send(p, kTcpAck), 'L') << p;
 }
