@@ -24,6 +24,8 @@ constexpr uint64_t kMaxBacklog = 2 * kBurst;
 constexpr uint8_t kIcmpv6RouterSolicitation = 133;
 constexpr uint8_t kIcmpv6Redirect = 137;
 constexpr uint8_t kIcmpv6Mld2Report = 143;
+constexpr uint8_t kNextHeaderNone = 59;  // an ESP dummy packet's (RFC 4303 2.6)
+constexpr uint16_t kBackgroundPayloadLen = 16;  // as a data plane keepalive's
 
 uint16_t imix_index(uint64_t i) {
   const uint16_t size = kImixPattern[i % kImixPattern.size()];
@@ -110,6 +112,11 @@ void Generator::add_traffic(Traffic t, std::unique_ptr<dp::esp::OutboundSa> out_
   traffic_.push_back(std::move(t));
 }
 
+dp::esp::OutboundSa* Generator::add_sender(std::unique_ptr<dp::esp::OutboundSa> sa) {
+  out_sas_.push_back(std::move(sa));
+  return out_sas_.back().get();
+}
+
 bool Generator::answer_control(uint16_t port_index, rte_mbuf* m) {
   const uint8_t* frame = rte_pktmbuf_mtod(m, const uint8_t*);
   const size_t len = m->data_len;
@@ -186,6 +193,8 @@ void Generator::receive(uint16_t port_index, rte_mbuf** pkts, uint16_t n, TrialS
 
   dp::esp::GcmOp ops[kBurst];
   uint8_t aad[kBurst][dp::esp::kAadLen];
+  const SinkSa* op_sa[kBurst];
+  bool op_short[kBurst];  // too short for a packet of ours: decrypted to see if it is a dummy
   uint16_t nops = 0;
 
   for (uint16_t i = 0; i < n; ++i) {
@@ -248,17 +257,36 @@ void Generator::receive(uint16_t port_index, rte_mbuf** pkts, uint16_t n, TrialS
       ++res.unexpected;
       continue;
     }
-    ++res.received;
-    res.received_bytes += len + kFcsLen;
-    ++res.rx_bins[bin];
-    if (seq % tr.sample_every != 0) continue;
+    SinkTally* tally = sa->label == kNoLabel ? nullptr : &res.sinks[sa->label];
+    // esp_len >= kEspMinLen (classify_esp_in_udp, or checked above): no underflow.
     const uint32_t payload_len = esp_len - dp::esp::kEspHeaderLen - dp::esp::kIvLen - dp::esp::kIcvLen;
+    const bool too_short = payload_len < kMinProbePacketLen + 2;  // + pad length and next header
+    if (!too_short) {
+      if (now >= sa->until_tsc) {  // its node is dead: lost
+        ++res.ignored;
+        if (tally != nullptr) {
+          ++tally->ignored;
+          ++tally->ignored_bins[bin];
+        }
+        continue;
+      }
+      ++res.received;
+      res.received_bytes += len + kFcsLen;
+      ++res.rx_bins[bin];
+      if (tally != nullptr) {
+        ++tally->received;
+        ++tally->rx_bins[bin];
+      }
+      if (seq % tr.sample_every != 0) continue;
+    }
     dp::esp::GcmOp& op = ops[nops];
     dp::esp::prepare_esp_op(op, &sa->key, frame + esp_offset, payload_len, spi, seq, aad[nops]);
     if (!sa->esn) {  // RFC 4106 without ESN: SPI || 32-bit sequence number
       dp::net::store_be32(aad[nops] + 4, seq);
       op.aad_len = 8;
     }
+    op_sa[nops] = sa;
+    op_short[nops] = too_short;
     ++nops;
   }
   if (nops != 0) {
@@ -267,6 +295,14 @@ void Generator::receive(uint16_t port_index, rte_mbuf** pkts, uint16_t n, TrialS
       Probe probe;
       if (!ops[k].ok) {
         ++res.bad_icv;
+      } else if (op_short[k]) {
+        // The trailer ends the plaintext: pad length, next header.
+        if (ops[k].data[ops[k].len - 1] == kNextHeaderNone) {
+          ++res.dummies;
+          if (op_sa[k]->label != kNoLabel) ++res.sinks[op_sa[k]->label].dummies;
+        } else {
+          ++res.unexpected;
+        }
       } else if (read_probe_ip(ops[k].data, ops[k].len, &probe)) {
         record(probe);
       }
@@ -302,9 +338,17 @@ TrialResult Generator::run_trial(const TrialRequest& req) {
   const double cycles_to_pkts = req.rate_pps / static_cast<double>(hz);
   const uint64_t send_cycles = static_cast<uint64_t>(req.duration_s * static_cast<double>(hz));
   const uint64_t drain_cycles = static_cast<uint64_t>(req.drain_s * static_cast<double>(hz));
+  const uint64_t lead_cycles = static_cast<uint64_t>(req.lead_s * static_cast<double>(hz));
   TrialState st{&tr, &res, 0, std::max<uint64_t>(static_cast<uint64_t>(req.bin_s * static_cast<double>(hz)), 1),
                 1e9 / static_cast<double>(hz)};
-  res.rx_bins.assign((send_cycles + drain_cycles) / st.bin_cycles + 1, 0);
+  const size_t nbins = (send_cycles + drain_cycles) / st.bin_cycles + 1;
+  res.rx_bins.assign(nbins, 0);
+  res.tx_bins.assign(nbins, 0);
+  res.sinks.resize(tr.sink_labels.size());
+  for (SinkTally& t : res.sinks) {
+    t.rx_bins.assign(nbins, 0);
+    t.ignored_bins.assign(nbins, 0);
+  }
 
   dp::esp::EncryptContext ectx{};
   std::memcpy(ectx.src_mac, tx.mac, 6);
@@ -323,6 +367,64 @@ TrialResult Generator::run_trial(const TrialRequest& req) {
   rte_mbuf* pkts[kBurst];
   rte_mbuf* rx[kBurst];
 
+  // Background streams: each its own token bucket from the start of the
+  // lead, until its until_s into the trial.
+  struct BackgroundState {
+    const Background* stream;
+    dp::esp::EncryptContext ectx;
+    uint64_t until_tsc;
+    double cycles_to_pkts;
+  };
+  std::vector<BackgroundState> bg;
+  res.background.resize(tr.background.size());
+  const uint64_t lead_start = rte_rdtsc();
+  const uint64_t t0 = lead_start + lead_cycles;
+  for (const Background& b : tr.background) {
+    BackgroundState s{&b, {}, b.until_s < 0 ? UINT64_MAX : t0 + static_cast<uint64_t>(b.until_s * static_cast<double>(hz)),
+                      b.rate_pps / static_cast<double>(hz)};
+    std::memcpy(s.ectx.src_mac, ports_[b.tx_port].mac, 6);
+    bg.push_back(s);
+  }
+  for (SinkSa* sa : tr.sink_sas) {
+    sa->until_tsc = sa->until_s < 0 ? UINT64_MAX : t0 + static_cast<uint64_t>(sa->until_s * static_cast<double>(hz));
+  }
+  const auto send_background = [&](uint64_t now) {
+    for (size_t k = 0; k < bg.size(); ++k) {
+      BackgroundState& b = bg[k];
+      BackgroundTally& bt = res.background[k];
+      if (now >= b.until_tsc) continue;
+      uint64_t due = static_cast<uint64_t>(static_cast<double>(now - lead_start) * b.cycles_to_pkts) - bt.skipped;
+      if (due > bt.attempted + kMaxBacklog) {
+        bt.skipped += due - bt.attempted - kMaxBacklog;
+        due = bt.attempted + kMaxBacklog;
+      }
+      if (due <= bt.attempted) continue;
+      const uint16_t n = static_cast<uint16_t>(std::min<uint64_t>(kBurst, due - bt.attempted));
+      rte_mbuf* bp[kBurst];
+      if (rte_pktmbuf_alloc_bulk(pool_, bp, n) != 0) {
+        res.alloc_failed += n;
+        continue;
+      }
+      dp::esp::OutboundSa* bsas[kBurst];
+      uint64_t bmacs[kBurst];
+      const uint64_t mac = dp::pack_mac(b.stream->dst_mac);
+      for (uint16_t i = 0; i < n; ++i) {
+        std::memset(rte_pktmbuf_append(bp[i], kBackgroundPayloadLen), 0, kBackgroundPayloadLen);
+        bsas[i] = b.stream->sa;
+        bmacs[i] = mac;
+      }
+      const uint16_t ready = dp::esp::encrypt_dummy_burst(*engine_, b.ectx, bp, bsas, bmacs, n, reasons);
+      if (ready != n) {
+        res.alloc_failed += n - ready;
+        rte_pktmbuf_free_bulk(bp + ready, n - ready);
+      }
+      const uint16_t sent = rte_eth_tx_burst(ports_[b.stream->tx_port].port_id, 0, bp, ready);
+      if (sent != ready) rte_pktmbuf_free_bulk(bp + sent, ready - sent);
+      bt.attempted += ready;
+      bt.sent += sent;
+    }
+  };
+
   const auto poll_rx = [&](uint64_t now) {
     for (uint16_t p = 0; p < ports_.size(); ++p) {
       for (uint16_t q = 0; q < ports_[p].queues; ++q) {
@@ -332,11 +434,25 @@ TrialResult Generator::run_trial(const TrialRequest& req) {
     }
   };
 
+  uint64_t now = lead_start;
+  // The lead: background only; what arrives is answered (ARP/ND) or dropped.
+  while (now < t0) {
+    send_background(now);
+    for (uint16_t p = 0; p < ports_.size(); ++p) {
+      for (uint16_t q = 0; q < ports_[p].queues; ++q) {
+        const uint16_t n = rte_eth_rx_burst(ports_[p].port_id, q, rx, kBurst);
+        for (uint16_t i = 0; i < n; ++i) answer_control(p, rx[i]);
+        rte_pktmbuf_free_bulk(rx, n);
+      }
+    }
+    now = rte_rdtsc();
+    if ((++loops & 1023) == 0) res.reconnects += maintain_links(now);
+  }
+
   const uint64_t stall_cycles = hz / 20000;  // 50 us: one loop normally takes well under 5
-  const uint64_t t0 = rte_rdtsc();
   st.t0 = t0;
   const uint64_t t_end = t0 + send_cycles;
-  uint64_t now = t0;
+  now = std::max(now, t0);
   while (now < t_end) {
     uint64_t due = req.rate_pps > 0 ? static_cast<uint64_t>(static_cast<double>(now - t0) * cycles_to_pkts) - res.skipped
                                     : res.attempted + kBurst;
@@ -384,8 +500,10 @@ TrialResult Generator::run_trial(const TrialRequest& req) {
         if (sent != ready) rte_pktmbuf_free_bulk(pkts + sent, ready - sent);
         res.attempted += ready;
         res.sent += sent;
+        res.tx_bins[std::min<uint64_t>((now - t0) / st.bin_cycles, nbins - 1)] += ready;
       }
     }
+    if (!bg.empty()) send_background(now);
     poll_rx(now);
     const uint64_t prev = now;
     now = rte_rdtsc();

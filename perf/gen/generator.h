@@ -34,11 +34,33 @@ struct GenPort {
   std::string memif_socket;  // a memif client's server socket path ("socket=" of its device), else empty
 };
 
+inline constexpr uint16_t kNoLabel = 0xffff;
+
 // An SA whose ESP the sink expects (the system under test's outbound SA).
 struct SinkSa {
   uint32_t spi = 0;
   dp::esp::GcmKey key;
   bool esn = true;  // AAD carries the high 32 bits of the sequence number (always 0 here)
+  // Index into Traffic::sink_labels: frames of SAs with the same label are
+  // also tallied together (TrialResult::sinks). kNoLabel: not tallied apart.
+  uint16_t label = kNoLabel;
+  // Frames arriving later than this into the trial are not counted as
+  // received but as ignored (the node they went to is dead). < 0: never.
+  double until_s = -1;
+  uint64_t until_tsc = UINT64_MAX;  // the same on the TSC, set by run_trial
+};
+
+// A low-rate stream sent beside a trial's main traffic: ESP dummy packets
+// (next header 59, RFC 4303 2.6) that the generator encrypts with a peer
+// node's SA, as that node's keepalives would be. Any authenticated ESP proves
+// the peer alive to the system under test, which discards dummies.
+struct Background {
+  std::string name;
+  uint16_t tx_port = 0;
+  double rate_pps = 0;
+  double until_s = -1;                // stop sending this long into the trial; < 0: never
+  dp::esp::OutboundSa* sa = nullptr;  // owned by the Generator
+  uint8_t dst_mac[6]{};
 };
 
 // A named traffic profile from the generator's configuration.
@@ -56,8 +78,10 @@ struct Traffic {
   // plain (protocol 50). Every sample_every-th (by ESP sequence number) is
   // decrypted to read its probe; the others count by SPI and length.
   std::vector<SinkSa*> sink_sas;  // owned by the Generator
+  std::vector<std::string> sink_labels;  // what SinkSa::label indexes
   bool sink_udp = true;
   uint32_t sample_every = 1;
+  std::vector<Background> background;  // sent during the trial beside the flows
 };
 
 struct TrialRequest {
@@ -67,6 +91,25 @@ struct TrialRequest {
   double duration_s = 1;
   double drain_s = 0.1;      // keep receiving after the last frame
   double bin_s = 0.01;       // width of the received-per-bin timeline
+  // Background streams only, for this long before the trial's clock starts
+  // (and the flows with it): peers whose liveness the system under test
+  // tracks are up again when the flows begin.
+  double lead_s = 0;
+};
+
+// Per sink label (Traffic::sink_labels): frames of that label's SAs.
+struct SinkTally {
+  uint64_t received = 0;
+  uint64_t ignored = 0;  // arrived after their SA's until_s
+  uint64_t dummies = 0;  // ESP dummy packets (the system's keepalives)
+  std::vector<uint64_t> rx_bins;
+  std::vector<uint64_t> ignored_bins;
+};
+
+struct BackgroundTally {
+  uint64_t attempted = 0;
+  uint64_t sent = 0;
+  uint64_t skipped = 0;  // owed while the generator's CPU was taken away
 };
 
 struct TrialResult {
@@ -84,11 +127,16 @@ struct TrialResult {
   uint64_t stale = 0;         // probe of an earlier trial
   uint64_t unexpected = 0;    // anything else not ARP/ND
   uint64_t bad_icv = 0;       // sampled ESP whose ICV did not verify
+  uint64_t ignored = 0;       // ESP of a sink SA after its until_s: not received
+  uint64_t dummies = 0;       // ESP dummy packets (next header 59) of a sink SA: not received
   uint64_t control = 0;       // ARP/ND answered during the trial
   uint64_t reconnects = 0;    // ports restarted because their link went down
   uint16_t frame_size = 0;    // effective size (0 for IMIX)
   LatencyHistogram latency;   // ns, from the probes read
   std::vector<uint64_t> rx_bins;
+  std::vector<uint64_t> tx_bins;            // frames attempted per bin
+  std::vector<SinkTally> sinks;             // by Traffic::sink_labels
+  std::vector<BackgroundTally> background;  // by Traffic::background
 };
 
 class Generator {
@@ -107,9 +155,12 @@ class Generator {
   // Adds a profile (validated by the caller). Takes ownership of the SAs.
   void add_traffic(Traffic t, std::unique_ptr<dp::esp::OutboundSa> out_sa,
                    std::vector<std::unique_ptr<SinkSa>> sink_sas);
+  // Takes ownership of a sender SA (a background stream's); returns it.
+  dp::esp::OutboundSa* add_sender(std::unique_ptr<dp::esp::OutboundSa> sa);
 
   // Runs one trial: offers frames for duration_s at rate_pps (token bucket on
-  // the TSC, bursts of up to 32), then only receives for drain_s.
+  // the TSC, bursts of up to 32) with the traffic's background streams beside
+  // them (from lead_s before), then only receives for drain_s.
   TrialResult run_trial(const TrialRequest& request);
 
   // Polls every port once, answering ARP/ND and dropping the rest. Returns

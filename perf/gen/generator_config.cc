@@ -1,5 +1,6 @@
 #include "gen/generator_config.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -80,6 +81,36 @@ Result<GenSaConfig> get_sa(const json& obj, const std::string& field) {
   return sa;
 }
 
+// A number of seconds in min..max (a JSON integer or float).
+Result<double> get_seconds(const json& obj, const std::string& key, const std::string& field, double dflt, double min,
+                           double max) {
+  if (!obj.contains(key)) return dflt;
+  if (!obj[key].is_number()) return field_error(field + "." + key, "must be a number");
+  const double v = obj[key].get<double>();
+  if (!(v >= min && v <= max)) {
+    char range[64];
+    std::snprintf(range, sizeof(range), "%g..%g", min, max);
+    return field_error(field + "." + key, std::string("must be in ") + range);
+  }
+  return v;
+}
+
+Result<GenEncryptConfig> get_encrypt(const json& e, const std::string& f) {
+  GenEncryptConfig c;
+  auto sa = get_sa(e, f);
+  if (!sa) return make_error(sa.error());
+  c.sa = std::move(*sa);
+  auto ts = get_ip(e, "tunnel_src", f);
+  if (!ts) return make_error(ts.error());
+  auto td = get_ip(e, "tunnel_dst", f);
+  if (!td) return make_error(td.error());
+  if (ts->family != td->family) return field_error(f + ".tunnel_dst", "must be of the family of tunnel_src");
+  c.tunnel_src = *ts;
+  c.tunnel_dst = *td;
+  if (auto s = get_mac(e, "dst_mac", f, c.dst_mac); !s) return make_error(s.error());
+  return c;
+}
+
 Result<uint16_t> port_index(const std::vector<GenPortConfig>& ports, const json& obj, const std::string& key,
                             const std::string& field) {
   auto name = get_string(obj, key, field);
@@ -123,20 +154,23 @@ Result<GenTrafficConfig> parse_traffic(const json& t, const std::string& f, cons
   c.flows.src_count = static_cast<uint32_t>(*src_count);
   c.flows.dst_count = static_cast<uint32_t>(*dst_count);
   c.flows.flows = static_cast<uint32_t>(*flows);
+  auto dst_port = get_uint(t, "dst_port", f, 5001, 1, 65535);
+  if (!dst_port) return make_error(dst_port.error());
+  auto dst_port_count = get_uint(t, "dst_port_count", f, 7, 1, 65535);
+  if (!dst_port_count) return make_error(dst_port_count.error());
+  if (*dst_port + *dst_port_count - 1 > 65535) {
+    return field_error(f + ".dst_port_count", "runs past port 65535 from dst_port " + std::to_string(*dst_port));
+  }
+  c.flows.dport = static_cast<uint16_t>(*dst_port);
+  c.flows.dport_count = static_cast<uint16_t>(*dst_port_count);
 
   if (t.contains("encrypt")) {
-    const json& e = t["encrypt"];
-    auto sa = get_sa(e, f + ".encrypt");
-    if (!sa) return make_error(sa.error());
-    c.encrypt = std::move(*sa);
-    auto ts = get_ip(e, "tunnel_src", f + ".encrypt");
-    if (!ts) return make_error(ts.error());
-    auto td = get_ip(e, "tunnel_dst", f + ".encrypt");
-    if (!td) return make_error(td.error());
-    if (ts->family != td->family) return field_error(f + ".encrypt.tunnel_dst", "must be of the family of tunnel_src");
-    c.tunnel_src = *ts;
-    c.tunnel_dst = *td;
-    if (auto s = get_mac(e, "dst_mac", f + ".encrypt", c.encrypt_dst_mac); !s) return make_error(s.error());
+    auto e = get_encrypt(t["encrypt"], f + ".encrypt");
+    if (!e) return make_error(e.error());
+    c.encrypt = std::move(e->sa);
+    c.tunnel_src = e->tunnel_src;
+    c.tunnel_dst = e->tunnel_dst;
+    std::memcpy(c.encrypt_dst_mac, e->dst_mac, 6);
   }
   if (t.contains("sink")) {
     const json& s = t["sink"];
@@ -145,9 +179,24 @@ Result<GenTrafficConfig> parse_traffic(const json& t, const std::string& f, cons
       return field_error(sf + ".sas", "must be a non-empty list of SAs");
     }
     for (size_t i = 0; i < s["sas"].size(); ++i) {
-      auto sa = get_sa(s["sas"][i], sf + ".sas[" + std::to_string(i) + "]");
+      const std::string saf = sf + ".sas[" + std::to_string(i) + "]";
+      auto sa = get_sa(s["sas"][i], saf);
       if (!sa) return make_error(sa.error());
-      c.sink_sas.push_back(std::move(*sa));
+      GenSinkSaConfig sink;
+      static_cast<GenSaConfig&>(sink) = std::move(*sa);
+      if (s["sas"][i].contains("label")) {
+        auto label = get_string(s["sas"][i], "label", saf);
+        if (!label) return make_error(label.error());
+        if (label->empty() || label->size() > 64) return field_error(saf + ".label", "must be 1..64 characters");
+        sink.label = *label;
+      }
+      auto until = get_seconds(s["sas"][i], "until_s", saf, -1, 0, 600);
+      if (!until) return make_error(until.error());
+      sink.until_s = *until;
+      for (const auto& other : c.sink_sas) {
+        if (other.spi == sink.spi) return field_error(saf + ".spi", "is used twice");
+      }
+      c.sink_sas.push_back(std::move(sink));
     }
     c.sink_udp = s.value("udp", true);
     c.sink_esn = s.value("esn", true);
@@ -155,7 +204,36 @@ Result<GenTrafficConfig> parse_traffic(const json& t, const std::string& f, cons
     if (!every) return make_error(every.error());
     c.sample_every = static_cast<uint32_t>(*every);
   }
-  if (c.encrypt && !c.sink_sas.empty()) return field_error(f, "encrypt and sink exclude each other");
+  if (t.contains("background")) {
+    if (!t["background"].is_array()) return field_error(f + ".background", "must be a list");
+    for (size_t i = 0; i < t["background"].size(); ++i) {
+      const json& b = t["background"][i];
+      const std::string bf = f + ".background[" + std::to_string(i) + "]";
+      if (!b.is_object()) return field_error(bf, "must be an object");
+      GenBackgroundConfig bc;
+      auto name = get_string(b, "name", bf);
+      if (!name) return make_error(name.error());
+      bc.name = *name;
+      auto port = port_index(ports, b, "tx_port", bf);
+      if (!port) return make_error(port.error());
+      bc.tx_port = *port;
+      if (!b.contains("rate_pps")) return field_error(bf + ".rate_pps", "is required");
+      auto rate = get_seconds(b, "rate_pps", bf, 0, 1, 1e6);
+      if (!rate) return make_error(rate.error());
+      bc.rate_pps = *rate;
+      auto until = get_seconds(b, "until_s", bf, -1, 0, 600);
+      if (!until) return make_error(until.error());
+      bc.until_s = *until;
+      if (!b.contains("encrypt")) return field_error(bf + ".encrypt", "is required");
+      auto e = get_encrypt(b["encrypt"], bf + ".encrypt");
+      if (!e) return make_error(e.error());
+      bc.encrypt = std::move(*e);
+      for (const auto& other : c.background) {
+        if (other.name == bc.name) return field_error(bf + ".name", "'" + bc.name + "' is used twice");
+      }
+      c.background.push_back(std::move(bc));
+    }
+  }
   return c;
 }
 
@@ -252,6 +330,37 @@ Result<std::unique_ptr<Generator>> build_generator(const GeneratorConfig& config
     t.tx_port = tc.tx_port;
     t.rx_port = tc.rx_port;
     t.flows = tc.flows;
+    for (size_t k = 0; k < tc.background.size(); ++k) {
+      const GenBackgroundConfig& bc = tc.background[k];
+      const std::string bf = f + ".background[" + std::to_string(k) + "].encrypt";
+      Background b;
+      b.name = bc.name;
+      b.tx_port = bc.tx_port;
+      b.rate_pps = bc.rate_pps;
+      b.until_s = bc.until_s;
+      std::memcpy(b.dst_mac, bc.encrypt.dst_mac, 6);
+      auto it = senders.find(bc.encrypt.sa.spi);
+      if (it != senders.end()) {
+        b.sa = it->second;
+        if (b.sa->family != bc.encrypt.tunnel_src.family ||
+            std::memcmp(b.sa->outer_src, bc.encrypt.tunnel_src.bytes.data(), 16) != 0) {
+          return field_error(bf + ".spi", "is used with another tunnel_src by an earlier traffic");
+        }
+      } else {
+        auto sa = std::make_unique<dp::esp::OutboundSa>();
+        sa->spi = bc.encrypt.sa.spi;
+        sa->udp_sport = dp::esp::udp_source_port_for_spi(sa->spi);
+        sa->family = bc.encrypt.tunnel_src.family;
+        std::memcpy(sa->outer_src, bc.encrypt.tunnel_src.bytes.data(), 16);
+        std::memcpy(sa->outer_dst, bc.encrypt.tunnel_dst.bytes.data(), 16);
+        auto s = dp::esp::expand_gcm_key(gen->engine(), bc.encrypt.sa.key.data(), bc.encrypt.sa.key.size(),
+                                         bc.encrypt.sa.salt.data(), &sa->key);
+        if (!s) return field_error(bf + ".key", s.error());
+        b.sa = gen->add_sender(std::move(sa));
+        senders[b.sa->spi] = b.sa;
+      }
+      t.background.push_back(std::move(b));
+    }
     std::unique_ptr<dp::esp::OutboundSa> out;
     if (tc.encrypt && senders.count(tc.encrypt->spi) != 0) {
       t.out_sa = senders[tc.encrypt->spi];
@@ -280,6 +389,12 @@ Result<std::unique_ptr<Generator>> build_generator(const GeneratorConfig& config
       auto sa = std::make_unique<SinkSa>();
       sa->spi = tc.sink_sas[k].spi;
       sa->esn = tc.sink_esn;
+      sa->until_s = tc.sink_sas[k].until_s;
+      if (!tc.sink_sas[k].label.empty()) {
+        const auto at = std::find(t.sink_labels.begin(), t.sink_labels.end(), tc.sink_sas[k].label);
+        sa->label = static_cast<uint16_t>(at - t.sink_labels.begin());
+        if (at == t.sink_labels.end()) t.sink_labels.push_back(tc.sink_sas[k].label);
+      }
       auto s = dp::esp::expand_gcm_key(gen->engine(), tc.sink_sas[k].key.data(), tc.sink_sas[k].key.size(),
                                        tc.sink_sas[k].salt.data(), &sa->key);
       if (!s) return field_error(f + ".sink.sas[" + std::to_string(k) + "].key", s.error());
@@ -329,6 +444,7 @@ Result<TrialRequest> parse_trial_request(const json& cmd, const std::vector<Traf
   if (auto s = get_seconds("duration_s", 1, 0.001, 600, &r.duration_s); !s) return make_error(s.error());
   if (auto s = get_seconds("drain_s", 0.1, 0, 10, &r.drain_s); !s) return make_error(s.error());
   if (auto s = get_seconds("bin_s", 0.01, 0.0001, 10, &r.bin_s); !s) return make_error(s.error());
+  if (auto s = get_seconds("lead_s", 0, 0, 10, &r.lead_s); !s) return make_error(s.error());
   if ((r.duration_s + r.drain_s) / r.bin_s > 1e6) return field_error("trial.bin_s", "gives more than 10^6 bins");
   return r;
 }

@@ -30,6 +30,29 @@ struct GenSaConfig {
   std::array<uint8_t, 4> salt{};
 };
 
+// A sink SA: an SA of the system under test, what its frames count as.
+struct GenSinkSaConfig : GenSaConfig {
+  std::string label;  // frames of SAs with the same label are also tallied together ("" = not)
+  double until_s = -1;  // frames arriving later into the trial are ignored, not received (< 0: never)
+};
+
+// ESP-in-UDP/4500 that the generator encrypts, as a peer node would.
+struct GenEncryptConfig {
+  GenSaConfig sa;
+  dp::IpAddress tunnel_src, tunnel_dst;
+  uint8_t dst_mac[6]{};
+};
+
+// A background stream: ESP dummy packets (next header 59) sent beside the
+// trial's main traffic, e.g. a peer node's proof of life.
+struct GenBackgroundConfig {
+  std::string name;
+  uint16_t tx_port = 0;
+  double rate_pps = 0;
+  double until_s = -1;  // stop sending this long into the trial (< 0: never)
+  GenEncryptConfig encrypt;
+};
+
 struct GenTrafficConfig {
   std::string name;
   uint16_t tx_port = 0;
@@ -40,10 +63,13 @@ struct GenTrafficConfig {
   dp::IpAddress tunnel_src, tunnel_dst;
   uint8_t encrypt_dst_mac[6]{};
   // The sink expects ESP of these SAs (encrypt-path traffic).
-  std::vector<GenSaConfig> sink_sas;
+  // (Both encrypt and a sink: a loopback self-test, the generator's own ESP
+  // back to its sink.)
+  std::vector<GenSinkSaConfig> sink_sas;
   bool sink_udp = true;
   bool sink_esn = true;
   uint32_t sample_every = 1;
+  std::vector<GenBackgroundConfig> background;
 };
 
 struct GeneratorConfig {

@@ -3,7 +3,10 @@
 // DPDK ports, prints one JSON "ready" line, then runs the JSON commands it
 // reads on stdin, one per line, answering each with one JSON line:
 //   {"cmd":"trial","traffic":NAME,"frame_size":64|"imix","rate_pps":R,
-//    "duration_s":T,"drain_s":D,"bin_s":B}      offer R frames/s for T s
+//    "duration_s":T,"drain_s":D,"bin_s":B,"lead_s":L}
+//                                                offer R frames/s for T s (the
+//                                                traffic's background streams
+//                                                alone for L s before)
 //   {"cmd":"info"}                               ports, traffic, counters
 //   {"cmd":"quit"}
 // Between commands it keeps answering ARP/ND on its ports. Everything DPDK
@@ -93,7 +96,7 @@ json latency_json(const perf::LatencyHistogram& h) {
   return j;
 }
 
-json trial_json(const perf::TrialResult& r, const perf::TrialRequest& req, const std::string& traffic) {
+json trial_json(const perf::TrialResult& r, const perf::TrialRequest& req, const perf::Traffic& traffic) {
   const double d = r.duration_s > 0 ? r.duration_s : 1e-9;
   const double loss = r.attempted == 0 ? 0.0
                       : r.received >= r.attempted
@@ -101,7 +104,7 @@ json trial_json(const perf::TrialResult& r, const perf::TrialRequest& req, const
                           : static_cast<double>(r.attempted - r.received) / static_cast<double>(r.attempted);
   json j{{"ok", true},
          {"trial", r.trial},
-         {"traffic", traffic},
+         {"traffic", traffic.name},
          {"frame_size", req.frame_size == 0 ? json("imix") : json(r.frame_size)},
          {"rate_pps", req.rate_pps},
          {"duration_s", r.duration_s},
@@ -124,7 +127,32 @@ json trial_json(const perf::TrialResult& r, const perf::TrialRequest& req, const
          {"loss", loss},
          {"latency_ns", latency_json(r.latency)},
          {"bin_s", req.bin_s},
-         {"rx_bins", r.rx_bins}};
+         {"rx_bins", r.rx_bins},
+         {"tx_bins", r.tx_bins}};
+  if (req.lead_s > 0) j["lead_s"] = req.lead_s;
+  if (!traffic.sink_labels.empty()) {
+    j["ignored"] = r.ignored;
+    j["dummies"] = r.dummies;
+    json sinks = json::object();
+    for (size_t i = 0; i < traffic.sink_labels.size(); ++i) {
+      const perf::SinkTally& t = r.sinks[i];
+      sinks[traffic.sink_labels[i]] = {{"received", t.received}, {"ignored", t.ignored}, {"dummies", t.dummies},
+                                       {"rx_bins", t.rx_bins}, {"ignored_bins", t.ignored_bins}};
+    }
+    j["sinks"] = sinks;
+  } else if (r.ignored != 0 || r.dummies != 0) {
+    j["ignored"] = r.ignored;
+    j["dummies"] = r.dummies;
+  }
+  if (!traffic.background.empty()) {
+    json bg = json::array();
+    for (size_t i = 0; i < traffic.background.size(); ++i) {
+      const perf::BackgroundTally& b = r.background[i];
+      bg.push_back({{"name", traffic.background[i].name}, {"attempted", b.attempted}, {"sent", b.sent},
+                    {"skipped", b.skipped}});
+    }
+    j["background"] = bg;
+  }
   return j;
 }
 
@@ -167,7 +195,7 @@ json handle(perf::Generator& gen, const std::string& line, bool* quit) {
     auto req = perf::parse_trial_request(cmd, gen.traffics());
     if (!req) return json{{"ok", false}, {"error", req.error()}};
     perf::TrialResult r = gen.run_trial(*req);
-    return trial_json(r, *req, gen.traffics()[req->traffic].name);
+    return trial_json(r, *req, gen.traffics()[req->traffic]);
   }
   return json{{"ok", false}, {"error", "cmd: unknown command '" + name + "' (trial, info, quit)"}};
 }

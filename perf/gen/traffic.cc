@@ -55,7 +55,7 @@ Flow make_flow(const FlowSet& set, uint32_t i) {
   f.src = add(set.src, i % src_count);
   f.dst = add(set.dst, (i / src_count) % dst_count);
   f.sport = static_cast<uint16_t>(1024 + (i % 60000));
-  f.dport = static_cast<uint16_t>(5001 + (i % 7));
+  f.dport = static_cast<uint16_t>(set.dport + (i % std::max<uint16_t>(set.dport_count, 1)));
   f.l4 = set.l4;
   return f;
 }

@@ -30,6 +30,8 @@ struct Probe {
 };
 static_assert(sizeof(Probe) == 16);
 inline constexpr uint32_t kProbeMagic = 0x4d57'5046;  // "MWPF"
+// The shortest IP packet the generator sends: IPv4, UDP and the probe.
+inline constexpr size_t kMinProbePacketLen = 20 + 8 + sizeof(Probe);
 
 enum class L4Proto : uint8_t { kUdp, kTcp };
 
@@ -55,11 +57,13 @@ struct FlowSet {
   uint32_t dst_count = 1;
   uint32_t flows = 1;
   L4Proto l4 = L4Proto::kUdp;
+  uint16_t dport = 5001;     // destination ports dport .. dport + dport_count - 1
+  uint16_t dport_count = 7;
 };
 
 // Flow i of set: source address src + (i % src_count), destination dst + ((i
 // / src_count) % dst_count), source port 1024 + (i % 60000), destination port
-// 5001 + (i % 7).
+// dport + (i % dport_count) (5001 + (i % 7) by default).
 Flow make_flow(const FlowSet& set, uint32_t i);
 
 // Ethernet + IP + L4 header bytes for the family/protocol.

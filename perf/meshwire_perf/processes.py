@@ -145,10 +145,13 @@ class Generator(Process):
         return reply
 
     def trial(self, traffic: str, frame_size, rate_pps: float, duration_s: float,
-              drain_s: float = 0.05, bin_s: float = 0.01) -> dict:
-        return self.command({"cmd": "trial", "traffic": traffic, "frame_size": frame_size,
-                             "rate_pps": rate_pps, "duration_s": duration_s, "drain_s": drain_s,
-                             "bin_s": bin_s}, timeout=duration_s + drain_s + 30)
+              drain_s: float = 0.05, bin_s: float = 0.01, lead_s: float = 0.0) -> dict:
+        """lead_s: the traffic's background streams alone for this long first."""
+        cmd = {"cmd": "trial", "traffic": traffic, "frame_size": frame_size, "rate_pps": rate_pps,
+               "duration_s": duration_s, "drain_s": drain_s, "bin_s": bin_s}
+        if lead_s:
+            cmd["lead_s"] = lead_s
+        return self.command(cmd, timeout=lead_s + duration_s + drain_s + 30)
 
     def info(self) -> dict:
         return self.command({"cmd": "info"})

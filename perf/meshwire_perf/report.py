@@ -518,17 +518,34 @@ def _scenarios(results):
     if not sc:
         return []
     out = ["## Scenarios", ""]
+    # Scenarios that measure a recovery (peer-down) have a column of their own.
+    recovery = any(isinstance(s.get("result"), dict) and "recovered_after_ms" in s["result"] for s in sc)
     rows = []
     for s in sc:
         res = s.get("result") if isinstance(s.get("result"), dict) else {}
         rate = _num(s.get("rate_pps"))
         gap = _num(res.get("longest_gap_ms"))
-        rows.append([_cell(s.get("name") or DASH), _cell(s.get("description") or ""),
-                     DASH if rate is None else f"{rate:,.0f} pps",
-                     _pct(res.get("loss"), 3),
-                     DASH if gap is None else f"{gap:g} ms"])
-    out += _table(["Scenario", "Description", "Rate", "Loss", "Longest gap"], rows, "llrrr")
+        row = [_cell(s.get("name") or DASH), _cell(s.get("description") or ""),
+               DASH if rate is None else f"{rate:,.0f} pps",
+               _pct(res.get("loss"), 3),
+               DASH if gap is None else f"{gap:g} ms"]
+        if recovery:
+            row.append(_recovered(res))
+        rows.append(row)
+    header = ["Scenario", "Description", "Rate", "Loss", "Longest gap"] + (["Recovered after"] if recovery else [])
+    out += _table(header, rows, "llrrr" + ("r" if recovery else ""))
     return out
+
+
+def _recovered(res):
+    """A recovery time: "310 ms", "not within 2000 ms", or a dash."""
+    if "recovered_after_ms" not in res:
+        return DASH
+    after = _num(res.get("recovered_after_ms"))
+    if after is not None:
+        return f"{after:g} ms"
+    watched = _num(res.get("watched_after_ms"))
+    return "not recovered" if watched is None else f"not within {watched:g} ms"
 
 
 def _errors(results):
@@ -723,16 +740,38 @@ def _plot_scenario(s, path):
         ax.set_xlabel("bin")
         ax.set_ylabel("packets received per bin")
     y = [float("nan") if v is None else v for v in rx]
-    if rate and bins_ms:
+    tx = [_num(v) for v in res.get("tx_per_bin") or []]
+    by_node = res.get("rx_per_bin_by_node") or {}
+    if tx and bins_ms and len(tx) == len(rx):
+        # Sent per bin: the offered rate as the generator managed it.
+        ax.stairs([float("nan") if v is None else v for v in tx], t, baseline=None, color="grey", ls="--",
+                  lw=1.2, zorder=3, label=f"sent ({rate:,.0f} pps offered)" if rate else "sent")
+    elif rate and bins_ms:
         ax.axhline(rate * bins_ms / 1e3, color="grey", ls="--", lw=1.5, zorder=3,
                    label=f"offered ({rate:,.0f} pps)")
     ax.stairs(y, t, baseline=None, color="C0", lw=1.8, label="received", zorder=2)
+    for k, (node, bins) in enumerate(sorted(by_node.items())):
+        if isinstance(bins, list) and len(bins) == len(rx):
+            ax.stairs([_num(v) or 0 for v in bins], t, baseline=None, color=f"C{k + 1}", lw=1.1, zorder=2,
+                      label=f"received from {node}")
+    for k, (node, bins) in enumerate(sorted((res.get("ignored_per_bin_by_node") or {}).items())):
+        if isinstance(bins, list) and len(bins) == len(rx):
+            ax.stairs([_num(v) or 0 for v in bins], t, baseline=None, color="C3", ls=":", lw=1.4, zorder=2,
+                      label=f"sent to {node} after it died (lost)")
+    at_s = _num(s.get("at_s"))
+    after = _num(res.get("recovered_after_ms"))
+    if "recovered_after_ms" in res and at_s is not None:
+        ax.axvline(at_s, color="C3", lw=1, zorder=1)
+        if after is not None:
+            ax.axvline(at_s + after / 1e3, color="C2", lw=1, zorder=1)
     ax.set_xlim(t[0], t[-1])
-    ax.set_ylim(bottom=0, top=max([v for v in rx if v is not None] + [rate * bins_ms / 1e3 if rate and bins_ms else 1]) * 1.12)
+    ax.set_ylim(bottom=0, top=max([v for v in rx + tx if v is not None] + [rate * bins_ms / 1e3 if rate and bins_ms else 1]) * 1.12)
     facts = []
     if _num(res.get("loss")) is not None:
         facts.append(f"loss {_pct(res.get('loss'), 3)}")
-    if _num(res.get("longest_gap_ms")) is not None:
+    if "recovered_after_ms" in res:
+        facts.append(f"recovered after {_recovered(res)}" if after is not None else _recovered(res))
+    elif _num(res.get("longest_gap_ms")) is not None:
         facts.append(f"longest gap {_num(res.get('longest_gap_ms')):g} ms")
     title = f"scenario {s.get('name')}"
     if s.get("description"):

@@ -29,8 +29,10 @@ from .processes import Process
 
 READY_LINE = "meshwire-dataplane: ready"
 
-# Addresses of the benchmark's world: this node (node1) and its peer (node2).
-NODE_TUNNEL, PEER_TUNNEL = "192.0.2.1", "192.0.2.2"
+# Addresses of the benchmark's world: this node (node1) and its peer (node2),
+# and for the Service's benchmark (MeshwireServiceDut) a second peer, node3.
+NODE_TUNNEL, PEER_TUNNEL, NODE3_TUNNEL = "192.0.2.1", "192.0.2.2", "192.0.2.3"
+SERVICE_VIP, SERVICE_PORT, BACKEND_PORT = "10.96.0.10", 80, 8080
 LOCAL_PODS = {4: "10.11.0.100", 6: "fd00:11::100"}
 LOCAL_PODS_B = {4: "10.11.0.200", 6: "fd00:11::200"}    # same-node destinations
 REMOTE_PODS = {4: "10.12.0.10", 6: "fd00:12::10"}
@@ -89,6 +91,16 @@ class Topology:
     def clear_sockets(self) -> None:
         for sock in (self.pod_sock, self.fabric_sock):
             sock.unlink(missing_ok=True)
+
+    def remove_runtime_dirs(self) -> None:
+        """DPDK's runtime folders of this run's processes (/var/run/dpdk/<file
+        prefix>), once they have exited: EAL leaves them behind."""
+        import shutil
+        # As EAL picks it: /var/run for root, else $XDG_RUNTIME_DIR or /tmp.
+        base = "/var/run" if os.getuid() == 0 else os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+        runtime = Path(base) / "dpdk"
+        for d in runtime.glob(f"{self.tag}-*"):
+            shutil.rmtree(d, ignore_errors=True)
 
     def memif(self, index: int, sock: Path, role: str, mac: str, queues: int = 1) -> str:
         # 4096-slot rings (as a VF's 4096 descriptors) on every system alike:
@@ -235,6 +247,125 @@ class MeshwireDut:
                              check=True, capture_output=True, text=True, timeout=10).stdout
         return [{"spi": sa["spi"], "seq": int(sa["seq"])} for sa in json.loads(out)["sas"]
                 if sa["direction"] == "outbound"]
+
+
+class MeshwireServiceDut(MeshwireDut):
+    """meshwire-dataplane (node1) with two peers, node2 and node3, both played
+    by the generator on the fabric port (each its own tunnel address and SAs
+    each way), liveness on with its defaults (keepalives every 100 ms, down
+    after 3 missed), and a UDP Service whose ClusterIP has two backends on
+    each of them (applied through the API, as the controller does).
+
+    The generator keeps both peers alive with background ESP dummy packets
+    (1000/s each, under the peer's SA towards node1) and counts the Service's
+    encrypted frames per node. Two traffic profiles, both pods -> ClusterIP
+    from 4096 client flows: `services/ipv4-udp` (both nodes live throughout)
+    and `peer-down/ipv4-udp`, in which node2 dies `node2_dies_at_s` into the
+    trial: its background stops and frames sent to it after that are
+    ignored, not received (a dead node receives nothing)."""
+
+    PEERS = {"node2": (PEER_TUNNEL, "10.12.0.0/16", 0x1201, 0x2101),
+             "node3": (NODE3_TUNNEL, "10.13.0.0/16", 0x1301, 0x3101)}   # tunnel, pods, outbound SPI, inbound SPI
+    BACKENDS = {"node2": ["10.12.0.11", "10.12.0.12"], "node3": ["10.13.0.11", "10.13.0.12"]}
+    KEEPALIVE_PPS = 1000   # each peer's background proof of life
+    CLIENT_FLOWS = 4096
+
+    def __init__(self, topo: Topology, binary: Path, workers: int = 1, node2_dies_at_s: float = 1.0):
+        super().__init__(topo, binary, workers)
+        self.node2_dies_at_s = node2_dies_at_s
+        self.sas = {name: {"outbound": [Sa.fresh(out + w) for w in range(workers)],
+                           "inbound": [Sa.fresh(inb + w) for w in range(workers)]}
+                    for name, (_, _, out, inb) in self.PEERS.items()}
+        self.outbound, self.inbound = self.sas["node2"]["outbound"], self.sas["node2"]["inbound"]
+        self.next_outbound = []
+        self.services_path = topo.workdir / "services.json"
+
+    def config(self) -> dict:
+        c = super().config()
+        del c["liveness"]   # the defaults: keepalives every 100 ms, down after 3 missed
+        c["peers"] = [{"name": name, "tunnel_address": tunnel, "pod_cidrs": [pods],
+                       "sas": {"outbound": [sa.dataplane() for sa in self.sas[name]["outbound"]],
+                               "inbound": [sa.dataplane() for sa in self.sas[name]["inbound"]]}}
+                      for name, (tunnel, pods, _, _) in self.PEERS.items()]
+        return c
+
+    def services(self) -> dict:
+        """The ApplyServicesRequest: one UDP frontend, two backends per node."""
+        return {"services": [{"name": "default/echo:udp", "vip": SERVICE_VIP, "port": SERVICE_PORT,
+                              "protocol": "UDP",
+                              "backends": [{"address": addr, "port": BACKEND_PORT, "node": node,
+                                            "target": f"default/{node}-pod{i + 1}"}
+                                           for node, addrs in self.BACKENDS.items()
+                                           for i, addr in enumerate(addrs)]}]}
+
+    def start(self) -> None:
+        super().start()
+        import json
+        self.services_path.write_text(json.dumps(self.services()))
+        self.ctl_json("apply-services", "-f", str(self.services_path))
+
+    def ctl_json(self, *args: str) -> dict:
+        """meshwirectl --json ARGS against this data plane."""
+        import json
+        import subprocess
+        out = subprocess.run([str(self.ctl), "--socket", str(self.api_socket), "--json", *args],
+                             check=True, capture_output=True, text=True, timeout=10).stdout
+        return json.loads(out) if out.strip() else {}
+
+    def peers(self) -> dict:
+        """Each peer's liveness as the data plane reports it."""
+        return {p["name"]: {"liveness": p.get("liveness", ""), "last_heard_ms_ago": int(p.get("last_heard_ms_ago", 0))}
+                for p in self.ctl_json("show", "peers").get("peers", [])}
+
+    def counters(self) -> dict:
+        """The data plane's counters and drops, summed over its workers."""
+        got: dict = {}
+        for what in ("counters", "drops"):
+            for block in self.ctl_json("show", what).get("blocks", []):
+                for k, v in (block.get("counters") or {}).items():
+                    got[k] = got.get(k, 0) + int(v)
+        return got
+
+    def log_size(self) -> int:
+        return len(self.proc.log_text()) if self.proc else 0
+
+    def peer_down_logs(self, since: int = 0) -> list[dict]:
+        """The data plane's 'peer NAME (ADDR) down: no keepalive for N ms'
+        lines, from character `since` of its log (a log_size()) on."""
+        import re
+        return [{"peer": m.group(1), "silent_ms": int(m.group(2))}
+                for m in re.finditer(r"peer (\S+) \(\S+\) down: no keepalive for (\d+) ms",
+                                     self.proc.log_text()[since:] if self.proc else "")]
+
+    def traffic(self) -> list[dict]:
+        def sink(dies_at_s):
+            sas = []
+            for name in self.PEERS:
+                for sa in self.sas[name]["outbound"]:
+                    entry = {**sa.generator(), "label": name}
+                    if name == "node2" and dies_at_s is not None:
+                        entry["until_s"] = dies_at_s
+                    sas.append(entry)
+            return {"sas": sas, "udp": True, "esn": True, "sample_every": 16}
+
+        def background(dies_at_s):
+            out = []
+            for name, (tunnel, _, _, _) in self.PEERS.items():
+                stream = {"name": f"{name}-alive", "tx_port": "fabric", "rate_pps": self.KEEPALIVE_PPS,
+                          "encrypt": {**self.sas[name]["inbound"][0].generator(), "tunnel_src": tunnel,
+                                      "tunnel_dst": NODE_TUNNEL, "dst_mac": DUT_FABRIC_MAC}}
+                if name == "node2" and dies_at_s is not None:
+                    stream["until_s"] = dies_at_s
+                out.append(stream)
+            return out
+
+        out = []
+        for name, dies_at_s in (("services/ipv4-udp", None), ("peer-down/ipv4-udp", self.node2_dies_at_s)):
+            t = flows(name, "pod", "fabric", DUT_POD_MAC, LOCAL_PODS[4], SERVICE_VIP, "udp",
+                      sink=sink(dies_at_s), background=background(dies_at_s))
+            t.update({"dst_count": 1, "dst_port": SERVICE_PORT, "dst_port_count": 1, "flows": self.CLIENT_FLOWS})
+            out.append(t)
+        return out
 
 
 class TestpmdDut:

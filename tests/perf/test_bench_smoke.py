@@ -57,7 +57,7 @@ def test_baselines_and_stages_measured(quick_run):
 def test_scenarios_ran(quick_run):
     _, results, _ = quick_run
     by_name = {s["name"]: s for s in results["scenarios"]}
-    assert set(by_name) == {"steady", "dataplane-restart", "key-change", "apply-unchanged"}
+    assert set(by_name) == {"steady", "dataplane-restart", "key-change", "apply-unchanged", "peer-down"}
     steady = by_name["steady"]["result"]
     assert steady["received"] > 0 and steady["recovered"]
     restart = by_name["dataplane-restart"]
@@ -75,6 +75,11 @@ def test_scenarios_ran(quick_run):
     # A new generation with the same SA object: its sequence numbers went on
     # (a new SA would have started over from 0).
     assert kept["spi"] == was["spi"] and kept["seq"] >= was["seq"] > 0 and same["result"]["received"] > 0
+    # On its own data plane (two peers, liveness on, a Service): node2 died,
+    # was found down, and its flows moved to node3 (test_peer_down.py has more).
+    down = by_name["peer-down"]
+    assert down["facts"]["peers_at_700_ms"]["node2"]["liveness"] == "down"
+    assert down["result"]["recovered_after_ms"] is not None, down["result"]["watched_after_ms"]
 
 
 def test_report_written(quick_run):
@@ -83,6 +88,7 @@ def test_report_written(quick_run):
     assert "encrypt" in md and "testpmd" in md
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "throughput_encrypt.png" in pngs and "scenario_dataplane-restart.png" in pngs
+    assert "scenario_peer-down.png" in pngs
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "targets met" in stdout

@@ -45,7 +45,7 @@ def make_bench(monkeypatch, behaviour):
     b = bench.Bench.__new__(bench.Bench)
     b.args = bench.parse_args(["--quick", "--scenarios", "flaky"])
     b.results = {"results": [], "scenarios": [], "errors": [], "warnings": []}
-    monkeypatch.setattr(b, "warm_up", lambda gen, traffic, system: None)
+    monkeypatch.setattr(b, "warm_up", lambda gen, traffic, system, lead_s=0.0: None)
     return b, calls
 
 
