@@ -284,6 +284,7 @@ struct ConnTrackInternals {
     f.frontend_id = init.frontend_id;
     f.created_ms = now_ms;
     f.affinity_timeout_ms = init.affinity_timeout_ms;
+    f.dnat_deltas.store(init.dnat_deltas.load(std::memory_order_relaxed), std::memory_order_relaxed);
 
     const uint64_t fwd_entry = make_entry(fwd_hash, index, false);
     std::atomic<uint64_t>* fwd_slot = claim_slot(ct, fwd_hash, fwd_entry);
@@ -417,7 +418,11 @@ void ConnTrack::lookup_burst(const FlowTuple* const* tuples, const uint64_t* has
       uint64_t e = In::first_candidate(buckets_[first[i]], h[i]);
       if (e == 0) e = In::first_candidate(buckets_[second[i]], h[i]);
       candidate[i] = e;
-      if (e != 0 && e != In::kRecheck) rte_prefetch0(&flows_[In::entry_index(e)]);
+      if (e != 0 && e != In::kRecheck) {
+        const Flow* f = &flows_[In::entry_index(e)];
+        rte_prefetch0(f);
+        rte_prefetch0(&f->last_seen_ms);  // line 2: what the packet writes
+      }
     }
     // 3: compare; a tag that matched another tuple, or a slot that changed
     // under the filter (both rare), gets the full scan.
@@ -433,6 +438,11 @@ void ConnTrack::lookup_burst(const FlowTuple* const* tuples, const uint64_t* has
       }
     }
   }
+}
+
+void ConnTrack::prefetch(uint64_t hash) const {
+  rte_prefetch0(&buckets_[In::first_bucket(*this, hash)]);
+  rte_prefetch0(&buckets_[In::second_bucket(*this, hash)]);
 }
 
 uint32_t ConnTrack::insert(WorkerCache& cache, const Flow& init, uint64_t fwd_hash, uint32_t now_ms) {

@@ -172,6 +172,10 @@ struct alignas(64) Flow {
   uint32_t frontend_id = 0;          // the caller's id of the service frontend; opaque here
   uint32_t created_ms = 0;           // set by insert
   uint32_t affinity_timeout_ms = 0;  // affinity records: idle timeout (state kAffinity)
+  // The caller's: what the DNAT of a forward packet changes in its
+  // checksums (net::NatDeltas, packed), kept beside the backend by the
+  // worker that owns the forward direction.
+  std::atomic<uint32_t> dnat_deltas{0};
 };
 static_assert(sizeof(Flow) == 128);
 static_assert(offsetof(Flow, last_seen_ms) == 64, "what packets write starts line 2");
@@ -287,8 +291,13 @@ class ConnTrack {
   // its reverse tuple (old or new).
   LookupResult lookup(const FlowTuple& t, uint64_t hash) const;
   // lookup() of n tuples (any n), with the buckets of up to 32 prefetched
-  // before any is read: out[i] is lookup(*tuples[i], hashes[i]).
+  // before any is read, and each candidate record (both lines) before any
+  // is compared: out[i] is lookup(*tuples[i], hashes[i]).
   void lookup_burst(const FlowTuple* const* tuples, const uint64_t* hashes, uint16_t n, LookupResult* out) const;
+  // Starts fetching the two buckets a lookup of this hash reads: call it as
+  // soon as a packet's hash is known, so that the misses of a burst overlap
+  // the work on the rest of it rather than each other in lookup_burst.
+  void prefetch(uint64_t hash) const;
 
   // A flow index from lookup or insert; valid until the caller's next
   // quiescent state.

@@ -168,6 +168,7 @@ Result<ServiceTable*> build_services(const ServicesConfig& services, uint64_t ge
                        static_cast<uint32_t>(i)});
       mine.push_back({backs.back().first, static_cast<uint32_t>(f.backends.size() - 1)});
       t->backend_ports.add(bc.port);
+      t->backend_addresses.add(bc.address.family, bc.address.bytes.data());
     }
     std::vector<MaglevBackend> mb;
     mb.reserve(fc.backends.size());
@@ -182,6 +183,7 @@ Result<ServiceTable*> build_services(const ServicesConfig& services, uint64_t ge
     t->backends += f.backends.size();
     fronts.push_back({endpoint_key(fc.vip.family, fc.protocol, fc.vip.bytes.data(), fc.port), static_cast<uint32_t>(i)});
     t->frontend_ports.add(fc.port);
+    t->vips.add(fc.vip.family, fc.vip.bytes.data());
   }
   for (size_t i = 0; i < services.size(); ++i) {  // after the real keys: a VIP's fragments
     fronts.push_back({endpoint_key(services[i].vip.family, 0, services[i].vip.bytes.data(), 0), static_cast<uint32_t>(i)});

@@ -138,6 +138,39 @@ class PortSet {
   std::array<uint64_t, 1024> bits_{};
 };
 
+// A set of addresses as 64 Ki bits indexed by a hash of the address: never
+// a false negative, sometimes a false positive (about 1.5 % with 1,000
+// addresses, 14 % with 10,000). With PortSet, the cheap test that keeps
+// traffic to a frontend's port but not to a VIP (or from a backend's port
+// but not from a backend) out of the connection table's lookup.
+class AddressFilter {
+ public:
+  void add(uint8_t family, const uint8_t* addr) {
+    const uint32_t b = bit(family, addr);
+    bits_[b >> 6] |= uint64_t{1} << (b & 63);
+  }
+  bool contains(uint8_t family, const uint8_t* addr) const {
+    const uint32_t b = bit(family, addr);
+    return (bits_[b >> 6] >> (b & 63)) & 1;
+  }
+
+ private:
+  static uint32_t bit(uint8_t family, const uint8_t* addr) {
+    uint64_t x;
+    if (family == 6) {
+      uint64_t w[2];
+      std::memcpy(w, addr, 16);
+      x = w[0] ^ (w[1] * 0xC2B2AE3D27D4EB4Full);
+    } else {
+      uint32_t v;
+      std::memcpy(&v, addr, 4);
+      x = v;
+    }
+    return static_cast<uint32_t>((x * 0x9E3779B97F4A7C15ull) >> 48);
+  }
+  std::array<uint64_t, 1024> bits_{};
+};
+
 class EndpointIndex {
  public:
   static constexpr uint32_t kNone = 0xFFFFFFFF;
@@ -192,6 +225,8 @@ struct ServiceTable {
   EndpointIndex by_backend;   // (family, protocol, backend, port) -> any frontend it serves
   PortSet frontend_ports;     // every frontend's port
   PortSet backend_ports;      // every backend's port
+  AddressFilter vips;         // every frontend's VIP
+  AddressFilter backend_addresses;
   size_t backends = 0;
 
   // Where a flow (or affinity record) belongs in this generation: its

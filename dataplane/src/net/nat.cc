@@ -10,6 +10,22 @@
 #endif
 
 namespace meshwire::dp::net {
+
+NatDeltas nat_deltas(bool v6, const uint8_t* from_addr, uint16_t from_port, const uint8_t* to_addr, uint16_t to_port) {
+  const size_t n = v6 ? 16 : 4;
+  const uint64_t addr = nat_detail::delta(from_addr, to_addr, n);
+  auto fold = [](uint64_t s) {
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    return static_cast<uint16_t>(s);
+  };
+  NatDeltas d;
+  d.ip = v6 ? 0 : fold(addr);
+  d.l4 = fold(addr + nat_detail::delta16(from_port, to_port));
+  return d;
+}
 namespace {
 
 constexpr uint8_t kIpOptEol = 0;

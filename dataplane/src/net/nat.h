@@ -113,6 +113,28 @@ bool rewrite_icmp_error_inner_src(uint8_t* frame, size_t len, const PacketInfo& 
 uint32_t crc32c(const uint8_t* data, size_t len);
 uint32_t crc32c_sw(const uint8_t* data, size_t len);
 
+// What replacing one endpoint (address, port) by another changes in a
+// packet's checksums, folded to 16 bits (one's complement sums): `ip` for the
+// IPv4 header checksum (0 for IPv6), `l4` for the TCP/UDP checksum (the
+// pseudo-header's address and the port). Fixed per connection, so worked out
+// once when its backend is chosen; packed() into 32 bits to be kept in a
+// flow record.
+struct NatDeltas {
+  uint16_t ip = 0;
+  uint16_t l4 = 0;
+  uint32_t packed() const { return uint32_t{ip} << 16 | l4; }
+  static NatDeltas unpack(uint32_t v) { return {static_cast<uint16_t>(v >> 16), static_cast<uint16_t>(v)}; }
+};
+NatDeltas nat_deltas(bool v6, const uint8_t* from_addr, uint16_t from_port, const uint8_t* to_addr, uint16_t to_port);
+
+// rewrite_dst() of a packet whose info parse_frame() made from this very
+// frame, with the deltas of nat_deltas(v6, its destination, its port, addr,
+// port): IPv4 TCP/UDP without options and IPv6 TCP/UDP without extension
+// headers (nearly all service traffic) write the address and port and add
+// the deltas; the rest take rewrite_dst(). The same bytes as rewrite_dst().
+inline bool rewrite_dst_with(uint8_t* frame, size_t len, const PacketInfo& info, const uint8_t* addr, uint16_t port,
+                             NatDeltas d);
+
 // Inline definitions: the rewrites run per packet of every NATed flow.
 namespace nat_detail {
 
@@ -240,7 +262,80 @@ inline bool rewrite_addr(uint8_t* frame, size_t len, const PacketInfo& info, con
   return true;
 }
 
+// The rewrite of an IPv4 TCP or UDP packet without IP options, whose info
+// parse_frame() made from this frame (so it fits, and has_l4 means the L4
+// header is whole): nearly all service traffic, without the general path's
+// checks and protocol switch.
+template <bool kDst>
+inline void rewrite_endpoint_v4(uint8_t* frame, const PacketInfo& info, const uint8_t* addr, uint16_t port) {
+  uint8_t* ip = frame + info.l3_offset;
+  uint8_t* l4 = ip + kIpv4HdrLen;
+  uint8_t* a = ip + addr_offset(false, kDst);
+  uint8_t* p = l4 + (kDst ? 2 : 0);
+  const uint64_t d_ip = static_cast<uint32_t>(~load_be32(a)) + static_cast<uint64_t>(load_be32(addr));
+  const uint64_t d = d_ip + delta16(load_be16(p), port);
+  std::memcpy(a, addr, 4);
+  store_be16(p, port);
+  store_be16(ip + 10, adjust(load_be16(ip + 10), d_ip));
+  uint8_t* c = l4 + (info.l4_proto == kProtoTcp ? 16 : 6);
+  store_be16(c, adjust_l4(load_be16(c), d, info.l4_proto == kProtoUdp, false));
+}
+
+template <bool kDst>
+inline bool rewrite_parsed(uint8_t* frame, size_t len, const PacketInfo& info, const uint8_t* addr, uint16_t port) {
+  if (info.ether_type == kEtherTypeIpv4 && info.has_l4 && info.l4_offset - info.l3_offset == kIpv4HdrLen &&
+      (info.l4_proto == kProtoTcp || info.l4_proto == kProtoUdp)) {
+    rewrite_endpoint_v4<kDst>(frame, info, addr, port);
+    return true;
+  }
+  return rewrite_endpoint<kDst>(frame, len, info, addr, port);
+}
+
+// ~(~csum + d) for a 16-bit folded delta: two folds suffice.
+inline uint16_t add_delta16(uint16_t csum, uint16_t d) {
+  uint32_t s = static_cast<uint32_t>(static_cast<uint16_t>(~csum)) + d;
+  s = (s & 0xFFFF) + (s >> 16);
+  return static_cast<uint16_t>(~s);
+}
+
 }  // namespace nat_detail
+
+inline bool rewrite_dst_with(uint8_t* frame, size_t len, const PacketInfo& info, const uint8_t* addr, uint16_t port,
+                             NatDeltas d) {
+  const bool tcp = info.l4_proto == kProtoTcp;
+  if (!info.has_l4 || !(tcp || info.l4_proto == kProtoUdp)) return rewrite_dst(frame, len, info, addr, port);
+  const size_t hdr_len = static_cast<size_t>(info.l4_offset - info.l3_offset);
+  uint8_t* ip = frame + info.l3_offset;
+  if (info.ether_type == kEtherTypeIpv4 && hdr_len == kIpv4HdrLen) {
+    std::memcpy(ip + 16, addr, 4);
+    store_be16(ip + 10, nat_detail::add_delta16(load_be16(ip + 10), d.ip));
+  } else if (info.ether_type == kEtherTypeIpv6 && hdr_len == kIpv6HdrLen) {
+    std::memcpy(ip + 24, addr, 16);
+  } else {
+    return rewrite_dst(frame, len, info, addr, port);
+  }
+  uint8_t* l4 = frame + info.l4_offset;
+  store_be16(l4 + 2, port);
+  uint8_t* c = l4 + (tcp ? 16 : 6);
+  const uint16_t old = load_be16(c);
+  if (tcp) {
+    store_be16(c, nat_detail::add_delta16(old, d.l4));
+  } else if (old != 0 || info.ether_type == kEtherTypeIpv6) {  // IPv4 UDP without a checksum stays without
+    const uint16_t sum = nat_detail::add_delta16(old, d.l4);
+    store_be16(c, sum == 0 ? 0xFFFF : sum);
+  }
+  return true;
+}
+
+// rewrite_src() for a packet whose info parse_frame() made from this very
+// frame (the service stage's replies): the same result, with a short path
+// for IPv4 TCP and UDP without options. (Its deltas are not kept per
+// connection as the DNAT's are: a reply may race with a connect retry that
+// moves the connection to another backend, and the packet's own source is
+// what its checksums hold.)
+inline bool rewrite_src_parsed(uint8_t* frame, size_t len, const PacketInfo& info, const uint8_t* addr, uint16_t port) {
+  return nat_detail::rewrite_parsed<false>(frame, len, info, addr, port);
+}
 
 inline bool rewrite_dst(uint8_t* frame, size_t len, const PacketInfo& info, const uint8_t* addr, uint16_t port) {
   return nat_detail::rewrite_endpoint<true>(frame, len, info, addr, port);

@@ -146,8 +146,15 @@ inline bool rx_parse(WorkerContext& ctx, uint16_t port_index, rte_mbuf* m, DropR
 // connection's backend as destination: the flow's, or for a new connection
 // one chosen by the frontend's Maglev table (or the client's affinity
 // record). A packet from a backend whose reverse tuple is a flow of this
-// node gets the frontend back as source. Everything else passes untouched,
-// after one probe of a small table for each of its two addresses.
+// node gets the frontend back as source. Everything else passes untouched.
+//
+// The connection table is looked up first: an established connection's
+// packets (nearly all of them) need nothing else, not even the frontend
+// index. What may be a service's packet is told by two cheap tests per
+// direction first (the port in a bitmap of the services' ports, the address
+// in a filter of their addresses), so that other traffic mostly costs those
+// tests alone; the frontend index is probed only on a miss (a new
+// connection, or a filter's false positive).
 
 constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
 
@@ -157,10 +164,12 @@ struct ServicePacket {
   net::PacketInfo info;  // offsets into the mbuf's data
   lb::FlowTuple tuple;
   uint64_t hash;
-  uint32_t frontend;  // the frontend it is sent to; kNowhere: a reply candidate
-  bool icmp_error;    // a reply candidate that is an ICMP error quoting client -> backend
+  uint32_t frontend;  // kUnresolved until frontend_of() looks it up; then the frontend, or kNowhere
+  bool to_frontend;   // its destination port and address may be a frontend's (the filters say so)
+  bool icmp_error;    // an ICMP error quoting client -> backend: only ever a reply
   uint16_t port_index;  // the port it came in on
 };
+constexpr uint32_t kUnresolved = 0xFFFFFFFE;
 
 enum class ServiceClass : uint8_t { kNone, kTaken, kFragment };
 
@@ -173,12 +182,13 @@ inline bool is_service_protocol(uint8_t p) {
 // what comes out of the tunnel).
 // Fills *out for a packet the stage takes, with its tuple (src -> dst; the
 // addresses 4 or 16 bytes as the family says) and the tuple's hash.
-inline void take_for_service(ServicePacket* out, rte_mbuf* m, const net::PacketInfo& info, uint32_t frontend,
+inline void take_for_service(ServicePacket* out, rte_mbuf* m, const net::PacketInfo& info, bool to_frontend,
                              bool icmp_error, uint8_t family, uint8_t proto, const uint8_t* src, uint16_t sport,
                              const uint8_t* dst, uint16_t dport) {
   out->m = m;
   out->info = info;
-  out->frontend = frontend;
+  out->frontend = kUnresolved;
+  out->to_frontend = to_frontend;
   out->icmp_error = icmp_error;
   out->port_index = 0;
   lb::FlowTuple& t = out->tuple;
@@ -187,8 +197,13 @@ inline void take_for_service(ServicePacket* out, rte_mbuf* m, const net::PacketI
   t.proto = proto;
   t.src_port = sport;
   t.dst_port = dport;
-  std::memcpy(t.src, src, family == 6 ? 16 : 4);
-  std::memcpy(t.dst, dst, family == 6 ? 16 : 4);
+  if (family == 6) {  // constant sizes: a move each, not a call
+    std::memcpy(t.src, src, 16);
+    std::memcpy(t.dst, dst, 16);
+  } else {
+    std::memcpy(t.src, src, 4);
+    std::memcpy(t.dst, dst, 4);
+  }
   out->hash = lb::flow_hash(t);
 }
 
@@ -203,12 +218,11 @@ inline ServiceClass classify_icmp_error(const lb::ServiceTable& st, rte_mbuf* m,
     return ServiceClass::kNone;
   }
   // The quoted packet went client -> backend: its reverse is the reply tuple.
-  take_for_service(out, m, info, lb::ServiceTable::kNowhere, true, family, inner.proto, inner.dst, inner.dport,
-                   inner.src, inner.sport);
+  take_for_service(out, m, info, false, true, family, inner.proto, inner.dst, inner.dport, inner.src, inner.sport);
   return ServiceClass::kTaken;
 }
 
-inline ServiceClass classify_service(const lb::ServiceTable& st, rte_mbuf* m, const uint8_t* frame,
+[[gnu::always_inline]] inline ServiceClass classify_service(const lb::ServiceTable& st, rte_mbuf* m, const uint8_t* frame,
                                      const net::PacketInfo& info, bool v6, bool replies_only, ServicePacket* out) {
   if (info.has_l4 && !info.is_fragment &&
       (info.l4_proto == net::kProtoIcmp || info.l4_proto == net::kProtoIcmpv6) &&
@@ -231,19 +245,21 @@ inline ServiceClass classify_service(const lb::ServiceTable& st, rte_mbuf* m, co
   const uint8_t* l4 = frame + info.l4_offset;
   const uint16_t sport = net::load_be16(l4);
   const uint16_t dport = net::load_be16(l4 + 2);
-  uint32_t frontend = lb::ServiceTable::kNowhere;
-  if (!replies_only && st.frontend_ports.contains(dport)) {
-    frontend = st.by_frontend.find(lb::endpoint_key(family, info.l4_proto, dst, dport));
+  const bool to_frontend = !replies_only && st.frontend_ports.contains(dport) && st.vips.contains(family, dst);
+  if (!to_frontend && !(st.backend_ports.contains(sport) && st.backend_addresses.contains(family, src))) {
+    return ServiceClass::kNone;
   }
-  if (frontend == lb::EndpointIndex::kNone) {
-    frontend = lb::ServiceTable::kNowhere;
-    if (!st.backend_ports.contains(sport) ||
-        st.by_backend.find(lb::endpoint_key(family, info.l4_proto, src, sport)) == lb::EndpointIndex::kNone) {
-      return ServiceClass::kNone;
-    }
-  }
-  take_for_service(out, m, info, frontend, false, family, info.l4_proto, src, sport, dst, dport);
+  take_for_service(out, m, info, to_frontend, false, family, info.l4_proto, src, sport, dst, dport);
   return ServiceClass::kTaken;
+}
+
+// The checksum deltas of a connection's DNAT (its VIP and port to its
+// backend's), packed as Flow::dnat_deltas keeps them.
+inline uint32_t dnat_deltas(const lb::FlowTuple& forward, const uint8_t* backend, uint16_t backend_port) {
+  return net::nat_deltas(forward.family == 6, forward.dst, forward.dst_port, backend, backend_port).packed();
+}
+inline void refresh_dnat_deltas(lb::Flow& f) {
+  f.dnat_deltas.store(dnat_deltas(f.forward, f.backend, f.backend_port), std::memory_order_relaxed);
 }
 
 // The TCP flags of a packet the stage took (0 for UDP and SCTP).
@@ -459,20 +475,24 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
     tuples[i] = &pkts[i].tuple;
     hashes[i] = pkts[i].hash;
   }
-  ct.lookup_burst(tuples, hashes, n, found);
-  // Each packet marks its flow seen (line 2 of the record, which the lookup
-  // did not read): fetch those lines for the whole burst at once.
-  for (uint16_t i = 0; i < n; ++i) {
-    if (found[i].flow != lb::kNoFlow) rte_prefetch0(&ct.flow(found[i].flow).last_seen_ms);
-  }
+  ct.lookup_burst(tuples, hashes, n, found);  // also fetches line 2 of the records, which packets write
+  // The frontend a packet is sent to (kNowhere: none), looked up once.
+  auto frontend_of = [&st](ServicePacket& p) {
+    if (p.frontend == kUnresolved) {
+      const lb::FlowTuple& t = p.tuple;
+      const uint32_t fi = st.by_frontend.find(lb::endpoint_key(t.family, t.proto, t.dst, t.dst_port));
+      p.frontend = fi == lb::EndpointIndex::kNone ? lb::ServiceTable::kNowhere : fi;
+    }
+    return p.frontend;
+  };
   for (uint16_t i = 0; i < n; ++i) {
     ServicePacket& p = pkts[i];
     keep[i] = true;
     uint8_t* frame = rte_pktmbuf_mtod(p.m, uint8_t*);
     const lb::LookupResult& r = found[i];
-    if (p.frontend == lb::ServiceTable::kNowhere) {
-      // From a backend: a reply of one of our connections, or not ours.
-      if (r.flow == lb::kNoFlow || !r.reverse) continue;
+    // A reply of one of our connections: from its backend to its client.
+    // (A reply tuple that is also a frontend's is a new connection instead.)
+    if (r.flow != lb::kNoFlow && r.reverse && (!p.to_frontend || frontend_of(p) == lb::ServiceTable::kNowhere)) {
       lb::Flow& f = ct.flow(r.flow);
       if (p.icmp_error) {
         if (connecting(static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed))) &&
@@ -498,7 +518,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         rte_pktmbuf_free(p.m);  // refused, retried elsewhere: the client never hears of it
         continue;
       }
-      if (!net::rewrite_src(frame, p.m->data_len, p.info, f.forward.dst, f.forward.dst_port)) {
+      if (!net::rewrite_src_parsed(frame, p.m->data_len, p.info, f.forward.dst, f.forward.dst_port)) {
         keep[i] = false;
         drop(ctx, p.m, DropReason::kUnsupported);
         continue;
@@ -506,9 +526,10 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       ctx.counters->service_reverse_packets++;
       continue;
     }
-    uint32_t idx = r.flow;
-    if (idx != lb::kNoFlow && r.reverse) idx = lb::kNoFlow;  // a reply tuple that is also a frontend: a new connection
+    if (!p.to_frontend) continue;  // not ours: no flow, or a forward one on the way in from the tunnel
+    uint32_t idx = r.flow != lb::kNoFlow && !r.reverse ? r.flow : lb::kNoFlow;
     if (idx == lb::kNoFlow) {
+      if (frontend_of(p) == lb::ServiceTable::kNowhere) continue;  // not a frontend after all (the filters' guess)
       const lb::FrontendRuntime& fr = st.frontends[p.frontend];
       uint16_t b = choose_backend(ctx, fr, p.frontend, p);
       // The client may use this source port towards another frontend whose
@@ -538,6 +559,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       init.backend_id = b;
       init.frontend_id = p.frontend;
       init.attempts.store(1, std::memory_order_relaxed);
+      init.dnat_deltas.store(dnat_deltas(p.tuple, br.address.bytes.data(), br.port), std::memory_order_relaxed);
       lb::FlowState state = lb::FlowState::kUdp;
       if (p.info.l4_proto == net::kProtoTcp) {
         // A connection picked up mid-stream (this node restarted, or its
@@ -559,7 +581,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
     } else {
       lb::Flow& f = ct.flow(idx);
       lb::touch(f, ctx.now_ms);
-      if (reopens(f, p)) {
+      if (reopens(f, p) && frontend_of(p) != lb::ServiceTable::kNowhere) {
         // The client opens a new connection on the tuple of one that has
         // closed (TCP allows it): a backend is chosen again, as for any new
         // connection, and it gets retries.
@@ -573,6 +595,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         const lb::BackendRuntime& br = fr.backends[b];
         if (std::memcmp(f.backend, br.address.bytes.data(), 16) != 0 || f.backend_port != br.port) {
           ct.rebind(idx, br.address.bytes.data(), br.port, b);  // on failure the old backend stays
+          refresh_dnat_deltas(f);
         }
         f.attempts.store(1, std::memory_order_relaxed);
         f.state.store(static_cast<uint8_t>(lb::FlowState::kSynSent), std::memory_order_relaxed);
@@ -584,7 +607,8 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       }
     }
     const lb::Flow& f = ct.flow(idx);
-    if (!net::rewrite_dst(frame, p.m->data_len, p.info, f.backend, f.backend_port)) {
+    if (!net::rewrite_dst_with(frame, p.m->data_len, p.info, f.backend, f.backend_port,
+                               net::NatDeltas::unpack(f.dnat_deltas.load(std::memory_order_relaxed)))) {
       // SCTP in a fragment (its checksum covers what follows), or source-routed.
       keep[i] = false;
       drop(ctx, p.m, DropReason::kUnsupported);
@@ -705,6 +729,7 @@ void run_connect_retries(WorkerContext& ctx, TxBuffers& tx) {
         if (next != lb::kNoBackend) {
           const lb::BackendRuntime& nb = fr->backends[next];
           if (ct.rebind(e.flow, nb.address.bytes.data(), nb.port, next)) {
+            refresh_dnat_deltas(f);
             f.state.store(static_cast<uint8_t>(lb::FlowState::kSynSent), std::memory_order_relaxed);
             fr->backends[b].health->retries_away.fetch_add(1, std::memory_order_relaxed);
             nb.health->connections.fetch_add(1, std::memory_order_relaxed);
@@ -765,7 +790,10 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   // True when the service stage took the packet (or dropped it).
   auto to_service_stage = [&](rte_mbuf* m, const uint8_t* frame, const net::PacketInfo& info, bool is_v6) {
     switch (classify_service(*ctx.services, m, frame, info, is_v6, false, &svc[nsvc])) {
-      case ServiceClass::kTaken: svc[nsvc++].port_index = port_index; return true;
+      case ServiceClass::kTaken:
+        ctx.conntrack->prefetch(svc[nsvc].hash);
+        svc[nsvc++].port_index = port_index;
+        return true;
       case ServiceClass::kFragment: drop(ctx, m, DropReason::kServiceFragment); return true;
       case ServiceClass::kNone: return false;
     }
@@ -1093,6 +1121,7 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
     if (m->data_len > info.l3_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - info.l3_len));
     if (has_services &&
         classify_service(*ctx.services, m, ip, info, is_v6, true, &svc[nsvc]) == ServiceClass::kTaken) {
+      ctx.conntrack->prefetch(svc[nsvc].hash);
       svc_v6[nsvc++] = is_v6;  // a reply from a backend: delivered after translation
       continue;
     }

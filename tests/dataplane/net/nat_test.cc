@@ -272,6 +272,10 @@ TEST(NatRewrite, UdpChecksumComingOutZeroIsAllOnes) {
     Bytes p = packet(Proto::kUdp, client, vip, false, payload);
     ASSERT_TRUE(rewrite_dst(p.data(), p.size(), parsed(p, false), backend.addr.data(), backend.port));
     EXPECT_EQ(p, expected);
+    Bytes q = packet(Proto::kUdp, client, vip, false, payload);
+    ASSERT_TRUE(rewrite_dst_with(q.data(), q.size(), parsed(q, false), backend.addr.data(), backend.port,
+                                 nat_deltas(v6, vip.addr.data(), vip.port, backend.addr.data(), backend.port)));
+    EXPECT_EQ(q, expected);
   }
 }
 
@@ -455,6 +459,48 @@ TEST(NatRewrite, RandomPacketsKeepEveryChecksumValid) {
                          : rewrite_src(p.data(), p.size(), info, back.addr.data(), back.port));
     ASSERT_EQ(p, original);
   }
+}
+
+// The service stage's variants (rewrite_dst_with and its deltas,
+// rewrite_src_parsed) give the same bytes as the general rewrites on random
+// packets (IPv4 with and without options, IPv6, TCP, UDP, SCTP),
+// IPv4 UDP without checksum included (and UdpChecksumComingOutZeroIsAllOnes
+// checks the all-ones rule on them too).
+TEST(NatRewrite, ParsedVariantsGiveTheSameBytes) {
+  std::mt19937 rng(11);
+  auto random_endpoint = [&](bool v6) {
+    Endpoint e{Bytes(v6 ? 16 : 4), static_cast<uint16_t>(rng())};
+    for (uint8_t& b : e.addr) b = static_cast<uint8_t>(rng());
+    return e;
+  };
+  int short_path = 0;
+  for (int iter = 0; iter < 4000; ++iter) {
+    const bool v6 = rng() % 4 == 0;
+    const bool eth = rng() % 2 != 0;
+    const Proto proto = static_cast<Proto>(rng() % 5 == 0 ? 2 : rng() % 2);
+    const Endpoint src = random_endpoint(v6), dst = random_endpoint(v6), to = random_endpoint(v6);
+    Bytes payload(rng() % 40);
+    for (uint8_t& b : payload) b = static_cast<uint8_t>(rng());
+    PacketBuilder b = ip_layer(src, dst, eth);
+    if (!v6 && rng() % 6 == 0) b.ipv4_options({1, 1, 1, 1});
+    l4_layer(b, proto, src, dst, payload);
+    Bytes p = b.build();
+    const PacketInfo info = parsed(p, eth);
+    if (proto == Proto::kUdp && !v6 && rng() % 5 == 0) {  // no checksum
+      p[info.l4_offset + 6] = p[info.l4_offset + 7] = 0;
+    }
+    short_path += proto != Proto::kSctp && static_cast<size_t>(info.l4_offset - info.l3_offset) == (v6 ? kIpv6HdrLen : kIpv4HdrLen);
+    const bool dst_side = rng() % 2 != 0;
+    SCOPED_TRACE(label(proto, v6, eth, dst_side ? "dst" : "src") + " iteration " + std::to_string(iter));
+    Bytes general = p;
+    ASSERT_TRUE(dst_side ? rewrite_dst(general.data(), general.size(), info, to.addr.data(), to.port)
+                         : rewrite_src(general.data(), general.size(), info, to.addr.data(), to.port));
+    ASSERT_TRUE(dst_side ? rewrite_dst_with(p.data(), p.size(), info, to.addr.data(), to.port,
+                                            nat_deltas(v6, dst.addr.data(), dst.port, to.addr.data(), to.port))
+                         : rewrite_src_parsed(p.data(), p.size(), info, to.addr.data(), to.port));
+    ASSERT_EQ(p, general);
+  }
+  EXPECT_GT(short_path, 1500);
 }
 
 // --- rewrite_outer_*_addr
@@ -777,6 +823,19 @@ TEST(NatGolden, ScapyVectors) {
     f.insert(f.end(), before.begin(), before.end());
     ASSERT_TRUE(apply(g.call, f, true, g.addr, g.port));
     EXPECT_TRUE(std::equal(after.begin(), after.end(), f.begin() + 14));
+    if (g.call == kDst || g.call == kSrc) {  // and the service stage's variants
+      Bytes q = eth_header;
+      q[12] = f[12];
+      q[13] = f[13];
+      q.insert(q.end(), before.begin(), before.end());
+      const PacketInfo info = parsed(q, true);
+      const bool v6 = info.ether_type == kEtherTypeIpv6;
+      const uint8_t* old_dst = q.data() + info.l3_offset + (v6 ? 24 : 16);
+      const NatDeltas d = nat_deltas(v6, old_dst, field16(q.data() + info.l4_offset + 2), g.addr.data(), g.port);
+      ASSERT_TRUE(g.call == kDst ? rewrite_dst_with(q.data(), q.size(), info, g.addr.data(), g.port, d)
+                                 : rewrite_src_parsed(q.data(), q.size(), info, g.addr.data(), g.port));
+      EXPECT_TRUE(std::equal(after.begin(), after.end(), q.begin() + 14));
+    }
   }
 }
 
