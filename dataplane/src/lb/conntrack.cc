@@ -115,6 +115,26 @@ struct ConnTrackInternals {
 #endif
   }
 
+  // masks().tag without the empty slots taken out, for lookups: an empty
+  // slot whose zero tag the hash happens to have is weeded out where every
+  // candidate is, by tag_matches() on the slot loaded again.
+  static uint32_t tag_mask(const ConnTrack::Bucket& b, uint64_t hash) {
+#if defined(__SSE2__)
+    const auto* p = reinterpret_cast<const __m128*>(&b.slot[0]);
+    const __m128 v0 = _mm_load_ps(reinterpret_cast<const float*>(p));
+    const __m128 v1 = _mm_load_ps(reinterpret_cast<const float*>(p + 1));
+    const __m128 v2 = _mm_load_ps(reinterpret_cast<const float*>(p + 2));
+    const __m128 v3 = _mm_load_ps(reinterpret_cast<const float*>(p + 3));
+    const __m128i tag = _mm_set1_epi32(static_cast<int>(hash >> 32));
+    const __m128i lo = _mm_cmpeq_epi32(_mm_castps_si128(_mm_shuffle_ps(v0, v1, 0xDD)), tag);
+    const __m128i hi = _mm_cmpeq_epi32(_mm_castps_si128(_mm_shuffle_ps(v2, v3, 0xDD)), tag);
+    return static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(lo)) |
+                                 _mm_movemask_ps(_mm_castsi128_ps(hi)) << 4);
+#else
+    return masks(b, hash).tag;
+#endif
+  }
+
   static uint32_t lowest(uint32_t mask) { return static_cast<uint32_t>(__builtin_ctz(mask)); }
 
   // The first slot of the bucket whose tag matches (loaded with acquire, so
@@ -122,14 +142,14 @@ struct ConnTrackInternals {
   // changed under the filter.
   static constexpr uint64_t kRecheck = ~0ull;
   static uint64_t first_candidate(const ConnTrack::Bucket& b, uint64_t hash) {
-    const uint32_t m = masks(b, hash).tag;
+    const uint32_t m = tag_mask(b, hash);
     if (m == 0) return 0;
     const uint64_t e = b.slot[lowest(m)].load(std::memory_order_acquire);
     return tag_matches(e, hash) ? e : kRecheck;
   }
 
   static LookupResult scan(const ConnTrack& ct, const ConnTrack::Bucket& b, const FlowTuple& t, uint64_t hash) {
-    for (uint32_t m = masks(b, hash).tag; m != 0; m &= m - 1) {
+    for (uint32_t m = tag_mask(b, hash); m != 0; m &= m - 1) {
       const uint64_t e = b.slot[lowest(m)].load(std::memory_order_acquire);
       if (tag_matches(e, hash) && entry_matches(ct, e, t)) return {entry_index(e), entry_reverse(e)};
     }
