@@ -38,6 +38,10 @@ EDGE_SIZES = [64, 1400]
 # The targets against another system, measured by turns (Bench.paired).
 PAIRS = [("encrypt/ipv4-udp", 64, "ipsec-secgw"), ("local/ipv4-udp", 64, "testpmd")]
 PAIRED_TRIALS = 2      # flat-out trials per turn, the best kept
+# Services through the ports (Bench.services_paired): client flows, 1 and the
+# generator's most (65,536: it keeps a frame template per flow).
+SERVICE_FLOWS = (1, 65_536)
+SERVICE_COST_GOAL = 1.15   # issue 6: service lookup + conntrack within 15 % of plain encrypted forwarding
 
 
 def full_plan() -> dict:
@@ -205,6 +209,36 @@ class Bench:
                  "baseline": baseline, "rounds": rows, **paired_summary(rows)}
         self.results["paired"].append(entry)
 
+    def services_paired(self, rounds: int) -> None:
+        """Services through the memif ports: one data plane (node1 of
+        MeshwireServiceDut, liveness on) sends the same clients' 64-byte UDP
+        flat out to a ClusterIP whose backends are on node2 and node3 (lookup,
+        conntrack, DNAT, encryption) and, by turns, straight to one of those
+        backends (plain encrypted forwarding), `rounds` times with the order
+        swapped every round. The rate ratio of each round (services ÷ plain)
+        is in `ratios`; its inverse is the cost ratio the target reads."""
+        from .systems import MeshwireServiceDut
+        svc, plain = "services/ipv4-udp", "pod-to-pod/ipv4-udp"
+        for flows in SERVICE_FLOWS:
+            make = lambda topo, n=flows: MeshwireServiceDut(topo, self.dataplane, self.args.workers, client_flows=n)
+            with self.running("meshwire", f"services-paired-{flows}", make) as run:
+                for t in (svc, plain):
+                    self.warm_up(run.gen, t, "meshwire", lead_s=0.3)
+                rows = []
+                for r in range(rounds):
+                    got = {}
+                    for t in ((svc, plain) if r % 2 == 0 else (plain, svc)):
+                        # lead_s: the peers' keepalives start first (a peer
+                        # left silent between trials is down by now).
+                        got[t] = max(run.gen.trial(t, 64, 0.0, self.args.trial_s, drain_s=self.args.drain_s,
+                                                   lead_s=0.3)["received_pps"] for _ in range(PAIRED_TRIALS))
+                    rows.append({"meshwire_pps": got[svc], "baseline_pps": got[plain]})
+                    log(f"services paired, {flows:,} flows, round {r + 1}/{rounds}: to the ClusterIP "
+                        f"{fmt(got[svc])}, to the pod {fmt(got[plain])}")
+            self.results["paired"].append({"suite": "services", "traffic": f"ipv4-udp, {flows:,} flows",
+                                           "flows": flows, "frame_size": 64, "baseline": "pod-to-pod",
+                                           "rounds": rows, **paired_summary(rows)})
+
     def warm_up(self, gen: Generator, traffic: str, system: str, lead_s: float = 0.0) -> None:
         """A slow trial first: the system under test resolves every pod's
         and the peer's MAC (it holds or drops the first packets meanwhile)."""
@@ -352,6 +386,12 @@ class Bench:
                     except RuntimeError as e:
                         log(f"paired {traffic} vs {baseline}: FAILED: {e}")
                         self.results["errors"].append(f"paired {traffic} vs {baseline}: {e}")
+            if a.paired > 0 and not a.no_services and "meshwire" in plan and "meshwire" not in a.skip:
+                try:
+                    self.services_paired(a.paired)
+                except RuntimeError as e:
+                    log(f"services paired: FAILED: {e}")
+                    self.results["errors"].append(f"services paired: {e}")
         finally:
             self.results["duration_s"] = round(time.time() - started, 1)
             self.results["targets"] = targets(self.results)
@@ -435,6 +475,16 @@ def targets(results: dict) -> list[dict]:
         add(f"same-node 64 B vs testpmd io ({label})", f"{label} ratio", loc, tp, 0.9, ">=",
             f"meshwire {fmt(loc)} / testpmd {fmt(tp)}")
     for p in results.get("paired") or []:
+        if p["baseline"] == "pod-to-pod" and p.get("median_ratio"):
+            # Rates by turns; the target is a cost: plain's rate ÷ the services'.
+            n = len(p["ratios"])
+            cost = 1 / p["median_ratio"]
+            out.append({"name": f"service DNAT 64 B vs plain encrypted forwarding, {p['flows']:,} "
+                                f"flow{'s' if p['flows'] != 1 else ''} (through the ports, by turns)",
+                        "metric": f"plain ÷ services rate, median of {n} rounds", "value": round(cost, 3),
+                        "goal": SERVICE_COST_GOAL, "op": "<=", "met": cost <= SERVICE_COST_GOAL,
+                        "detail": f"rounds' cost ratios {1 / p['max_ratio']:.2f}–{1 / p['min_ratio']:.2f}"})
+            continue
         goal = {"ipsec-secgw": 1.3, "testpmd": 0.9}.get(p["baseline"])
         if goal is None or p.get("median_ratio") is None:
             continue
@@ -502,6 +552,13 @@ def targets(results: dict) -> list[dict]:
     add("traffic not for a service vs plain encrypt", "÷ plain cycles/pkt (no port)", miss and miss["cyc_pkt"],
         plain and plain["cyc_pkt"], 1.05, "<=", f"informative; 1,000 frontends, none matching: {', '.join(each)}",
         informative=True)
+    port = services.worst(sv, "BM_EncryptWithServicesOnTheirPort")
+    plain = port and services.find(sv, "BM_EncryptPlain", port["flows"])
+    each = [f"{flows_text(r['flows'])} {r['ratio']:.2f}×"
+            for r in services.rows(sv, "BM_EncryptWithServicesOnTheirPort") if "ratio" in r]
+    add("traffic to a service's port, not to a VIP, vs plain encrypt", "÷ plain cycles/pkt (no port)",
+        port and port["cyc_pkt"], plain and plain["cyc_pkt"], 1.05, "<=",
+        f"informative; the port bitmap lets it through, the VIP filter stops it: {', '.join(each)}", informative=True)
     return out
 
 

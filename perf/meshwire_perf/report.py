@@ -468,7 +468,8 @@ def _services_section(results):
     out = ["## Services at 64 B (no ports)", "",
            "dp_micro_bench's service-path runs (perf/micro/service_path_bench.cc), on 1 or 100,000 established "
            "flows: the local stage on pod frames to a pod on the other node without services (`BM_EncryptPlain`), "
-           "the same frames with 1,000 UDP frontends applied that they do not match, frames to a VIP whose 4 "
+           "the same frames with 1,000 UDP frontends applied that they do not match (on another port, and on the "
+           "frontends' port, `BM_EncryptWithServicesOnTheirPort`), frames to a VIP whose 4 "
            "backends are on that node (`BM_ServiceDnat`: lookup, DNAT, encrypt); the backends' replies through "
            "the uplink stage, plain (`BM_ReverseDecryptPlain`) and with the VIP put back (`BM_ServiceReverse`). "
            "TSC cycles per packet of the stage alone in its median burst, medians of "
@@ -497,7 +498,9 @@ def _paired_section(results):
     out = ["## meshwire and its baselines by turns", "",
            "Each round starts meshwire and the baseline afresh, one after the other (the order swapped every "
            "round), and keeps the best of their flat-out trials: a shared VM's slow drifts then hit both "
-           "alike, and the median of the rounds' ratios is what the targets read.", ""]
+           "alike, and the median of the rounds' ratios is what the targets read. Services are the exception: "
+           "one data plane, the same clients' frames to a ClusterIP (meshwire) and straight to one of its "
+           "backends (`pod-to-pod`, plain encrypted forwarding) by turns.", ""]
     rows = []
     for p in paired:
         rounds = p.get("rounds") or []

@@ -5,6 +5,7 @@ run is read as a ratio to the plain stage with the same flows.
 
   BM_EncryptPlain                    the local stage, no services: the baseline of the next two
   BM_EncryptWithServicesNotMatching  the same frames with 1,000 frontends applied that they do not match
+  BM_EncryptWithServicesOnTheirPort  the same to the frontends' port (not to a VIP)
   BM_ServiceDnat                     frames to a frontend's VIP: lookup, DNAT, encrypt
   BM_ReverseDecryptPlain             the uplink stage on the backends' replies, no services
   BM_ServiceReverse                  the same replies: decrypt, reverse lookup, the VIP put back
@@ -22,9 +23,11 @@ from pathlib import Path
 
 from .scaling import _median, errors, group_runs
 
-FILTER = "^BM_(EncryptPlain|EncryptWithServicesNotMatching|ServiceDnat|ReverseDecryptPlain|ServiceReverse)/"
+FILTER = ("^BM_(EncryptPlain|EncryptWithServicesNotMatching|EncryptWithServicesOnTheirPort|ServiceDnat|"
+          "ReverseDecryptPlain|ServiceReverse)/")
 # Every run FILTER selects and its baseline (None: it is one), in the report's order.
 BASELINES = {"BM_EncryptPlain": None, "BM_EncryptWithServicesNotMatching": "BM_EncryptPlain",
+             "BM_EncryptWithServicesOnTheirPort": "BM_EncryptPlain",
              "BM_ServiceDnat": "BM_EncryptPlain", "BM_ReverseDecryptPlain": None,
              "BM_ServiceReverse": "BM_ReverseDecryptPlain"}
 FLOWS = (1, 100_000)

@@ -249,6 +249,13 @@ class MeshwireDut:
                 if sa["direction"] == "outbound"]
 
 
+# Clients of MeshwireServiceDut's profiles: `flows` (address, port) pairs over
+# this many pod addresses; 7 keeps them distinct up to the generator's 65,536
+# flows (its source ports cycle every 60,000).
+CLIENT_FLOWS = 4096
+CLIENT_ADDRESSES = 7
+
+
 class MeshwireServiceDut(MeshwireDut):
     """meshwire-dataplane (node1) with two peers, node2 and node3, both played
     by the generator on the fabric port (each its own tunnel address and SAs
@@ -268,11 +275,12 @@ class MeshwireServiceDut(MeshwireDut):
              "node3": (NODE3_TUNNEL, "10.13.0.0/16", 0x1301, 0x3101)}   # tunnel, pods, outbound SPI, inbound SPI
     BACKENDS = {"node2": ["10.12.0.11", "10.12.0.12"], "node3": ["10.13.0.11", "10.13.0.12"]}
     KEEPALIVE_PPS = 1000   # each peer's background proof of life
-    CLIENT_FLOWS = 4096
 
-    def __init__(self, topo: Topology, binary: Path, workers: int = 1, node2_dies_at_s: float = 1.0):
+    def __init__(self, topo: Topology, binary: Path, workers: int = 1, node2_dies_at_s: float = 1.0,
+                 client_flows: int = CLIENT_FLOWS):
         super().__init__(topo, binary, workers)
         self.node2_dies_at_s = node2_dies_at_s
+        self.client_flows = client_flows
         self.sas = {name: {"outbound": [Sa.fresh(out + w) for w in range(workers)],
                            "inbound": [Sa.fresh(inb + w) for w in range(workers)]}
                     for name, (_, _, out, inb) in self.PEERS.items()}
@@ -363,8 +371,16 @@ class MeshwireServiceDut(MeshwireDut):
         for name, dies_at_s in (("services/ipv4-udp", None), ("peer-down/ipv4-udp", self.node2_dies_at_s)):
             t = flows(name, "pod", "fabric", DUT_POD_MAC, LOCAL_PODS[4], SERVICE_VIP, "udp",
                       sink=sink(dies_at_s), background=background(dies_at_s))
-            t.update({"dst_count": 1, "dst_port": SERVICE_PORT, "dst_port_count": 1, "flows": self.CLIENT_FLOWS})
+            t.update({"dst_count": 1, "dst_port": SERVICE_PORT, "dst_port_count": 1, "flows": self.client_flows,
+                      "src_count": CLIENT_ADDRESSES})
             out.append(t)
+        # The same clients to one of node3's backends directly: plain
+        # encrypted forwarding, the services profile's baseline.
+        t = flows("pod-to-pod/ipv4-udp", "pod", "fabric", DUT_POD_MAC, LOCAL_PODS[4], self.BACKENDS["node3"][0], "udp",
+                  sink=sink(None), background=background(None))
+        t.update({"dst_count": 1, "dst_port": BACKEND_PORT, "dst_port_count": 1, "flows": self.client_flows,
+                  "src_count": CLIENT_ADDRESSES})
+        out.append(t)
         return out
 
 

@@ -6,7 +6,9 @@
 //   BM_EncryptPlain/S/F                    node a's local stage on pod frames to a pod on node b,
 //                                          no services: the baseline of the next three
 //   BM_EncryptWithServicesNotMatching/S/F  the same frames with 1,000 UDP frontends applied, none
-//                                          theirs: a miss in the frontend and the backend index
+//                                          theirs (port 5000: no service's port)
+//   BM_EncryptWithServicesOnTheirPort/S/F  the same to port 80, the frontends' port (but not to a
+//                                          VIP): what the port bitmap lets through
 //   BM_ServiceDnat/S/F/I                   frames to frontend I's VIP, whose 4 backends are pods on
 //                                          node b: established flows (made before the timed
 //                                          loop), one lookup each, DNAT, encrypt
@@ -102,9 +104,9 @@ Bytes udp_frame(size_t size, const test::Mac& src_mac, const test::Mac& dst_mac,
       .build();
 }
 
-// Client n's frame to a pod on node b (10.12.0.2:5000).
-Bytes pod_frame(size_t size, uint32_t n) {
-  return udp_frame(size, kClientMac, kLocalMacA, client_ip(n), client_port(n), ip4(10, 12, 0, 2), 5000);
+// Client n's frame to a pod on node b (10.12.0.2, port 5000 or another).
+Bytes pod_frame(size_t size, uint32_t n, uint16_t port = 5000) {
+  return udp_frame(size, kClientMac, kLocalMacA, client_ip(n), client_port(n), ip4(10, 12, 0, 2), port);
 }
 // Client n's frame to frontend i.
 Bytes vip_frame(size_t size, uint32_t n, uint32_t i) {
@@ -151,9 +153,11 @@ class FrameSet {
 
 // Client n's frame for n < flows: to frontend `target`'s VIP, or (target
 // kNowhere) to the pod on node b.
-bool client_frames(FrameSet& set, size_t size, uint32_t flows, uint32_t target) {
+bool client_frames(FrameSet& set, size_t size, uint32_t flows, uint32_t target, uint16_t pod_port) {
   for (uint32_t n = 0; n < flows; ++n) {
-    if (!set.add(target == lb::ServiceTable::kNowhere ? pod_frame(size, n) : vip_frame(size, n, target))) return false;
+    if (!set.add(target == lb::ServiceTable::kNowhere ? pod_frame(size, n, pod_port) : vip_frame(size, n, target))) {
+      return false;
+    }
   }
   return true;
 }
@@ -281,7 +285,7 @@ class BurstClock {
 
 // ---- Client -> server: node a's local stage
 
-enum class Local { kPlain, kNotMatching, kDnat, kNewConnection };
+enum class Local { kPlain, kNotMatching, kNotMatchingOnServicePort, kDnat, kNewConnection };
 
 void run_local(benchmark::State& state, Local mode) {
   const auto size = static_cast<size_t>(state.range(0));
@@ -289,7 +293,8 @@ void run_local(benchmark::State& state, Local mode) {
   const bool to_vip = mode == Local::kDnat || mode == Local::kNewConnection;
   const auto target = to_vip ? static_cast<uint32_t>(state.range(2)) : lb::ServiceTable::kNowhere;
   FrameSet frames;
-  if (!client_frames(frames, size, flows, target)) {
+  const uint16_t pod_port = mode == Local::kNotMatchingOnServicePort ? kVipPort : 5000;
+  if (!client_frames(frames, size, flows, target, pod_port)) {
     return state.SkipWithError("flows' frames differ outside the patch");
   }
   TestNode a("svc_a", false, 0);
@@ -343,6 +348,7 @@ void run_local(benchmark::State& state, Local mode) {
 
 void BM_EncryptPlain(benchmark::State& state) { run_local(state, Local::kPlain); }
 void BM_EncryptWithServicesNotMatching(benchmark::State& state) { run_local(state, Local::kNotMatching); }
+void BM_EncryptWithServicesOnTheirPort(benchmark::State& state) { run_local(state, Local::kNotMatchingOnServicePort); }
 void BM_ServiceDnat(benchmark::State& state) { run_local(state, Local::kDnat); }
 void BM_ServiceNewConnection(benchmark::State& state) { run_local(state, Local::kNewConnection); }
 
@@ -365,7 +371,7 @@ void run_reverse(benchmark::State& state, bool with_services) {
   // The connections, then each one's reply from the backend Maglev gave it.
   if (const std::string e = a.apply_services(services(target), 1); !e.empty()) return state.SkipWithError(e.c_str());
   FrameSet requests;
-  if (!client_frames(requests, size, flows, target)) return state.SkipWithError("frames differ outside the patch");
+  if (!client_frames(requests, size, flows, target, 5000)) return state.SkipWithError("frames differ outside the patch");
   if (!warm_up(a, requests)) return state.SkipWithError("mbuf pool empty");
   FrameSet replies;
   for (uint32_t n = 0; n < flows; ++n) {
@@ -439,6 +445,7 @@ void flows_frontends(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_EncryptPlain)->Apply(flows);
 BENCHMARK(BM_EncryptWithServicesNotMatching)->Apply(flows);
+BENCHMARK(BM_EncryptWithServicesOnTheirPort)->Apply(flows);
 BENCHMARK(BM_ServiceDnat)->Apply(flows_frontends);
 BENCHMARK(BM_ServiceNewConnection)
     ->ArgNames({"", "flows", "frontend"})

@@ -96,8 +96,16 @@ def test_report_written(quick_run):
 
 def test_paired_rounds_measured_both(quick_run):
     _, results, _ = quick_run
-    (p,) = results["paired"]
+    (p, *services) = results["paired"]
     assert (p["suite"], p["baseline"], p["frame_size"]) == ("local", "testpmd", 64)
     (r,) = p["rounds"]
     assert r["meshwire_pps"] > 0 and r["baseline_pps"] > 0
     assert p["median_ratio"] == pytest.approx(r["meshwire_pps"] / r["baseline_pps"], rel=1e-3)
+    # Services through the ports: the ClusterIP and plain, 1 and 65,536 client flows.
+    assert [(s["suite"], s["baseline"], s["flows"]) for s in services] == [("services", "pod-to-pod", 1),
+                                                                         ("services", "pod-to-pod", 65_536)]
+    for s in services:
+        (r,) = s["rounds"]
+        assert r["meshwire_pps"] > 0 and r["baseline_pps"] > 0
+    names = [t["name"] for t in results["targets"]]
+    assert "service DNAT 64 B vs plain encrypted forwarding, 65,536 flows (through the ports, by turns)" in names

@@ -49,6 +49,20 @@ def test_targets_read_the_median_with_each_baselines_goal():
     assert testpmd["value"] == pytest.approx(0.92) and testpmd["goal"] == 0.9 and testpmd["met"]
 
 
+def test_services_by_turns_are_read_as_a_cost_against_plain_forwarding():
+    results = {"results": [], "paired": [
+        {**paired_entry("pod-to-pod", "services", "ipv4-udp, 65,536 flows", [(3e6, 4e6), (3.6e6, 4e6), (2e6, 4e6)]),
+         "flows": 65_536},
+        {**paired_entry("pod-to-pod", "services", "ipv4-udp, 1 flow", [(3.8e6, 4e6)]), "flows": 1}]}
+    got = {t["name"]: t for t in targets(results)}
+    many = got["service DNAT 64 B vs plain encrypted forwarding, 65,536 flows (through the ports, by turns)"]
+    # Rate ratios 0.5, 0.75, 0.9: the median's inverse is the cost.
+    assert many["value"] == pytest.approx(4 / 3, abs=1e-3) and many["goal"] == 1.15 and many["op"] == "<="
+    assert not many["met"] and "1.11–2.00" in many["detail"]
+    one = got["service DNAT 64 B vs plain encrypted forwarding, 1 flow (through the ports, by turns)"]
+    assert one["value"] == pytest.approx(4 / 3.8, abs=1e-3) and one["met"]
+
+
 def test_a_target_below_its_goal_is_not_met():
     results = {"results": [], "paired": [
         paired_entry("ipsec-secgw", "encrypt", "ipv4-udp", [(3e6, 3e6)])]}

@@ -45,6 +45,7 @@ def complete_doc():
     for flows, plain, miss, rev in ((1, 280, 322, 330), (100_000, 300, 360, 340)):
         out += reps("BM_EncryptPlain", flows, [plain, plain - 5, plain + 50])
         out += reps("BM_EncryptWithServicesNotMatching", flows, [miss, miss, miss])
+        out += reps("BM_EncryptWithServicesOnTheirPort", flows, [miss + 5] * 3)
         out += reps("BM_ReverseDecryptPlain", flows, [rev, rev, rev])
         for frontend, extra in ((0, 1.0), (500, 1.1)):
             out += reps("BM_ServiceDnat", flows, [plain * 1.5 * extra] * 3, frontend)
@@ -113,12 +114,12 @@ def test_the_command_selects_the_runs_parse_reads():
     assert cmd[0] == "/x/dp_micro_bench"
     assert {"--benchmark_repetitions=5", "--benchmark_min_time=0.2", "--benchmark_enable_random_interleaving=true",
             "--benchmark_format=json"} <= set(cmd)
-    assert ("--benchmark_filter=^BM_(EncryptPlain|EncryptWithServicesNotMatching|ServiceDnat|ReverseDecryptPlain"
-            "|ServiceReverse)/") in cmd
+    assert ("--benchmark_filter=^BM_(EncryptPlain|EncryptWithServicesNotMatching|EncryptWithServicesOnTheirPort|"
+            "ServiceDnat|ReverseDecryptPlain|ServiceReverse)/") in cmd
     # Every run it selects is one parse keeps, in the order of the report.
     got = services.parse(json.dumps(complete_doc()))
     assert [(r["benchmark"], r["flows"], r.get("frontend")) for r in got] == services.expected()
-    assert len(got) == 14
+    assert len(got) == 16
 
 
 def fake_binary(tmp_path, doc, code=0):
@@ -132,7 +133,7 @@ def fake_binary(tmp_path, doc, code=0):
 
 def test_run_returns_every_row(tmp_path):
     got = services.run(fake_binary(tmp_path, complete_doc()), repetitions=3, min_time=0.01)
-    assert got["repetitions"] == 3 and got["min_time"] == 0.01 and len(got["rows"]) == 14
+    assert got["repetitions"] == 3 and got["min_time"] == 0.01 and len(got["rows"]) == 16
     assert services.worst(got, "BM_ServiceDnat", 100_000)["frontend"] == 500
 
 
@@ -167,6 +168,9 @@ def test_targets_read_the_worst_frontend_and_the_worst_flows():
     miss = got["traffic not for a service vs plain encrypt"]
     assert miss["value"] == pytest.approx(1.2) and miss["goal"] == 1.05 and not miss["met"]
     assert miss["informative"] and "1 flow 1.15×, 100,000 flows 1.20×" in miss["detail"]
+    port = got["traffic to a service's port, not to a VIP, vs plain encrypt"]
+    assert port["value"] == pytest.approx(365 / 300, abs=1e-3) and port["informative"] and not port["met"]
+    assert "1 flow 1.17×, 100,000 flows 1.22×" in port["detail"]
 
 
 def test_a_ratio_under_the_goal_is_met():
@@ -188,7 +192,7 @@ def test_report_table():
     assert "## Services at 64 B (no ports)" in md and "medians of 3 interleaved repetitions" in md
     lines = md.splitlines()
     head = lines.index("| Run | Flows | cycles/pkt | ns/pkt | ÷ plain, same flows |")
-    table = lines[head + 2:head + 16]
+    table = lines[head + 2:head + 18]
     assert table[0] == "| `BM_EncryptPlain` (baseline) | 1 | 280 | 100 | 1 |"
     assert "| `BM_ServiceDnat`, frontend 500 of 1,000 | 100,000 | 495 | 177 | 1.65× |" in table
     assert "| `BM_EncryptWithServicesNotMatching` | 1 | 322 | 115 | 1.15× |" in table
