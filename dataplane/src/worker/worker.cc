@@ -161,7 +161,10 @@ constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10
 // A packet the service stage takes, with what its lookup needs.
 struct ServicePacket {
   rte_mbuf* m;
-  net::PacketInfo info;  // offsets into the mbuf's data
+  uint8_t* frame;        // the mbuf's data (kept: the later passes need not read the mbuf again)
+  net::PacketInfo info;  // offsets into frame
+  // The end of the IP packet: what the rewrites may touch (<= the data's length).
+  size_t len() const { return static_cast<size_t>(info.l3_offset) + info.l3_len; }
   lb::FlowTuple tuple;
   uint64_t hash;
   uint32_t frontend;  // kUnresolved until frontend_of() looks it up; then the frontend, or kNowhere
@@ -182,10 +185,12 @@ inline bool is_service_protocol(uint8_t p) {
 // what comes out of the tunnel).
 // Fills *out for a packet the stage takes, with its tuple (src -> dst; the
 // addresses 4 or 16 bytes as the family says) and the tuple's hash.
-inline void take_for_service(ServicePacket* out, rte_mbuf* m, const net::PacketInfo& info, bool to_frontend,
+inline void take_for_service(ServicePacket* out, rte_mbuf* m, const uint8_t* frame, const net::PacketInfo& info,
+                             bool to_frontend,
                              bool icmp_error, uint8_t family, uint8_t proto, const uint8_t* src, uint16_t sport,
                              const uint8_t* dst, uint16_t dport) {
   out->m = m;
+  out->frame = const_cast<uint8_t*>(frame);  // the mbuf's own data, which the stage rewrites
   out->info = info;
   out->frontend = kUnresolved;
   out->to_frontend = to_frontend;
@@ -218,7 +223,7 @@ inline ServiceClass classify_icmp_error(const lb::ServiceTable& st, rte_mbuf* m,
     return ServiceClass::kNone;
   }
   // The quoted packet went client -> backend: its reverse is the reply tuple.
-  take_for_service(out, m, info, false, true, family, inner.proto, inner.dst, inner.dport, inner.src, inner.sport);
+  take_for_service(out, m, frame, info, false, true, family, inner.proto, inner.dst, inner.dport, inner.src, inner.sport);
   return ServiceClass::kTaken;
 }
 
@@ -249,7 +254,7 @@ inline ServiceClass classify_icmp_error(const lb::ServiceTable& st, rte_mbuf* m,
   if (!to_frontend && !(st.backend_ports.contains(sport) && st.backend_addresses.contains(family, src))) {
     return ServiceClass::kNone;
   }
-  take_for_service(out, m, info, to_frontend, false, family, info.l4_proto, src, sport, dst, dport);
+  take_for_service(out, m, frame, info, to_frontend, false, family, info.l4_proto, src, sport, dst, dport);
   return ServiceClass::kTaken;
 }
 
@@ -265,7 +270,7 @@ inline void refresh_dnat_deltas(lb::Flow& f) {
 // The TCP flags of a packet the stage took (0 for UDP and SCTP).
 inline uint8_t tcp_flags(const ServicePacket& p) {
   if (p.info.l4_proto != net::kProtoTcp) return 0;
-  return rte_pktmbuf_mtod(p.m, const uint8_t*)[p.info.l4_offset + 13];
+  return p.frame[p.info.l4_offset + 13];
 }
 
 // SCTP chunk types that open and close associations (RFC 9260 3.2).
@@ -274,7 +279,7 @@ constexpr uint8_t kSctpInit = 1, kSctpInitAck = 2, kSctpAbort = 6, kSctpShutdown
 // The first chunk's type of an SCTP packet the stage took (0xFF: none).
 inline uint8_t sctp_first_chunk(const ServicePacket& p) {
   if (p.info.l4_proto != net::kProtoSctp || p.info.l4_len < 13) return 0xFF;
-  return rte_pktmbuf_mtod(p.m, const uint8_t*)[p.info.l4_offset + 12];
+  return p.frame[p.info.l4_offset + 12];
 }
 
 // What a packet says of a new connection still waiting for its backend.
@@ -488,7 +493,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
   for (uint16_t i = 0; i < n; ++i) {
     ServicePacket& p = pkts[i];
     keep[i] = true;
-    uint8_t* frame = rte_pktmbuf_mtod(p.m, uint8_t*);
+    uint8_t* frame = p.frame;
     const lb::LookupResult& r = found[i];
     // A reply of one of our connections: from its backend to its client.
     // (A reply tuple that is also a frontend's is a new connection instead.)
@@ -502,7 +507,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
           continue;
         }
         // The client learns of the error from the VIP, about its packet to the VIP.
-        const size_t len = p.m->data_len;
+        const size_t len = p.len();
         const uint8_t* outer_src = ip_src(frame + p.info.l3_offset, p.tuple.family == 6);
         if (std::memcmp(outer_src, p.tuple.src, p.tuple.family == 6 ? 16 : 4) == 0) {
           net::rewrite_outer_src_addr(frame, len, p.info, f.forward.dst);
@@ -518,7 +523,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         rte_pktmbuf_free(p.m);  // refused, retried elsewhere: the client never hears of it
         continue;
       }
-      if (!net::rewrite_src_parsed(frame, p.m->data_len, p.info, f.forward.dst, f.forward.dst_port)) {
+      if (!net::rewrite_src_parsed(frame, p.len(), p.info, f.forward.dst, f.forward.dst_port)) {
         keep[i] = false;
         drop(ctx, p.m, DropReason::kUnsupported);
         continue;
@@ -607,7 +612,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       }
     }
     const lb::Flow& f = ct.flow(idx);
-    if (!net::rewrite_dst_with(frame, p.m->data_len, p.info, f.backend, f.backend_port,
+    if (!net::rewrite_dst_with(frame, p.len(), p.info, f.backend, f.backend_port,
                                net::NatDeltas::unpack(f.dnat_deltas.load(std::memory_order_relaxed)))) {
       // SCTP in a fragment (its checksum covers what follows), or source-routed.
       keep[i] = false;
@@ -866,7 +871,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
     for (uint16_t i = 0; i < nsvc; ++i) {
       if (!keep[i]) continue;
       const ServicePacket& p = svc[i];
-      const uint8_t* ip = rte_pktmbuf_mtod(p.m, const uint8_t*) + p.info.l3_offset;
+      const uint8_t* ip = p.frame + p.info.l3_offset;
       if (p.info.ether_type == net::kEtherTypeIpv6) {
         std::memcpy(v6_dst[n6], ip_dst(ip, true), 16);
         v6_info[n6] = p.info;
