@@ -10,14 +10,14 @@ packages=(
   # data plane
   dpdk dpdk-dev libdpdk-dev dpdk-doc libipsec-mb-dev libnuma-dev libpcap-dev
   libssl-dev libboost-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-  # controller: Kubernetes API client
-  libcurl4-openssl-dev
+  # controller: Kubernetes API client, and the node's /metrics (HTTP server)
+  libcurl4-openssl-dev libmicrohttpd-dev
   # control API (protobuf/gRPC)
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-scapy python3-cryptography python3-pytest python3-yaml python3-matplotlib
-  valgrind tshark tcpdump iperf3 curl socat ncat
+  valgrind tshark tcpdump iperf3 curl socat ncat prometheus
   iputils-ping iproute2 procps util-linux
 )
 

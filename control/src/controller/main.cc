@@ -44,6 +44,8 @@
 #include "controller/services_sync.h"
 #include "dataplane.grpc.pb.h"
 #include "keys/keys.h"
+#include "metrics/dataplane.h"
+#include "metrics/server.h"
 #include "reconcile/delta.h"
 #include "reconcile/desired.h"
 #include "source/kube_source.h"
@@ -120,7 +122,52 @@ struct Options {
   double resync_s = 0.25;
   double rotate_after_s = 3600;
   uint64_t rotate_packets = uint64_t{1} << 31;
+  std::string metrics_listen;  // empty: no /metrics
+  size_t metrics_top_backends = 100;
 };
+
+// What the controller's loop did, for /metrics (read on the HTTP thread).
+struct ControllerStats {
+  std::atomic<uint64_t> applies{0};
+  std::atomic<uint64_t> apply_failures{0};
+  std::atomic<uint64_t> problems{0};
+  std::atomic<uint64_t> last_apply_us{0};
+  std::atomic<uint64_t> applied_generation{0};
+  std::atomic<uint64_t> epoch{0};
+  std::atomic<uint64_t> epoch_started_ms{0};
+};
+
+std::string render_metrics(v1::Dataplane::Stub& stub, const ControllerStats& stats, const Options& o) {
+  namespace m = meshwire::ctl::metrics;
+  m::Exposition e;
+  auto snap = m::scrape_dataplane(stub, std::chrono::seconds(2));
+  e.family("meshwire_dataplane_up", m::Type::kGauge,
+           "1 when the controller read the data plane through its control API for this scrape.");
+  e.sample(snap.ok() ? 1 : 0);
+  if (snap.ok()) m::render_dataplane(e, *snap, m::RenderOptions{.top_backends = o.metrics_top_backends});
+  auto get = [](const std::atomic<uint64_t>& v) { return static_cast<double>(v.load(std::memory_order_relaxed)); };
+  e.family("meshwire_controller_applies_total", m::Type::kCounter, "Routing states (whole or deltas) the data plane took.");
+  e.sample(get(stats.applies));
+  e.family("meshwire_controller_apply_failures_total", m::Type::kCounter, "Applies the data plane refused or missed.");
+  e.sample(get(stats.apply_failures));
+  e.family("meshwire_controller_problems_total", m::Type::kCounter,
+           "Problems the controller logged (data plane unreachable, Apply refused, annotations not published...).");
+  e.sample(get(stats.problems));
+  e.family("meshwire_controller_last_apply_duration_seconds", m::Type::kGauge, "How long the last Apply took.");
+  e.sample(get(stats.last_apply_us) / 1e6);
+  e.family("meshwire_controller_applied_generation", m::Type::kGauge, "The generation the controller applied last.");
+  e.sample(get(stats.applied_generation));
+  e.family("meshwire_controller_key_epoch", m::Type::kGauge, "This node's sending key epoch.");
+  e.sample(get(stats.epoch));
+  const uint64_t started = stats.epoch_started_ms.load(std::memory_order_relaxed);
+  e.family("meshwire_controller_key_epoch_start_timestamp_seconds", m::Type::kGauge,
+           "When this node's sending key epoch began (Unix time).");
+  e.sample(static_cast<double>(started) / 1000.0);
+  e.family("meshwire_controller_rotate_packets", m::Type::kGauge,
+           "Packets an outbound SA may carry before this node rotates (--rotate-packets).");
+  e.sample(static_cast<double>(o.rotate_packets));
+  return e.text();
+}
 
 Result<std::unique_ptr<Source>> open_source(const Options& o) {
   if (o.source.rfind("dir:", 0) == 0) {
@@ -177,6 +224,10 @@ int main(int argc, char** argv) {
   app.add_option("--rotate-after", o.rotate_after_s, "seconds after which this node moves to its next epoch (new keys)");
   app.add_option("--rotate-packets", o.rotate_packets,
                  "packets one outbound SA may carry before this node moves to its next epoch");
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "serve the node's Prometheus metrics at http://ADDRESS:PORT/metrics (e.g. 0.0.0.0:9464)");
+  app.add_option("--metrics-top-backends", o.metrics_top_backends,
+                 "per-backend metric series for at most this many backends, the busiest (default 100)");
   app.set_version_flag("--version", "meshwire-controller 0.1.0");
   try {
     app.parse(argc, argv);
@@ -228,6 +279,18 @@ int main(int argc, char** argv) {
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 20);
   auto channel = grpc::CreateCustomChannel("unix:" + o.api_socket, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::Dataplane::NewStub(channel);
+  ControllerStats stats;
+  std::unique_ptr<meshwire::ctl::metrics::Server> metrics_server;  // stopped before stub and stats go
+  if (!o.metrics_listen.empty()) {
+    auto server = meshwire::ctl::metrics::Server::start(o.metrics_listen,
+                                                        [&] { return render_metrics(*stub, stats, o); });
+    if (!server.ok()) {
+      log(server.error());
+      return 2;
+    }
+    metrics_server = std::move(*server);
+    log("metrics at http://" + o.metrics_listen + "/metrics");
+  }
   std::map<std::string, PeerEpoch> peer_epochs;
   KeyCache key_cache;
   AppliedState applied;            // the state last applied, peer by peer
@@ -258,7 +321,10 @@ int main(int argc, char** argv) {
     auto problem = [&](const std::string& what) {
       if (what != last_problem) log(what);
       last_problem = what;
+      stats.problems.fetch_add(1, std::memory_order_relaxed);
     };
+    stats.epoch.store(ep.epoch, std::memory_order_relaxed);
+    stats.epoch_started_ms.store(ep.started_ms, std::memory_order_relaxed);
     // Waits for a change of the objects (or resync_s), and takes a burst
     // of changes as one: another within 5 ms extends the wait, up to 100 ms.
     // Only Nodes change the routing state: at 100,000 endpoints the churn
@@ -426,6 +492,7 @@ int main(int argc, char** argv) {
           full_next = true;  // the live generation moved under us: the whole state, at once
           continue;
         }
+        stats.apply_failures.fetch_add(1, std::memory_order_relaxed);
         problem("Apply generation " + std::to_string(r.generation()) + ": " + st.error_message());
         wait_for_change(static_cast<int>(o.resync_s * 1000));
         continue;
@@ -433,6 +500,12 @@ int main(int argc, char** argv) {
       applied.commit();
       full_next = false;
       applied_generation = resp.live_generation();
+      stats.applies.fetch_add(1, std::memory_order_relaxed);
+      stats.applied_generation.store(applied_generation, std::memory_order_relaxed);
+      stats.last_apply_us.store(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                          std::chrono::steady_clock::now() - t_apply)
+                                                          .count()),
+                                std::memory_order_relaxed);
       const std::string what = full ? std::to_string(desired.state.peers_size()) + " peer(s)"
                                     : std::to_string(delta_req.delta().upsert_peers_size()) + " peer(s) changed, " +
                                           std::to_string(delta_req.delta().remove_peers_size()) + " removed";
