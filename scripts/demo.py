@@ -11,9 +11,11 @@ Run as root after building: `make demo` (BUILD selects the build folder).
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
@@ -179,6 +181,24 @@ def show_services(cluster, folder, servers) -> None:
     print_spread(curl_many(client, f"http://{VIP}/", 10))
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def show_metrics(port: int) -> None:
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    wanted = ("meshwire_dataplane_up", "meshwire_peer_up", "meshwire_port_receive_packets_total",
+              "meshwire_dataplane_encrypted_packets_total", "meshwire_dataplane_decrypted_packets_total",
+              "meshwire_sa_outbound_sequence", "meshwire_controller_key_epoch")
+    lines = [line for line in text.splitlines() if line.split("{")[0].split(" ")[0] in wanted]
+    print(f"   curl {url} ({len(text.splitlines())} lines; some of them):")
+    print(indent("\n".join(lines), "     "))
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("demo: needs root (network namespaces)", file=sys.stderr)
@@ -215,8 +235,10 @@ def main() -> int:
         mctl.write_atomic(folder / "nodes.yaml", mctl.nodes_yaml(cluster))
         print(f"   {folder}/nodes.yaml: the two Node objects, as kubectl prints them")
         controllers = mctl.Controllers(cluster, folder)
+        metrics_ports = {}
         for node in cluster.nodes:
-            controllers.start(node)
+            metrics_ports[node.name] = free_port()
+            controllers.start(node, "--metrics-listen", f"127.0.0.1:{metrics_ports[node.name]}")
         topo.wait_for(lambda: all(mctl.ctl_json(n, "show", "generation")["source"] == "api"
                                   and mctl.ctl_json(n, "show", "peers")["peers"] for n in cluster.nodes),
                       timeout=20, what="both data planes programmed")
@@ -254,6 +276,8 @@ def main() -> int:
         print(indent(routes, "     "))
         heading("counters from DPDK telemetry (/meshwire/counters, /meshwire/sas)")
         show_counters(cluster)
+        heading("the same for Prometheus: meshwire-controller --metrics-listen, node1's /metrics")
+        show_metrics(metrics_ports["node1"])
         show_services(cluster, folder, servers)
     except KeyboardInterrupt:
         print("\ninterrupted: tearing down", file=sys.stderr)
