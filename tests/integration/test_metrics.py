@@ -89,6 +89,14 @@ def test_the_metrics_are_valid_prometheus_text(mesh):
     assert got["meshwire_dataplane_generation"] == got["meshwire_controller_applied_generation"]
 
 
+def test_every_metric_the_alerts_and_dashboard_use_is_served(mesh):
+    c, _, ports = mesh
+    served = {key.split("{")[0] for key in samples(fetch(f"http://127.0.0.1:{ports['node1']}/metrics"))}
+    from test_monitoring import dashboard_queries, metric_names, rule_exprs
+    used = metric_names(rule_exprs() + dashboard_queries())
+    assert used and not used - served, f"not served: {sorted(used - served)}"
+
+
 def test_prometheus_scrapes_both_nodes_and_answers_queries(mesh, tmp_path):
     c, _, ports = mesh
     web = free_port()
