@@ -72,68 +72,68 @@ struct ConnTrackInternals {
   }
 
   // Which slots of a bucket hold the hash's tag (bit s: slot s) and which
-  // are empty, from one pass over the line. A filter only: whoever acts on
-  // a slot loads it again, atomically, first.
+  // are empty. A filter only (the two come from separate loads of the line):
+  // whoever acts on a slot loads it again, atomically, first.
   struct SlotMasks {
     uint32_t tag;
     uint32_t empty;
   };
   static SlotMasks masks(const ConnTrack::Bucket& b, uint64_t hash) {
+    const uint32_t empty = empty_mask(b);
+    return {tag_mask(b, hash) & ~empty, empty};
+  }
+
+  // Which slots are empty (their low half, direction and index + 1, is
+  // zero only then).
+  static uint32_t empty_mask(const ConnTrack::Bucket& b) {
 #if defined(__SSE2__)
-    // Four 16-byte loads, two slots each. x86 reads each aligned 8-byte half
-    // of such a load atomically, so no slot is seen half old, half new; and
-    // no load passes an earlier locked instruction (the CAS before a
-    // duplicate scan), as the scalar version's seq_cst loads would not.
-    const auto* p = reinterpret_cast<const __m128*>(&b.slot[0]);
-    const __m128 v0 = _mm_load_ps(reinterpret_cast<const float*>(p));
-    const __m128 v1 = _mm_load_ps(reinterpret_cast<const float*>(p + 1));
-    const __m128 v2 = _mm_load_ps(reinterpret_cast<const float*>(p + 2));
-    const __m128 v3 = _mm_load_ps(reinterpret_cast<const float*>(p + 3));
-    // High halves (tags) of slots 0-3 and 4-7, then low halves (direction,
-    // index + 1: zero only in an empty slot).
-    const __m128i tags_lo = _mm_castps_si128(_mm_shuffle_ps(v0, v1, 0xDD));
-    const __m128i tags_hi = _mm_castps_si128(_mm_shuffle_ps(v2, v3, 0xDD));
-    const __m128i low_lo = _mm_castps_si128(_mm_shuffle_ps(v0, v1, 0x88));
-    const __m128i low_hi = _mm_castps_si128(_mm_shuffle_ps(v2, v3, 0x88));
-    const __m128i tag = _mm_set1_epi32(static_cast<int>(hash >> 32));
+    const Halves h = halves<0x88>(b);
     const __m128i zero = _mm_setzero_si128();
-    auto bits = [](__m128i v) { return static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(v))); };
-    const uint32_t empty = bits(_mm_cmpeq_epi32(low_lo, zero)) | bits(_mm_cmpeq_epi32(low_hi, zero)) << 4;
-    const uint32_t tags = bits(_mm_cmpeq_epi32(tags_lo, tag)) | bits(_mm_cmpeq_epi32(tags_hi, tag)) << 4;
-    return {tags & ~empty, empty};
+    return bits(_mm_cmpeq_epi32(h.lo, zero)) | bits(_mm_cmpeq_epi32(h.hi, zero)) << 4;
 #else
-    SlotMasks m{0, 0};
+    uint32_t m = 0;
     for (uint32_t s = 0; s < kSlots; ++s) {
-      const uint64_t e = b.slot[s].load(std::memory_order_seq_cst);
-      if (e == 0) {
-        m.empty |= 1u << s;
-      } else if (((e ^ hash) & kTagMask) == 0) {
-        m.tag |= 1u << s;
-      }
+      if (b.slot[s].load(std::memory_order_seq_cst) == 0) m |= 1u << s;
     }
     return m;
 #endif
   }
 
-  // masks().tag without the empty slots taken out, for lookups: an empty
-  // slot whose zero tag the hash happens to have is weeded out where every
-  // candidate is, by tag_matches() on the slot loaded again.
+  // Which slots hold the hash's tag. An empty slot whose zero tag the hash
+  // happens to have is in it too: lookups weed it out where they weed out
+  // every candidate, by tag_matches() on the slot loaded again; masks()
+  // takes the empty ones out.
   static uint32_t tag_mask(const ConnTrack::Bucket& b, uint64_t hash) {
 #if defined(__SSE2__)
-    const auto* p = reinterpret_cast<const __m128*>(&b.slot[0]);
-    const __m128 v0 = _mm_load_ps(reinterpret_cast<const float*>(p));
-    const __m128 v1 = _mm_load_ps(reinterpret_cast<const float*>(p + 1));
-    const __m128 v2 = _mm_load_ps(reinterpret_cast<const float*>(p + 2));
-    const __m128 v3 = _mm_load_ps(reinterpret_cast<const float*>(p + 3));
+    const Halves h = halves<0xDD>(b);
     const __m128i tag = _mm_set1_epi32(static_cast<int>(hash >> 32));
-    const __m128i lo = _mm_cmpeq_epi32(_mm_castps_si128(_mm_shuffle_ps(v0, v1, 0xDD)), tag);
-    const __m128i hi = _mm_cmpeq_epi32(_mm_castps_si128(_mm_shuffle_ps(v2, v3, 0xDD)), tag);
-    return static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(lo)) |
-                                 _mm_movemask_ps(_mm_castsi128_ps(hi)) << 4);
+    return bits(_mm_cmpeq_epi32(h.lo, tag)) | bits(_mm_cmpeq_epi32(h.hi, tag)) << 4;
 #else
-    return masks(b, hash).tag;
+    uint32_t m = 0;
+    for (uint32_t s = 0; s < kSlots; ++s) {
+      if (((b.slot[s].load(std::memory_order_seq_cst) ^ hash) & kTagMask) == 0) m |= 1u << s;
+    }
+    return m;
 #endif
   }
+
+#if defined(__SSE2__)
+  // The high (shuffle 0xDD: tags) or low (0x88) 32-bit halves of slots 0-3
+  // and 4-7, from four 16-byte loads of two slots each. x86 reads each
+  // aligned 8-byte half of such a load atomically, so no slot is seen half
+  // old, half new; and no load passes an earlier locked instruction (the CAS
+  // before a duplicate scan), as the scalar version's seq_cst loads would not.
+  struct Halves {
+    __m128i lo, hi;
+  };
+  template <int kShuffle>
+  static Halves halves(const ConnTrack::Bucket& b) {
+    const auto* p = reinterpret_cast<const float*>(&b.slot[0]);
+    const __m128 v0 = _mm_load_ps(p), v1 = _mm_load_ps(p + 4), v2 = _mm_load_ps(p + 8), v3 = _mm_load_ps(p + 12);
+    return {_mm_castps_si128(_mm_shuffle_ps(v0, v1, kShuffle)), _mm_castps_si128(_mm_shuffle_ps(v2, v3, kShuffle))};
+  }
+  static uint32_t bits(__m128i v) { return static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(v))); }
+#endif
 
   static uint32_t lowest(uint32_t mask) { return static_cast<uint32_t>(__builtin_ctz(mask)); }
 
