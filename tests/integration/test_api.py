@@ -73,6 +73,8 @@ def test_reads_show_the_startup_state(api):
     assert routes[node1.pod_cidr_v4] == "local" and routes[node2.pod_cidr_v4] == "node2"
     names = {i["name"]: i for i in show_json(node1, "interfaces")["interfaces"]}
     assert set(names) == {"pods", "fabric"} and names["fabric"]["role"] == "uplink"
+    # The devices' own statistics: the driver's xstats, by name.
+    assert int(names["fabric"]["xstats"]["rx_good_packets"]) > 0
     counters = show_json(node1, "counters")["blocks"]
     assert counters[0]["name"] == "total" and "encrypted_packets" in counters[0]["counters"]
     drops = show_json(node1, "drops")["reasons"]

@@ -117,9 +117,13 @@ std::string format_interfaces(const v1::ListInterfacesResponse& r) {
     if (i.udp_cksum_offload()) offloads += std::string(offloads.empty() ? "" : ",") + "udp-cksum";
     rows.push_back({i.name(), i.role(), std::to_string(i.port_id()), i.mac(), std::to_string(i.mtu()),
                     std::to_string(i.rx_packets()), std::to_string(i.rx_bytes()), std::to_string(i.tx_packets()),
-                    std::to_string(i.tx_bytes()), or_dash(offloads)});
+                    std::to_string(i.tx_bytes()), std::to_string(i.rx_missed()),
+                    std::to_string(i.rx_errors() + i.tx_errors()), or_dash(offloads)});
   }
-  return render_table({"NAME", "ROLE", "PORT", "MAC", "MTU", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "OFFLOADS"},
+  // RX-MISSED: dropped by the device for want of a free descriptor; ERRORS:
+  // the device's receive and transmit errors (--json has the xstats too).
+  return render_table({"NAME", "ROLE", "PORT", "MAC", "MTU", "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "RX-MISSED",
+                       "ERRORS", "OFFLOADS"},
                       rows);
 }
 

@@ -70,6 +70,29 @@ void render_dataplane(Exposition& out, const DataplaneSnapshot& s, const RenderO
       out.sample({{"port", i.name()}, {"role", i.role()}}, static_cast<double>((i.*ps.get)()));
     }
   }
+  const PortSeries device_series[] = {
+      {"meshwire_port_receive_missed_total",
+       "Packets the device dropped for want of a free RX descriptor (the workers did not keep up).",
+       &v1::Interface::rx_missed},
+      {"meshwire_port_receive_errors_total", "Receive errors the device reports.", &v1::Interface::rx_errors},
+      {"meshwire_port_receive_no_mbuf_total", "Packets the device could not receive for want of an mbuf.",
+       &v1::Interface::rx_no_mbuf},
+      {"meshwire_port_transmit_errors_total", "Transmit errors the device reports.", &v1::Interface::tx_errors},
+  };
+  for (const PortSeries& ps : device_series) {
+    out.family(ps.name, Type::kCounter, ps.help);
+    for (const v1::Interface& i : s.interfaces.interfaces()) {
+      out.sample({{"port", i.name()}, {"role", i.role()}}, static_cast<double>((i.*ps.get)()));
+    }
+  }
+  out.family("meshwire_port_xstats_total", Type::kCounter,
+             "The device driver's extended statistics (DPDK xstats), by name: what the driver counts.");
+  for (const v1::Interface& i : s.interfaces.interfaces()) {
+    const std::map<std::string, uint64_t> sorted(i.xstats().begin(), i.xstats().end());
+    for (const auto& [name, value] : sorted) {
+      out.sample({{"port", i.name()}, {"role", i.role()}, {"stat", name}}, static_cast<double>(value));
+    }
+  }
   out.family("meshwire_port_mtu_bytes", Type::kGauge, "MTU of a data plane port.");
   for (const v1::Interface& i : s.interfaces.interfaces()) out.sample({{"port", i.name()}, {"role", i.role()}}, i.mtu());
 

@@ -7,8 +7,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
+#include <rte_ethdev.h>
 
 #include "api/convert.h"
 #include "app/node.h"
@@ -27,6 +29,29 @@ std::string mac_text(uint64_t packed) {
   uint8_t bytes[6];
   unpack_mac(packed, bytes);
   return format_mac(bytes);
+}
+
+// The device's statistics and xstats (read while the workers run, as
+// testpmd's "show port stats" does: drivers keep them per queue and sum on read).
+void add_device_stats(uint16_t port_id, meshwire::v1::Interface* out) {
+  rte_eth_stats st{};
+  if (rte_eth_stats_get(port_id, &st) == 0) {
+    out->set_rx_missed(st.imissed);
+    out->set_rx_errors(st.ierrors);
+    out->set_rx_no_mbuf(st.rx_nombuf);
+    out->set_tx_errors(st.oerrors);
+  }
+  const int n = rte_eth_xstats_get_names(port_id, nullptr, 0);
+  if (n <= 0) return;
+  std::vector<rte_eth_xstat_name> names(static_cast<size_t>(n));
+  std::vector<rte_eth_xstat> values(static_cast<size_t>(n));
+  const int got_names = rte_eth_xstats_get_names(port_id, names.data(), static_cast<unsigned>(n));
+  const int got = rte_eth_xstats_get(port_id, values.data(), static_cast<unsigned>(n));
+  if (got_names != n || got != n) return;  // the driver's set changed between the calls: next time
+  auto& map = *out->mutable_xstats();
+  for (const rte_eth_xstat& x : values) {
+    if (x.id < names.size()) map[names[x.id].name] = x.value;
+  }
 }
 
 const grpc::Status kStopping(grpc::StatusCode::UNAVAILABLE, "the data plane is stopping");
@@ -226,6 +251,7 @@ class Service final : public v1::Dataplane::Service {
       i->set_rx_bytes(rx_bytes);
       i->set_tx_packets(tx_packets);
       i->set_tx_bytes(tx_bytes);
+      add_device_stats(ports[p].port_id, i);
     }
     return grpc::Status::OK;
   }

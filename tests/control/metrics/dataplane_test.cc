@@ -25,6 +25,9 @@ DataplaneSnapshot snapshot(int backends) {
   i->set_rx_packets(100);
   i->set_tx_bytes(6400);
   i->set_mtu(1500);
+  i->set_rx_missed(4);
+  (*i->mutable_xstats())["rx_good_packets"] = 100;
+  (*i->mutable_xstats())["rx_q0_errors"] = 1;
   v1::CounterBlock* total = s.counters.add_blocks();
   total->set_name("total");
   (*total->mutable_counters())["encrypted_packets"] = 90;
@@ -78,6 +81,10 @@ TEST(DataplaneMetrics, EveryPartOfTheStateIsASeries) {
   EXPECT_TRUE(has_line(t, "# TYPE meshwire_port_receive_packets_total counter"));
   EXPECT_TRUE(has_line(t, "meshwire_port_receive_packets_total{port=\"pods\",role=\"local\"} 100"));
   EXPECT_TRUE(has_line(t, "meshwire_port_transmit_bytes_total{port=\"pods\",role=\"local\"} 6400"));
+  EXPECT_TRUE(has_line(t, "meshwire_port_receive_missed_total{port=\"pods\",role=\"local\"} 4"));
+  EXPECT_TRUE(has_line(t, "meshwire_port_transmit_errors_total{port=\"pods\",role=\"local\"} 0"));
+  EXPECT_TRUE(has_line(t, "meshwire_port_xstats_total{port=\"pods\",role=\"local\",stat=\"rx_good_packets\"} 100"));
+  EXPECT_TRUE(has_line(t, "meshwire_port_xstats_total{port=\"pods\",role=\"local\",stat=\"rx_q0_errors\"} 1"));
   EXPECT_TRUE(has_line(t, "meshwire_dataplane_encrypted_packets_total 90"));
   EXPECT_TRUE(has_line(t, "meshwire_dataplane_drops_total{reason=\"no_route\"} 3"));
   EXPECT_TRUE(has_line(t, "meshwire_peer_up{peer=\"node2\"} 1"));
