@@ -5,7 +5,9 @@ object, reads its peer's from the watch, and keys the data plane; a Node
 edited in the API server is followed; an API server that goes away leaves
 forwarding alone, and the controller catches up when it comes back."""
 
+import socket
 import time
+import urllib.request
 
 import pytest
 
@@ -25,9 +27,13 @@ def kube(cluster):
             for obj in node_objects(c):
                 api.create("nodes", obj)
             ctls = Controllers(c, None, api=api)
+            with socket.socket() as sk:  # a free port for node1's /metrics
+                sk.bind(("127.0.0.1", 0))
+                ctls.metrics_port = sk.getsockname()[1]
             try:
                 for n in c.nodes:
-                    ctls.start(n)
+                    extra = ["--metrics-listen", f"127.0.0.1:{ctls.metrics_port}"] if n is c.nodes[0] else []
+                    ctls.start(n, *extra)
                 yield c, ctls, api
             finally:
                 ctls.stop_all()
@@ -53,6 +59,26 @@ def test_keys_are_published_by_patch_and_traffic_flows(kube):
     for collection in ("/api/v1/nodes", "/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices"):
         gets = [r for r in api.requests if r["method"] == "GET" and r["path"] == collection]
         assert 2 <= len(gets) <= 8, (collection, gets)
+
+
+def test_the_watches_of_the_api_server_are_in_the_metrics(kube):
+    c, ctls, api = kube
+    url = f"http://127.0.0.1:{ctls.metrics_port}/metrics"
+
+    def series():
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+        return {line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+                for line in text.splitlines() if line and not line.startswith("#")}
+
+    topo.wait_for(lambda: series().get('meshwire_controller_kube_lists_total{resource="nodes"}', 0) >= 1,
+                  timeout=20, what="node1's controller listed the nodes")
+    got = series()
+    for resource in ("nodes", "services", "endpointslices"):
+        assert got[f'meshwire_controller_kube_lists_total{{resource="{resource}"}}'] >= 1
+        assert got[f'meshwire_controller_kube_watches_total{{resource="{resource}"}}'] >= 1
+    # The node objects' creation and the key annotations' PATCHes came as events.
+    assert got['meshwire_controller_kube_events_total{resource="nodes"}'] >= 1
 
 
 def test_a_node_edited_in_the_api_server_is_followed(kube):

@@ -137,7 +137,8 @@ struct ControllerStats {
   std::atomic<uint64_t> epoch_started_ms{0};
 };
 
-std::string render_metrics(v1::Dataplane::Stub& stub, const ControllerStats& stats, const Options& o) {
+std::string render_metrics(v1::Dataplane::Stub& stub, const ControllerStats& stats, const Source& source,
+                           const Options& o) {
   namespace m = meshwire::ctl::metrics;
   m::Exposition e;
   auto snap = m::scrape_dataplane(stub, std::chrono::seconds(2));
@@ -166,6 +167,29 @@ std::string render_metrics(v1::Dataplane::Stub& stub, const ControllerStats& sta
   e.family("meshwire_controller_rotate_packets", m::Type::kGauge,
            "Packets an outbound SA may carry before this node rotates (--rotate-packets).");
   e.sample(static_cast<double>(o.rotate_packets));
+  // --source kube: the watches of the API server.
+  const std::vector<Source::WatchStats> watches = source.watch_stats();
+  struct Series {
+    const char* name;
+    const char* help;
+    uint64_t Source::WatchStats::*field;
+  };
+  const Series series[] = {
+      {"meshwire_controller_kube_lists_total", "Lists of a resource completed (all pages).", &Source::WatchStats::lists},
+      {"meshwire_controller_kube_relists_total", "Lists forced by 410 Gone (the watch fell behind).",
+       &Source::WatchStats::relists_gone},
+      {"meshwire_controller_kube_watches_total", "Watch requests made: the first, and every restart.",
+       &Source::WatchStats::watches},
+      {"meshwire_controller_kube_events_total", "Watch events applied (ADDED, MODIFIED, DELETED).",
+       &Source::WatchStats::events},
+      {"meshwire_controller_kube_errors_total", "Failed requests and broken watch streams.", &Source::WatchStats::errors},
+  };
+  if (!watches.empty()) {
+    for (const Series& s : series) {
+      e.family(s.name, m::Type::kCounter, s.help);
+      for (const Source::WatchStats& w : watches) e.sample({{"resource", w.resource}}, static_cast<double>(w.*s.field));
+    }
+  }
   return e.text();
 }
 
@@ -283,7 +307,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<meshwire::ctl::metrics::Server> metrics_server;  // stopped before stub and stats go
   if (!o.metrics_listen.empty()) {
     auto server = meshwire::ctl::metrics::Server::start(o.metrics_listen,
-                                                        [&] { return render_metrics(*stub, stats, o); });
+                                                        [&] { return render_metrics(*stub, stats, objects, o); });
     if (!server.ok()) {
       log(server.error());
       return 2;

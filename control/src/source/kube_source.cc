@@ -116,6 +116,17 @@ class KubeSource final : public Source {
 
   std::string describe() const override { return client_.endpoint().where; }
 
+  std::vector<WatchStats> watch_stats() const override {
+    static constexpr const char* kResources[] = {"nodes", "services", "endpointslices"};  // reflectors_' order
+    std::vector<WatchStats> out;
+    for (size_t i = 0; i < reflectors_.size(); ++i) {
+      const ReflectorCounters& c = reflectors_[i]->counters();
+      out.push_back({kResources[i], c.lists.load(), c.relists_gone.load(), c.watches.load(), c.events.load(),
+                     c.errors.load()});
+    }
+    return out;
+  }
+
   Result<ClusterObjects> snapshot() override {
     std::lock_guard lock(mu_);
     for (const auto& [synced, what] : {std::pair{nodes_.synced(), "nodes"}, std::pair{services_.synced(), "services"},

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <meshwire/dp/result.h>
 
@@ -36,6 +37,19 @@ class Source {
   // Waits up to timeout_ms for a change; the kinds of objects that changed
   // since the last call (Changed bits), 0 when none did.
   virtual unsigned wait(int timeout_ms) = 0;
+
+  // How the watches of a Kubernetes source are going, per resource ("nodes",
+  // "services", "endpointslices"), for metrics; empty for other sources. Any
+  // thread.
+  struct WatchStats {
+    std::string resource;
+    uint64_t lists = 0;         // completed lists (all pages)
+    uint64_t relists_gone = 0;  // lists forced by 410 Gone
+    uint64_t watches = 0;       // watch requests made (the first, and every restart)
+    uint64_t events = 0;        // ADDED, MODIFIED, DELETED applied
+    uint64_t errors = 0;        // failed requests and broken streams
+  };
+  virtual std::vector<WatchStats> watch_stats() const { return {}; }
 };
 
 // `dir:PATH`: the files of one folder, followed through inotify.
