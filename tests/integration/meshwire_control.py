@@ -35,6 +35,19 @@ def nodes_yaml(cluster, extra_cidrs=None) -> str:
     return "---\n".join(d + "\n" for d in docs)
 
 
+def service_folder(cluster, services: dict) -> Path:
+    """The cluster's folder of objects for `--source dir:`: its Node objects
+    and, for each name -> (ClusterIP, backend pods), a Service and its
+    EndpointSlice."""
+    folder = cluster.tmpdir / "objects"
+    folder.mkdir()
+    write_atomic(folder / "nodes.yaml", nodes_yaml(cluster))
+    for name, (vip, backends) in services.items():
+        write_atomic(folder / f"{name}.yaml", service_yaml(name, vip))
+        write_atomic(folder / f"{name}-slice.yaml", slice_yaml(name, backends))
+    return folder
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name("." + path.name + ".tmp")
     tmp.write_text(text)

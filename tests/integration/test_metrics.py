@@ -15,8 +15,7 @@ import pytest
 
 import meshwire_topology as topo
 
-from meshwire_control import (CONTROLLER, Controllers, ServiceBackends, ctl_json, nodes_yaml, service_yaml,
-                              slice_yaml, write_atomic)
+from meshwire_control import CONTROLLER, Controllers, ServiceBackends, ctl_json, service_folder
 
 VIP = "10.96.0.40"
 
@@ -50,11 +49,7 @@ def mesh(cluster):
         n1, n2 = c.nodes
         backends = [n1.pods[1], n2.pods[0], n2.pods[1]]
         servers = ServiceBackends()
-        folder = c.tmpdir / "objects"
-        folder.mkdir()
-        write_atomic(folder / "nodes.yaml", nodes_yaml(c))
-        write_atomic(folder / "web.yaml", service_yaml("web", VIP))
-        write_atomic(folder / "web-slice.yaml", slice_yaml("web", backends))
+        folder = service_folder(c, {"web": (VIP, backends)})
         ctls = Controllers(c, folder)
         ports = {n.name: free_port() for n in c.nodes}
         try:
