@@ -34,6 +34,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -135,9 +136,17 @@ struct ControllerStats {
   std::atomic<uint64_t> applied_generation{0};
   std::atomic<uint64_t> epoch{0};
   std::atomic<uint64_t> epoch_started_ms{0};
+  // Each peer's sending epoch as its Node annotations say, and whether its
+  // previous one is still accepted (grace). Copied after every reconcile.
+  struct Peer {
+    uint64_t epoch = 0;
+    bool in_grace = false;
+  };
+  std::mutex peers_mu;
+  std::map<std::string, Peer> peers;
 };
 
-std::string render_metrics(v1::Dataplane::Stub& stub, const ControllerStats& stats, const Source& source,
+std::string render_metrics(v1::Dataplane::Stub& stub, ControllerStats& stats, const Source& source,
                            const Options& o) {
   namespace m = meshwire::ctl::metrics;
   m::Exposition e;
@@ -167,6 +176,17 @@ std::string render_metrics(v1::Dataplane::Stub& stub, const ControllerStats& sta
   e.family("meshwire_controller_rotate_packets", m::Type::kGauge,
            "Packets an outbound SA may carry before this node rotates (--rotate-packets).");
   e.sample(static_cast<double>(o.rotate_packets));
+  std::map<std::string, ControllerStats::Peer> peers;
+  {
+    std::lock_guard lock(stats.peers_mu);
+    peers = stats.peers;
+  }
+  e.family("meshwire_controller_peer_key_epoch", m::Type::kGauge,
+           "A peer's sending key epoch, from its Node's annotations (what this node accepts from it).");
+  for (const auto& [name, p] : peers) e.sample({{"peer", name}}, static_cast<double>(p.epoch));
+  e.family("meshwire_controller_peer_key_in_grace", m::Type::kGauge,
+           "1 while a peer's previous epoch is still accepted (--grace after it moved on).");
+  for (const auto& [name, p] : peers) e.sample({{"peer", name}}, p.in_grace ? 1 : 0);
   // --source kube: the watches of the API server.
   const std::vector<Source::WatchStats> watches = source.watch_stats();
   struct Series {
@@ -470,6 +490,11 @@ int main(int argc, char** argv) {
       problem(s.error());
       wait_for_change(static_cast<int>(o.resync_s * 1000));
       continue;
+    }
+    {
+      std::lock_guard lock(stats.peers_mu);
+      stats.peers.clear();
+      for (const auto& [name, pe] : peer_epochs) stats.peers[name] = {pe.epoch, pe.has_previous};
     }
     recheck_at_ms = 0;
     for (const auto& [name, pe] : peer_epochs) {
