@@ -82,6 +82,9 @@ def test_the_metrics_are_valid_prometheus_text(mesh):
     assert got['meshwire_service_connections_total{service="default/web:http"}'] >= 12
     assert got["meshwire_controller_applies_total"] >= 1
     assert got["meshwire_dataplane_generation"] == got["meshwire_controller_applied_generation"]
+    # Every SA says when it was set up: since the controller keyed the node.
+    created = [v for k, v in got.items() if k.startswith("meshwire_sa_created_timestamp_seconds{")]
+    assert created and all(time.time() - 600 < v <= time.time() for v in created), created
     # node1 accepts from node2 the epoch node2 says it sends.
     theirs = samples(fetch(f"http://127.0.0.1:{ports['node2']}/metrics"))
     assert got['meshwire_controller_peer_key_epoch{peer="node2"}'] == theirs["meshwire_controller_key_epoch"] >= 1

@@ -137,6 +137,14 @@ void render_dataplane(Exposition& out, const DataplaneSnapshot& s, const RenderO
     out.sample({{"peer", sa.peer()}, {"spi", std::to_string(sa.spi())}}, static_cast<double>(sa.window_top()));
   }
 
+  out.family("meshwire_sa_created_timestamp_seconds", Type::kGauge,
+             "When the data plane set an SA up (Unix time): time() minus this is the key's age.");
+  for (const v1::SaStatus& sa : s.sas.sas()) {
+    Labels l = {{"direction", sa.direction()}, {"peer", sa.peer()}, {"spi", std::to_string(sa.spi())}};
+    if (sa.direction() == "outbound") l.push_back({"worker", std::to_string(sa.worker())});
+    out.sample(l, static_cast<double>(sa.created_unix_ms()) / 1000.0);
+  }
+
   // Services: sums per frontend, and the busiest backends one by one.
   struct Row {
     const v1::ServiceStatus* service;

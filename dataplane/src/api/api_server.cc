@@ -290,6 +290,7 @@ class Service final : public v1::Dataplane::Service {
           out->set_algorithm(algorithm_of(sa->key));
           out->set_worker(static_cast<int32_t>(w));
           out->set_seq(read_counter(sa->seq));
+          out->set_created_unix_ms(sa->created_unix_ms);
         }
       }
       for (const InboundEntry& e : t.inbound_list) {
@@ -300,6 +301,7 @@ class Service final : public v1::Dataplane::Service {
         out->set_algorithm(algorithm_of(e.sa->key));
         out->set_worker(-1);
         out->set_window_top(e.sa->window.top());
+        out->set_created_unix_ms(e.sa->created_unix_ms);
       }
     });
   }

@@ -21,12 +21,6 @@ namespace {
 
 constexpr unsigned kRingSize = 1024;
 
-uint64_t unix_ms() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-}
-
 bool same_prefixes(const std::vector<IpPrefix>& a, const std::vector<IpPrefix>& b) { return a == b; }
 
 bool same_sa_keys(const std::vector<SaConfig>& want, size_t n, auto sa_at) {

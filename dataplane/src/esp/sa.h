@@ -90,6 +90,7 @@ struct alignas(64) OutboundSa {
   uint8_t outer_dst[16];   // the peer's tunnel address
   uint16_t worker = 0;     // the worker that owns it
   uint32_t refs = 0;       // control thread only
+  uint64_t created_unix_ms = 0;  // when it was set up (an SA an Apply keeps keeps it too)
   GcmKey key;
 };
 
@@ -99,6 +100,7 @@ struct alignas(64) InboundSa {
   uint32_t refs = 0; // control thread only
   uint8_t family = 0;      // the peer's tunnel address (its identity, with spi)
   uint8_t source[16]{};
+  uint64_t created_unix_ms = 0;  // when it was set up (an SA an Apply keeps keeps it too)
   ReplayWindow window;
 };
 

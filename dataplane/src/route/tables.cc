@@ -1,6 +1,7 @@
 #include "route/tables.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 
@@ -11,6 +12,13 @@
 #include "net/parse.h"
 
 namespace meshwire::dp {
+
+uint64_t unix_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
 namespace {
 
 constexpr int kMaxRoutes = 1 << 16;
@@ -356,6 +364,7 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
         sa = alloc_aligned<esp::OutboundSa>("mw_sa_out", socket_id);
         if (!sa) return fail(field() + ".sas.outbound: out of memory");
         sa->spi = sc.spi;
+        sa->created_unix_ms = unix_ms();
         sa->udp_sport = esp::udp_source_port_for_spi(sa->spi);
         sa->family = tunnel_address.family;
         sa->worker = worker;
@@ -376,6 +385,7 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
         sa = alloc_aligned<esp::InboundSa>("mw_sa_in", socket_id);
         if (!sa) return fail(sfield() + ": out of memory");
         sa->spi = sc.spi;
+        sa->created_unix_ms = unix_ms();
         sa->family = pc.tunnel_address.family;
         std::memcpy(sa->source, pc.tunnel_address.bytes.data(), 16);
         Status s = expand_new_sa(engine, sc, sa, sfield);

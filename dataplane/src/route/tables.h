@@ -30,6 +30,9 @@
 
 namespace meshwire::dp {
 
+// Wall-clock milliseconds since the Unix epoch (for what operators read).
+uint64_t unix_ms();
+
 // Route next hops as stored in the FIBs.
 inline constexpr uint64_t kNextHopNone = 0;   // default: no route
 inline constexpr uint64_t kNextHopLocal = 1;  // one of this node's pod CIDRs

@@ -49,6 +49,7 @@ DataplaneSnapshot snapshot(int backends) {
   out->set_spi(0x1201);
   out->set_worker(0);
   out->set_seq(12345);
+  out->set_created_unix_ms(1700000000000);
   v1::ServiceStatus* svc = s.services.add_services();
   svc->mutable_frontend()->set_name("default/web:http");
   for (int b = 0; b < backends; ++b) {
@@ -92,6 +93,8 @@ TEST(DataplaneMetrics, EveryPartOfTheStateIsASeries) {
   EXPECT_TRUE(has_line(t, "meshwire_peer_last_heard_seconds{peer=\"node2\"} 0.04"));
   EXPECT_EQ(t.find("meshwire_peer_last_heard_seconds{peer=\"node3\"}"), std::string::npos);  // never heard
   EXPECT_TRUE(has_line(t, "meshwire_sa_outbound_sequence{peer=\"node2\",spi=\"4609\",worker=\"0\"} 12345"));
+  EXPECT_TRUE(has_line(
+      t, "meshwire_sa_created_timestamp_seconds{direction=\"outbound\",peer=\"node2\",spi=\"4609\",worker=\"0\"} 1700000000"));
   EXPECT_TRUE(has_line(t, "meshwire_service_connections_total{service=\"default/web:http\"} 60"));
   EXPECT_TRUE(has_line(t, "meshwire_service_failed_connects_total{service=\"default/web:http\"} 2"));
   EXPECT_TRUE(has_line(t, "meshwire_service_selectable_backends{service=\"default/web:http\"} 2"));
