@@ -40,30 +40,75 @@ def ping_once(src, dst, family: int):
     return time.monotonic() - started, done.stdout + done.stderr
 
 
+def keepalives_in(pcap, sender, receiver):
+    """The payloads of sender's keepalives to receiver in a fabric capture,
+    decrypted by Scapy with sender's SAs (which verifies the ICV)."""
+    sas = {sa.spi: sa for sa in sender.outbound[receiver.name]}
+    payloads = []
+    for frame in rdpcap(str(pcap)):
+        if ESP not in frame or frame[IP].src != sender.tunnel_address or frame[ESP].spi not in sas:
+            continue
+        outer = frame[IP].copy()
+        payload = sas[frame[ESP].spi].scapy(sender.tunnel_address, receiver.tunnel_address,
+                                             frame[UDP].sport).decrypt(outer)
+        if outer.proto != 59:
+            continue  # pod traffic of another test
+        payloads.append(bytes(payload))
+    return payloads
+
+
 def test_keepalives_are_esp_dummies_that_scapy_decrypts(cluster, node1, node2):
     sent, received = node1.counter("keepalives_sent"), node2.counter("keepalives_received")
     bad_trailers = node2.counter("bad_trailer")
     with cluster.fabric_capture("keepalives") as pcap:
         time.sleep(0.5)
-    sas = {sa.spi: sa for sa in node1.outbound["node2"]}
-    found = 0
-    for frame in rdpcap(str(pcap)):
-        if ESP not in frame or frame[IP].src != node1.tunnel_address or frame[ESP].spi not in sas:
-            continue
-        outer = frame[IP].copy()
-        payload = sas[frame[ESP].spi].scapy(node1.tunnel_address, node2.tunnel_address,
-                                             frame[UDP].sport).decrypt(outer)  # verifies the ICV
-        if outer.proto != 59:
-            continue  # pod traffic of another test
-        data = bytes(payload)
-        assert len(data) == 16 and data[:4] == b"MWKA", data.hex()
-        found += 1
+    from_node1 = keepalives_in(pcap, node1, node2)
+    from_node2 = keepalives_in(pcap, node2, node1)
     # 0.5 s at one every 100 ms (the capture runs a little longer).
-    assert found >= 3, f"{found} keepalives from node1 to node2 in the capture"
-    assert node1.counter("keepalives_sent") >= sent + found
-    topo.wait_counter(node2, "keepalives_received", received + found)
+    assert len(from_node1) >= 3 and len(from_node2) >= 3, (len(from_node1), len(from_node2))
+    # The payload (README, Node liveness): magic, generation, peer index,
+    # interval, then the sender's wall clock, the echo of the receiver's
+    # last stamp and how long the sender held it, in microseconds.
+    node2_stamps = set()
+    for data in from_node2:
+        assert len(data) == 36 and data[:4] == b"MWKA", data.hex()
+        node2_stamps.add(int.from_bytes(data[16:24], "big"))
+    now_us = time.time() * 1e6
+    for data in from_node1:
+        assert len(data) == 36 and data[:4] == b"MWKA", data.hex()
+        assert int.from_bytes(data[14:16], "big") == 100  # interval_ms
+        sent_us, echo_us, held_us = (int.from_bytes(data[16:24], "big"), int.from_bytes(data[24:32], "big"),
+                                     int.from_bytes(data[32:36], "big"))
+        assert abs(sent_us - now_us) < 5e6, (sent_us, now_us)
+        assert echo_us != 0 and echo_us < sent_us, data.hex()  # both nodes have run for a while
+        assert held_us < 1_000_000, held_us  # the receiver's stamp, held until the next keepalive
+    # Most echoes are of node2 keepalives seen in this capture (the first
+    # may echo one sent just before it began).
+    echoes = [int.from_bytes(d[24:32], "big") for d in from_node1]
+    assert sum(e in node2_stamps for e in echoes) >= len(echoes) - 1, (echoes, sorted(node2_stamps))
+    assert node1.counter("keepalives_sent") >= sent + len(from_node1)
+    topo.wait_counter(node2, "keepalives_received", received + len(from_node1))
     assert node2.counter("bad_trailer") == bad_trailers
     assert node2.telemetry.peers()["node1"]["liveness"] == "up"
+
+
+def test_peers_show_the_round_trip_clock_offset_and_traffic(cluster, node1, node2):
+    """From the echoes: a round trip well under a second on one machine, and
+    a clock offset near 0 (one clock); ESP counted each way, at least the
+    keepalives (10 a second)."""
+    before = {p["name"]: p for p in show(node1, "peers")["peers"]}["node2"]
+    time.sleep(0.5)
+    peer = {p["name"]: p for p in show(node1, "peers")["peers"]}["node2"]
+    assert 0 < peer["keepalive_rtt_us"] < 1_000_000, peer
+    assert peer["clock_known"] is True, peer
+    assert abs(int(peer.get("clock_offset_ms", 0))) < 100, peer
+    for field in ("tx_packets", "rx_packets"):
+        assert int(peer[field]) >= int(before.get(field, 0)) + 3, (field, before, peer)
+    for field in ("tx_bytes", "rx_bytes"):
+        assert int(peer[field]) >= int(before.get(field, 0)) + 3 * 80, (field, before, peer)  # >= 80-byte frames
+    table = subprocess.run([CTL, "--socket", node1.api_socket, "show", "peers"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "RTT" in table and "CLOCK" in table, table
 
 
 @pytest.fixture(scope="module")

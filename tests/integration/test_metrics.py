@@ -79,6 +79,13 @@ def test_the_metrics_are_valid_prometheus_text(mesh):
     assert got["meshwire_dataplane_up"] == 1
     assert got['meshwire_peer_up{peer="node2"}'] == 1
     assert got["meshwire_dataplane_encrypted_packets_total"] > 0
+    # Per peer: the curl traffic and the keepalives, both ways; the round
+    # trip and clock offset from the keepalives (one machine: one clock).
+    for way in ("transmit", "receive"):
+        assert got[f'meshwire_peer_{way}_packets_total{{peer="node2"}}'] >= 12
+        assert got[f'meshwire_peer_{way}_bytes_total{{peer="node2"}}'] >= 12 * 80
+    assert 0 < got['meshwire_peer_keepalive_rtt_seconds{peer="node2"}'] < 1
+    assert abs(got['meshwire_peer_clock_offset_seconds{peer="node2"}']) < 0.1
     assert got['meshwire_service_connections_total{service="default/web:http"}'] >= 12
     assert got["meshwire_controller_applies_total"] >= 1
     assert got["meshwire_dataplane_generation"] == got["meshwire_controller_applied_generation"]

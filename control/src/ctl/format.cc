@@ -127,6 +127,20 @@ std::string format_interfaces(const v1::ListInterfacesResponse& r) {
                       rows);
 }
 
+namespace {
+
+std::string format_rtt_us(uint32_t us) {
+  char buf[32];
+  if (us < 10'000) {
+    std::snprintf(buf, sizeof(buf), "%uus", us);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1fms", us / 1000.0);
+  }
+  return buf;
+}
+
+}  // namespace
+
 std::string format_peers(const v1::ListPeersResponse& r) {
   std::vector<std::vector<std::string>> rows;
   for (const v1::PeerStatus& p : r.peers()) {
@@ -135,9 +149,17 @@ std::string format_peers(const v1::ListPeersResponse& r) {
     rows.push_back({p.name(), p.tunnel_address(), or_dash(p.mac().empty() ? "unresolved" : p.mac()),
                     or_dash(p.liveness()), never ? "-" : format_duration_ms(p.last_heard_ms_ago()) + " ago",
                     std::to_string(p.outbound_sas()) + "/" + std::to_string(p.inbound_sas()),
+                    p.keepalive_rtt_us() == 0 ? "-" : format_rtt_us(p.keepalive_rtt_us()),
+                    p.clock_known() ? std::to_string(p.clock_offset_ms()) + "ms" : "-",
+                    std::to_string(p.tx_packets()) + "/" + std::to_string(p.rx_packets()),
+                    std::to_string(p.tx_bytes()) + "/" + std::to_string(p.rx_bytes()),
                     or_dash(join(p.pod_cidrs(), ","))});
   }
-  return render_table({"NAME", "TUNNEL", "MAC", "LIVENESS", "HEARD", "SAS(OUT/IN)", "POD-CIDRS"}, rows);
+  // RTT and CLOCK from keepalives (CLOCK: the peer's clock minus ours);
+  // PKTS and BYTES: ESP sent/received through the peer's SAs.
+  return render_table({"NAME", "TUNNEL", "MAC", "LIVENESS", "HEARD", "SAS(OUT/IN)", "RTT", "CLOCK", "PKTS(TX/RX)",
+                       "BYTES(TX/RX)", "POD-CIDRS"},
+                      rows);
 }
 
 std::string format_sas(const v1::ListSasResponse& r) {

@@ -120,6 +120,37 @@ void render_dataplane(Exposition& out, const DataplaneSnapshot& s, const RenderO
   }
   out.family("meshwire_peer_resolved", Type::kGauge, "1 once a peer's fabric MAC address is known.");
   for (const v1::PeerStatus& p : s.peers.peers()) out.sample({{"peer", p.name()}}, p.mac().empty() ? 0 : 1);
+  struct PeerSeries {
+    const char* name;
+    const char* help;
+    uint64_t (v1::PeerStatus::*get)() const;
+  };
+  const PeerSeries traffic[] = {
+      {"meshwire_peer_transmit_packets_total", "ESP packets sent to a peer (keepalives included).",
+       &v1::PeerStatus::tx_packets},
+      {"meshwire_peer_transmit_bytes_total", "Bytes of the ESP frames sent to a peer, as on the wire.",
+       &v1::PeerStatus::tx_bytes},
+      {"meshwire_peer_receive_packets_total", "ESP packets from a peer that authenticated and passed anti-replay.",
+       &v1::PeerStatus::rx_packets},
+      {"meshwire_peer_receive_bytes_total", "Bytes of the ESP frames from a peer that were accepted, as on the wire.",
+       &v1::PeerStatus::rx_bytes},
+  };
+  for (const PeerSeries& series : traffic) {
+    out.family(series.name, Type::kCounter, series.help);
+    for (const v1::PeerStatus& p : s.peers.peers()) {
+      out.sample({{"peer", p.name()}}, static_cast<double>((p.*series.get)()));
+    }
+  }
+  out.family("meshwire_peer_keepalive_rtt_seconds", Type::kGauge,
+             "Round trip of the last keepalive a peer echoed (peers that echoed one).");
+  for (const v1::PeerStatus& p : s.peers.peers()) {
+    if (p.keepalive_rtt_us() != 0) out.sample({{"peer", p.name()}}, p.keepalive_rtt_us() / 1e6);
+  }
+  out.family("meshwire_peer_clock_offset_seconds", Type::kGauge,
+             "A peer's wall clock minus this node's, from the last keepalive exchange.");
+  for (const v1::PeerStatus& p : s.peers.peers()) {
+    if (p.clock_known()) out.sample({{"peer", p.name()}}, static_cast<double>(p.clock_offset_ms()) / 1000.0);
+  }
 
   // SAs: the outbound sequence number shows how far an SA is from
   // rotation (the controller rotates at --rotate-packets).

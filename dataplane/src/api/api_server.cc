@@ -273,6 +273,17 @@ class Service final : public v1::Dataplane::Service {
         out->set_inbound_sas(inbound[p]);
         out->set_liveness(liveness_name(peer.link->liveness));  // the control thread's: we run on it
         out->set_last_heard_ms_ago(heard_ms_ago(*peer.link, now_ms));
+        const PeerTraffic sum = peer_traffic(*peer.link);
+        out->set_tx_packets(sum.tx_packets);
+        out->set_tx_bytes(sum.tx_bytes);
+        out->set_rx_packets(sum.rx_packets);
+        out->set_rx_bytes(sum.rx_bytes);
+        const uint32_t rtt = peer.link->clock.rtt_us.load(std::memory_order_relaxed);
+        out->set_keepalive_rtt_us(rtt);
+        out->set_clock_known(rtt != 0);
+        if (rtt != 0) {
+          out->set_clock_offset_ms(peer.link->clock.clock_offset_us.load(std::memory_order_relaxed) / 1000);
+        }
       }
     });
   }

@@ -118,7 +118,7 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
     if (!e.ok()) return make_error("crypto: " + e.error());
     n->engines_.push_back(std::move(e.value()));
   }
-  n->shared_ = std::make_unique<SharedState>(socket);
+  n->shared_ = std::make_unique<SharedState>(socket, static_cast<uint16_t>(nworkers));
   if (Status s = n->shared_->init(); !s.ok()) return make_error(s.error());
   auto generations = Generations::create(nworkers, *n->shared_);
   if (!generations.ok()) return make_error(generations.error());

@@ -54,7 +54,7 @@ inline void mark_heard(PeerLink& link, uint32_t now_ms) {
 
 }  // namespace
 
-uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms, rte_mbuf** pkts,
+uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms, uint16_t worker, rte_mbuf** pkts,
                        const EspMeta* meta, uint16_t n, DropReason* reasons, uint16_t* peer_of,
                        uint16_t* dummies) {
   InboundSaTable::Hit hits[kMaxBurst];
@@ -101,8 +101,20 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
   gcm_decrypt_burst(engine, ops, nops);
 
   // Ops are in packet order, so the good packets' peers can be written
-  // straight to where sort_outcomes() will put those packets.
+  // straight to where sort_outcomes() will put those packets; the dummies'
+  // go after them once their number is known.
   uint16_t good = 0;
+  uint16_t dummy_peer[kMaxBurst];
+  uint16_t ndummy = 0;
+  // Per-peer traffic, added once per run of packets from one peer.
+  PeerLink* run = nullptr;
+  uint64_t run_packets = 0, run_bytes = 0;
+  auto flush_run = [&] {
+    if (run != nullptr && worker < run->traffic_slots) {
+      run->traffic[worker].rx_packets += run_packets;
+      run->traffic[worker].rx_bytes += run_bytes;
+    }
+  };
   for (uint16_t k = 0; k < nops; ++k) {
     const uint16_t i = op_of[k];
     if (!ops[k].ok) {
@@ -117,7 +129,15 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
       reasons[i] = DropReason::kReplay;
       continue;
     }
-    mark_heard(*tables.peers[hits[i].peer]->link, now_ms);
+    PeerLink* link = tables.peers[hits[i].peer]->link;
+    mark_heard(*link, now_ms);
+    if (link != run) {
+      flush_run();
+      run = link;
+      run_packets = run_bytes = 0;
+    }
+    ++run_packets;
+    run_bytes += pkts[i]->pkt_len;
     const uint8_t* plain = ops[k].data;
     const uint32_t len = ops[k].len;
     const uint8_t next_header = plain[len - 1];
@@ -129,8 +149,15 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
     for (uint8_t p = 0; trailer_ok && p < pad; ++p) {
       trailer_ok = plain[inner_len + p] == p + 1;
     }
+    rte_mbuf* m = pkts[i];
+    auto keep_inner = [&] {
+      rte_pktmbuf_adj(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen));
+      rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - inner_len));
+    };
     if (trailer_ok && dummy) {
-      outcome[i] = Outcome::kDummy;  // its payload, whatever it is, is discarded
+      keep_inner();  // the caller reads a keepalive's payload; other dummies' is discarded
+      outcome[i] = Outcome::kDummy;
+      dummy_peer[ndummy++] = hits[i].peer;
       continue;
     }
     if (!trailer_ok || inner_len == 0 ||
@@ -138,12 +165,12 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
       reasons[i] = DropReason::kBadTrailer;
       continue;
     }
-    rte_mbuf* m = pkts[i];
-    rte_pktmbuf_adj(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen));
-    rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - inner_len));
+    keep_inner();
     outcome[i] = Outcome::kInner;
     peer_of[good++] = hits[i].peer;
   }
+  flush_run();
+  for (uint16_t d = 0; d < ndummy; ++d) peer_of[good + d] = dummy_peer[d];
   return sort_outcomes(pkts, reasons, outcome, n, dummies);
 }
 

@@ -109,6 +109,15 @@ uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, 
 
   gcm_encrypt_burst(engine, ops, nops);
 
+  // Per-peer traffic, added once per run of packets to one peer.
+  PeerTraffic* run = nullptr;
+  uint64_t run_packets = 0, run_bytes = 0;
+  auto flush_run = [&] {
+    if (run != nullptr) {
+      run->tx_packets += run_packets;
+      run->tx_bytes += run_bytes;
+    }
+  };
   for (uint16_t k = 0; k < nops; ++k) {
     const uint16_t i = op_of[k];
     if (!ops[k].ok) {
@@ -117,6 +126,13 @@ uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, 
       continue;
     }
     rte_mbuf* m = pkts[i];
+    if (sas[i]->traffic != run) {
+      flush_run();
+      run = sas[i]->traffic;
+      run_packets = run_bytes = 0;
+    }
+    ++run_packets;
+    run_bytes += m->pkt_len;
     uint8_t* l3 = rte_pktmbuf_mtod_offset(m, uint8_t*, sizeof(rte_ether_hdr));
     if (sas[i]->family == 6) {
       auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(l3);
@@ -136,6 +152,7 @@ uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, 
       }
     }
   }
+  flush_run();
   return move_bad_to_tail(pkts, reasons, ok, n);
 }
 

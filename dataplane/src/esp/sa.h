@@ -21,6 +21,10 @@
 #include "esp/replay.h"
 #include "net/parse.h"
 
+namespace meshwire::dp {
+struct PeerTraffic;
+}
+
 namespace meshwire::dp::esp {
 
 // ESP header + IV (8 + 8), trailer (pad length + next header), ICV.
@@ -83,6 +87,9 @@ struct alignas(64) OutboundSa {
   // Hot, written per packet by the owning worker only.
   uint64_t seq = 0;  // last sequence number used; the next packet uses seq + 1
   // Read-only after setup.
+  // The owning worker's traffic counters with the peer (PeerTraffic, in
+  // route/tables.h; the peer's link outlives the SA): nullptr counts none.
+  PeerTraffic* traffic = nullptr;
   uint32_t spi = 0;        // host order
   uint16_t udp_sport = 0;  // host order
   uint8_t family = 0;      // outer IP version: 4 or 6

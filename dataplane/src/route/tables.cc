@@ -9,6 +9,8 @@
 #include <rte_jhash.h>
 #include <rte_malloc.h>
 
+#include <meshwire/dp/counters.h>
+
 #include "net/parse.h"
 
 namespace meshwire::dp {
@@ -112,6 +114,13 @@ PeerLink* SharedState::acquire_link(const IpAddress& tunnel) {
   if (it == links_.end()) {
     auto* link = alloc_aligned<PeerLink>("mw_peer_link", socket_id_);
     if (!link) return nullptr;
+    link->traffic = static_cast<PeerTraffic*>(
+        rte_zmalloc_socket("mw_peer_traffic", sizeof(PeerTraffic) * workers_, 64, socket_id_));
+    if (!link->traffic) {
+      free_aligned(link);
+      return nullptr;
+    }
+    link->traffic_slots = workers_;
     link->tunnel_address = tunnel;
     it = links_.emplace(id, link).first;
   }
@@ -119,9 +128,22 @@ PeerLink* SharedState::acquire_link(const IpAddress& tunnel) {
   return it->second;
 }
 
+PeerTraffic peer_traffic(const PeerLink& link) {
+  PeerTraffic sum;
+  for (uint16_t w = 0; w < link.traffic_slots; ++w) {
+    const PeerTraffic& t = link.traffic[w];
+    sum.tx_packets += read_counter(t.tx_packets);
+    sum.tx_bytes += read_counter(t.tx_bytes);
+    sum.rx_packets += read_counter(t.rx_packets);
+    sum.rx_bytes += read_counter(t.rx_bytes);
+  }
+  return sum;
+}
+
 void SharedState::release_link(PeerLink* link) {
   if (!link || --link->refs != 0) return;
   links_.erase(id_of(link->tunnel_address.family, link->tunnel_address.bytes.data(), 0, 0));
+  rte_free(link->traffic);
   free_aligned(link);
 }
 
@@ -368,6 +390,7 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
         sa->udp_sport = esp::udp_source_port_for_spi(sa->spi);
         sa->family = tunnel_address.family;
         sa->worker = worker;
+        sa->traffic = worker < peer->link->traffic_slots ? &peer->link->traffic[worker] : nullptr;
         std::memcpy(sa->outer_src, tunnel_address.bytes.data(), 16);
         std::memcpy(sa->outer_dst, pc.tunnel_address.bytes.data(), 16);
         Status s = expand_new_sa(engine, sc, sa, [&] { return field() + ".sas.outbound[" + std::to_string(w) + "]"; });

@@ -54,6 +54,33 @@ std::string format_mac(const uint8_t mac[6]);
 // (worker/liveness.h). kUnknown: never heard from (or detection off).
 enum class Liveness : uint8_t { kUnknown, kUp, kDown };
 
+// One worker's traffic with one peer, through the peer's SAs (ESP frames as
+// on the wire, keepalives included). Written by that worker only (plain
+// adds, once per run of a burst's packets to or from the peer); read by the
+// control thread with read_counter(). A line of its own per worker.
+struct alignas(64) PeerTraffic {
+  uint64_t tx_packets = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t rx_packets = 0;  // authenticated and accepted by the replay window
+  uint64_t rx_bytes = 0;
+};
+
+// What keepalives tell of a peer (worker/keepalive.h): written by the worker
+// that decrypts the peer's keepalives (one: they come through one SA, whose
+// UDP ports RSS keeps on one queue), read by the control thread.
+struct KeepaliveClock {
+  // The peer's send stamp of its last keepalive and our wall clock when it
+  // came (microseconds, Unix), echoed back in ours. Under a sequence
+  // counter (odd while written) since the reader needs the two together.
+  std::atomic<uint32_t> echo_seq{0};
+  std::atomic<uint64_t> peer_sent_us{0};
+  std::atomic<uint64_t> received_us{0};
+  // From the last keepalive that echoed one of ours: the round trip, and
+  // the peer's wall clock minus ours at the middle of it. 0 rtt: unknown.
+  std::atomic<uint32_t> rtt_us{0};
+  std::atomic<int64_t> clock_offset_us{0};
+};
+
 // A peer's link on the fabric, shared by every generation that has a peer
 // with this tunnel address.
 struct PeerLink {
@@ -73,6 +100,11 @@ struct PeerLink {
   // 0: never heard from. Read by the control thread. On its own cache line:
   // workers read fabric_mac for every packet they send.
   alignas(64) std::atomic<uint32_t> last_heard_ms{0};
+  // On the same line: written a few times a second at most.
+  KeepaliveClock clock;
+  // One block per worker (traffic_slots of them), allocated with the link.
+  PeerTraffic* traffic = nullptr;
+  uint16_t traffic_slots = 0;
   // Control thread only: the last conclusion of evaluate_liveness(), and
   // last_heard_ms when it concluded kDown (heard again = it moved since).
   Liveness liveness = Liveness::kUnknown;
@@ -80,6 +112,9 @@ struct PeerLink {
 };
 
 // One generation's peer: immutable once published.
+// The link's traffic summed over its workers (control thread).
+PeerTraffic peer_traffic(const PeerLink& link);
+
 struct PeerRuntime {
   std::string name;
   IpAddress tunnel_address;
@@ -162,7 +197,9 @@ struct Tables {
 // reuse. Control thread only.
 class SharedState {
  public:
-  explicit SharedState(int socket_id) : socket_id_(socket_id) {}
+  // workers: how many PeerTraffic blocks each link has (workers with an
+  // index at or past it count no per-peer traffic).
+  explicit SharedState(int socket_id, uint16_t workers = 1) : socket_id_(socket_id), workers_(workers) {}
   ~SharedState();  // frees the neighbour table; every generation must be freed first
   SharedState(const SharedState&) = delete;
   SharedState& operator=(const SharedState&) = delete;
@@ -198,6 +235,7 @@ class SharedState {
   static Id id_of(uint8_t family, const uint8_t* address, uint32_t spi, uint16_t worker);
 
   int socket_id_;
+  uint16_t workers_;
   Neighbors neighbors_;
   struct IdHash {
     size_t operator()(const Id& id) const {

@@ -104,6 +104,12 @@ int peers_into(const Node* node, rte_tel_data* d) {
     rte_tel_data_add_dict_string(c, "resolved", mac ? "true" : "false");
     rte_tel_data_add_dict_string(c, "liveness", liveness_name(p->link->liveness));
     rte_tel_data_add_dict_u64(c, "last_heard_ms_ago", heard_ms_ago(*p->link, lb::flow_clock_ms()));
+    const PeerTraffic traffic = peer_traffic(*p->link);
+    rte_tel_data_add_dict_u64(c, "tx_packets", traffic.tx_packets);
+    rte_tel_data_add_dict_u64(c, "tx_bytes", traffic.tx_bytes);
+    rte_tel_data_add_dict_u64(c, "rx_packets", traffic.rx_packets);
+    rte_tel_data_add_dict_u64(c, "rx_bytes", traffic.rx_bytes);
+    rte_tel_data_add_dict_u64(c, "keepalive_rtt_us", p->link->clock.rtt_us.load(std::memory_order_relaxed));
     std::string cidrs;
     for (const IpPrefix& pfx : p->pod_cidrs) {
       if (!cidrs.empty()) cidrs += ',';

@@ -123,7 +123,9 @@ void Control::send_keepalives() {
   for (; keepalive_next_ < end; ++keepalive_next_) {
     const size_t p = keepalive_next_;
     if (t.peers[p]->link->fabric_mac.load(std::memory_order_relaxed) == 0) continue;  // not resolved yet
-    const Keepalive k{t.generation, static_cast<uint16_t>(p), interval};
+    Keepalive k{.generation = t.generation, .peer = static_cast<uint16_t>(p), .interval_ms = interval};
+    k.sent_us = wall_us();
+    fill_echo(*t.peers[p]->link, k.sent_us, &k);
     send_built(
         node_.uplink,
         [&](uint8_t* out, size_t cap) -> size_t {

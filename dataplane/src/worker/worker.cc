@@ -1076,9 +1076,10 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   uint16_t peer_of[kRxBurst];
   uint16_t keepalives = 0;  // ESP dummy packets: they only prove their peer alive
   const uint16_t good =
-      esp::decrypt_burst(*ctx.engine, *ctx.tables, ctx.now_ms, esp_pkts, meta, nesp, reasons, peer_of, &keepalives);
+      esp::decrypt_burst(*ctx.engine, *ctx.tables, ctx.now_ms, ctx.index, esp_pkts, meta, nesp, reasons, peer_of,
+                         &keepalives);
   ctx.counters->keepalives_received += keepalives;
-  for (uint16_t i = good; i < good + keepalives; ++i) rte_pktmbuf_free(esp_pkts[i]);
+  if (keepalives != 0) note_keepalives(*ctx.tables, esp_pkts + good, peer_of + good, keepalives);
   for (uint16_t i = good + keepalives; i < nesp; ++i) drop(ctx, esp_pkts[i], reasons[i]);
 
   // The inner source must be one of the sending peer's pods (or the peer

@@ -68,15 +68,23 @@ TEST(FormatPeers, LivenessAndWhenLastHeard) {
     p->set_last_heard_ms_ago(ago);
   };
   add("node2", "up", 42);
+  // Keepalives came back from node2: its round trip, clock and traffic.
+  r.mutable_peers(0)->set_keepalive_rtt_us(250);
+  r.mutable_peers(0)->set_clock_known(true);
+  r.mutable_peers(0)->set_clock_offset_ms(-3);
+  r.mutable_peers(0)->set_tx_packets(10);
+  r.mutable_peers(0)->set_rx_packets(12);
+  r.mutable_peers(0)->set_tx_bytes(1000);
+  r.mutable_peers(0)->set_rx_bytes(1300);
   add("node3", "down", 1500);
   add("node4", "unknown", 0);  // never heard from
   add("node5", "up", 0);       // heard this very millisecond
   EXPECT_EQ(format_peers(r),
-            "NAME   TUNNEL     MAC                LIVENESS  HEARD     SAS(OUT/IN)  POD-CIDRS\n"
-            "node2  192.0.2.2  02:bb:00:00:00:02  up        42ms ago  1/1          10.12.0.0/24\n"
-            "node3  192.0.2.2  02:bb:00:00:00:02  down      1.5s ago  1/1          10.12.0.0/24\n"
-            "node4  192.0.2.2  02:bb:00:00:00:02  unknown   -         1/1          10.12.0.0/24\n"
-            "node5  192.0.2.2  02:bb:00:00:00:02  up        0ms ago   1/1          10.12.0.0/24\n");
+            "NAME   TUNNEL     MAC                LIVENESS  HEARD     SAS(OUT/IN)  RTT    CLOCK  PKTS(TX/RX)  BYTES(TX/RX)  POD-CIDRS\n"
+            "node2  192.0.2.2  02:bb:00:00:00:02  up        42ms ago  1/1          250us  -3ms   10/12        1000/1300     10.12.0.0/24\n"
+            "node3  192.0.2.2  02:bb:00:00:00:02  down      1.5s ago  1/1          -      -      0/0          0/0           10.12.0.0/24\n"
+            "node4  192.0.2.2  02:bb:00:00:00:02  unknown   -         1/1          -      -      0/0          0/0           10.12.0.0/24\n"
+            "node5  192.0.2.2  02:bb:00:00:00:02  up        0ms ago   1/1          -      -      0/0          0/0           10.12.0.0/24\n");
   const std::string json = to_json(r);
   EXPECT_NE(json.find("\"liveness\": \"down\""), std::string::npos) << json;
   EXPECT_NE(json.find("\"last_heard_ms_ago\": 1500"), std::string::npos) << json;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <rte_mbuf.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -145,7 +146,7 @@ TEST_F(LivenessTest, AKeepaliveCrossesTheTunnelAsAnEspDummyAndMarksItsSenderHear
   net::EspView view;
   ASSERT_EQ(net::classify_esp_in_udp(wire[0].data(), wire[0].size(), info.l4_offset, &view), net::EspClass::kEsp);
   EXPECT_EQ(view.spi, 0x1001u);
-  EXPECT_EQ(view.esp_len, 8 + 8 + 16 + 2 + 2 + 16);  // header, IV, payload, padding, pad length + next header, ICV
+  EXPECT_EQ(view.esp_len, 8 + 8 + 36 + 2 + 2 + 16);  // header, IV, payload, padding, pad length + next header, ICV
 
   b_->ctx.now_ms = 7000;
   ASSERT_EQ(link_to_peer(*b_).last_heard_ms.load(), 0u);
@@ -161,6 +162,107 @@ TEST_F(LivenessTest, AKeepaliveCrossesTheTunnelAsAnEspDummyAndMarksItsSenderHear
   uplink_rx(*b_, wire);
   EXPECT_EQ(b_->drops(DropReason::kReplay), 1u);
   EXPECT_EQ(link_to_peer(*b_).last_heard_ms.load(), 7000u);
+}
+
+// Both nodes' keepalives carry their wall clock and echo the other's last
+// one: after a -> b -> a, a knows the round trip and b's clock offset (the
+// same clock here: near 0), and b, after a's next one, knows them too.
+TEST_F(LivenessTest, KeepalivesEchoEachOtherAndMeasureTheRoundTripAndTheClockOffset) {
+  std::vector<WorkerContext> workers_a{a_->ctx};
+  std::vector<WorkerContext> workers_b{b_->ctx};
+  WorkerCounters counters_a{}, counters_b{};
+  Control control_a(a_->node, a_->live, workers_a, pool_, &counters_a);
+  Control control_b(b_->node, b_->live, workers_b, pool_, &counters_b);
+  const uint64_t before_us = wall_us();
+
+  std::vector<Bytes> first = keepalives_from(*a_, control_a, 1000);
+  ASSERT_EQ(first.size(), 1u);
+  uplink_rx(*b_, first);
+  EXPECT_EQ(link_to_peer(*b_).clock.rtt_us.load(), 0u);  // nothing of b's echoed yet
+  EXPECT_GE(link_to_peer(*b_).clock.peer_sent_us.load(), before_us);
+
+  uplink_rx(*a_, keepalives_from(*b_, control_b, 1000));
+  const uint32_t rtt_a = link_to_peer(*a_).clock.rtt_us.load();
+  EXPECT_GT(rtt_a, 0u);
+  EXPECT_LT(rtt_a, wall_us() - before_us + 1);
+  EXPECT_LT(std::abs(link_to_peer(*a_).clock.clock_offset_us.load()), 1'000'000);
+
+  uplink_rx(*b_, keepalives_from(*a_, control_a, 1100));
+  EXPECT_GT(link_to_peer(*b_).clock.rtt_us.load(), 0u);
+  EXPECT_LT(std::abs(link_to_peer(*b_).clock.clock_offset_us.load()), 1'000'000);
+}
+
+// The four stamps, worked by hand: we send at 1,000,000 (our clock); the
+// peer, 2 s ahead, has it at 3,000,200 (200 µs on the wire), holds it 300
+// µs and sends at 3,000,500; it is back at 1,000,700. Round trip 400 µs,
+// offset +2 s.
+TEST(KeepaliveClockTest, RoundTripAndOffsetFromTheFourStamps) {
+  PeerLink link;
+  Keepalive k{.generation = 1, .peer = 0, .interval_ms = 100, .timed = true, .sent_us = 3'000'500,
+              .echo_us = 1'000'000, .held_us = 300};
+  note_keepalive(link, k, 1'000'700);
+  EXPECT_EQ(link.clock.rtt_us.load(), 400u);
+  EXPECT_EQ(link.clock.clock_offset_us.load(), 2'000'000);
+  // What we echo next: its stamp, held from when it came.
+  Keepalive next;
+  fill_echo(link, 1'000'950, &next);
+  EXPECT_EQ(next.echo_us, 3'000'500u);
+  EXPECT_EQ(next.held_us, 250u);
+  // Nothing recent to echo: zeros (the peer then measures nothing).
+  fill_echo(link, 1'000'700 + kKeepaliveMaxRttUs + 1, &next);
+  EXPECT_EQ(next.echo_us, 0u);
+  EXPECT_EQ(next.held_us, 0u);
+  // An echo that says it was held longer than it was away, or that is
+  // older than the longest round trip, measures nothing.
+  PeerLink other;
+  note_keepalive(other, Keepalive{.timed = true, .sent_us = 5, .echo_us = 1'000'000, .held_us = 900}, 1'000'700);
+  note_keepalive(other, Keepalive{.timed = true, .sent_us = 5, .echo_us = 1'000'000, .held_us = 0},
+                 1'000'001 + kKeepaliveMaxRttUs);
+  EXPECT_EQ(other.clock.rtt_us.load(), 0u);
+  EXPECT_EQ(other.clock.peer_sent_us.load(), 5u);  // still echoed back
+}
+
+TEST(KeepaliveClockTest, PayloadsWithAndWithoutStamps) {
+  const Keepalive k{.generation = 0x0102030405060708ull, .peer = 7, .interval_ms = 250, .timed = true,
+                    .sent_us = 0x1122334455667788ull, .echo_us = 42, .held_us = 99};
+  uint8_t buf[kKeepaliveLen];
+  write_keepalive(k, buf);
+  Keepalive r;
+  ASSERT_TRUE(read_keepalive(buf, sizeof(buf), &r));
+  EXPECT_TRUE(r.timed);
+  EXPECT_EQ(r.generation, k.generation);
+  EXPECT_EQ(r.peer, 7u);
+  EXPECT_EQ(r.interval_ms, 250u);
+  EXPECT_EQ(r.sent_us, k.sent_us);
+  EXPECT_EQ(r.echo_us, 42u);
+  EXPECT_EQ(r.held_us, 99u);
+  // A sender without stamps (16 bytes) still sends keepalives.
+  ASSERT_TRUE(read_keepalive(buf, kKeepaliveUntimedLen, &r));
+  EXPECT_FALSE(r.timed);
+  EXPECT_EQ(r.peer, 7u);
+  EXPECT_FALSE(read_keepalive(buf, 20, &r));
+  buf[0] = 'X';
+  EXPECT_FALSE(read_keepalive(buf, sizeof(buf), &r));
+}
+
+// Each ESP packet to or from a peer is counted in its link, by the worker
+// that handled it: frames and their bytes as on the wire.
+TEST_F(LivenessTest, TrafficWithAPeerIsCountedBothWays) {
+  a_->learn("10.11.0.2", "02:00:00:00:11:02");
+  b_->learn("10.12.0.2", "02:00:00:00:12:02");
+  local_rx(*a_, {from_pod_to_b(), from_pod_to_b(), from_pod_to_b()});
+  const std::vector<Bytes> wire = a_->take(kUplink);
+  ASSERT_EQ(wire.size(), 3u);
+  const PeerTraffic sent = peer_traffic(link_to_peer(*a_));
+  EXPECT_EQ(sent.tx_packets, 3u);
+  EXPECT_EQ(sent.tx_bytes, 3 * wire[0].size());
+  EXPECT_EQ(sent.rx_packets, 0u);
+  uplink_rx(*b_, {wire[0], wire[1], wire[2], wire[2]});  // the last one a replay: not counted
+  const PeerTraffic received = peer_traffic(link_to_peer(*b_));
+  EXPECT_EQ(received.rx_packets, 3u);
+  EXPECT_EQ(received.rx_bytes, 3 * wire[0].size());
+  EXPECT_EQ(received.tx_packets, 0u);
+  EXPECT_EQ(b_->drops(DropReason::kReplay), 1u);
 }
 
 TEST_F(LivenessTest, NextHeader59IsAcceptedWhateverItCarriesOtherValuesStayBadTrailers) {
