@@ -300,14 +300,30 @@ std::string format_backends(const v1::ListServicesResponse& r) {
 std::string format_flows(const v1::ListFlowsResponse& r) {
   std::string out;
   if (!r.flows().empty()) {
+    // Connections that flow logs keep count their traffic: two more
+    // columns when any is listed (client to backend / backend to client).
+    const bool counted = std::any_of(r.flows().begin(), r.flows().end(), [](const v1::Flow& f) { return f.logged(); });
     std::vector<std::vector<std::string>> rows;
     for (const v1::Flow& f : r.flows()) {
       rows.push_back({protocol_name(f.protocol()), or_dash(f.client()), or_dash(f.frontend()), or_dash(f.backend()),
                       or_dash(f.service()), or_dash(f.state()), format_duration_ms(f.idle_ms()),
                       format_duration_ms(f.expires_in_ms()), std::to_string(f.attempts())});
+      if (counted) {
+        rows.back().push_back(f.logged() ? std::to_string(f.packets_to_backend()) + "/" +
+                                               std::to_string(f.packets_to_client())
+                                         : "-");
+        rows.back().push_back(f.logged() ? std::to_string(f.bytes_to_backend()) + "/" +
+                                               std::to_string(f.bytes_to_client())
+                                         : "-");
+      }
     }
-    out = render_table({"PROTO", "CLIENT", "FRONTEND", "BACKEND", "SERVICE", "STATE", "IDLE", "EXPIRES", "ATTEMPTS"},
-                       rows);
+    std::vector<std::string> header{"PROTO", "CLIENT", "FRONTEND", "BACKEND", "SERVICE", "STATE", "IDLE", "EXPIRES",
+                                    "ATTEMPTS"};
+    if (counted) {
+      header.push_back("PKTS(TO-B/TO-C)");
+      header.push_back("BYTES(TO-B/TO-C)");
+    }
+    out = render_table(header, rows);
   }
   out += std::to_string(r.flows_size());
   out += " of ";

@@ -208,6 +208,27 @@ void render_dataplane(Exposition& out, const DataplaneSnapshot& s, const RenderO
       out.sample({{"service", svc.frontend().name()}}, static_cast<double>(total));
     }
   }
+  // Connect latency: per service, the sum of its backends' histograms.
+  std::vector<double> bounds_s;
+  for (uint32_t us : s.services.connect_latency_bounds_us()) bounds_s.push_back(us / 1e6);
+  auto add_latency = [&](const v1::BackendStatus& b, std::vector<uint64_t>& counts, double& sum_s) {
+    counts.resize(bounds_s.size() + 1, 0);
+    for (int i = 0; i < b.connect_latency_counts_size() && static_cast<size_t>(i) < counts.size(); ++i) {
+      counts[i] += b.connect_latency_counts(i);
+    }
+    sum_s += b.connect_latency_sum_us() / 1e6;
+  };
+  constexpr const char* kLatencyHelp =
+      "Connect latency, a TCP SYN or SCTP INIT sent to a backend to the SYN-ACK or INIT-ACK seen coming back";
+  out.family("meshwire_service_connect_duration_seconds", Type::kHistogram,
+             std::string(kLatencyHelp) + ", per service frontend.");
+  for (const v1::ServiceStatus& svc : s.services.services()) {
+    std::vector<uint64_t> counts;
+    double sum_s = 0;
+    for (const v1::BackendStatus& b : svc.backends()) add_latency(b, counts, sum_s);
+    counts.resize(bounds_s.size() + 1, 0);
+    out.histogram({{"service", svc.frontend().name()}}, bounds_s, counts, sum_s);
+  }
   out.family("meshwire_service_selectable_backends", Type::kGauge,
              "Backends of a service frontend that take new connections.");
   for (const v1::ServiceStatus& svc : s.services.services()) {
@@ -236,6 +257,14 @@ void render_dataplane(Exposition& out, const DataplaneSnapshot& s, const RenderO
   out.family("meshwire_service_backend_selectable", Type::kGauge,
              "1 while a backend takes new connections (0: draining, ejected, node down or unrouted).");
   for (const Row& r : rows) out.sample(labels(r), r.backend->selectable() ? 1 : 0);
+  out.family("meshwire_service_backend_connect_duration_seconds", Type::kHistogram,
+             std::string(kLatencyHelp) + ", per backend, for the busiest --metrics-top-backends.");
+  for (const Row& r : rows) {
+    std::vector<uint64_t> counts;
+    double sum_s = 0;
+    add_latency(*r.backend, counts, sum_s);
+    out.histogram(labels(r), bounds_s, counts, sum_s);
+  }
 }
 
 }  // namespace meshwire::ctl::metrics

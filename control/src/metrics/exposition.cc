@@ -67,7 +67,26 @@ std::string format_value(double v) {
 void Exposition::family(std::string_view name, Type type, std::string_view help) {
   name_ = sanitize_name(name);
   text_ += "# HELP " + name_ + " " + escape_help(help) + "\n";
-  text_ += "# TYPE " + name_ + (type == Type::kCounter ? " counter\n" : " gauge\n");
+  text_ += "# TYPE " + name_ + (type == Type::kCounter ? " counter\n" : type == Type::kGauge ? " gauge\n" : " histogram\n");
+}
+
+void Exposition::histogram(const Labels& labels, const std::vector<double>& bounds, const std::vector<uint64_t>& counts,
+                           double sum) {
+  const std::string base = name_;
+  auto line = [&](std::string_view suffix, const Labels& with, double value) {
+    name_ = base + std::string(suffix);
+    sample(with, value);
+  };
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= bounds.size(); ++i) {
+    cumulative += i < counts.size() ? counts[i] : 0;
+    Labels with = labels;
+    with.emplace_back("le", i < bounds.size() ? format_value(bounds[i]) : "+Inf");
+    line("_bucket", with, static_cast<double>(cumulative));
+  }
+  line("_sum", labels, sum);
+  line("_count", labels, static_cast<double>(cumulative));
+  name_ = base;
 }
 
 void Exposition::sample(const Labels& labels, double value) {

@@ -5,6 +5,7 @@
 // format's current clients write it and `promtool check metrics` wants.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,7 +13,7 @@
 
 namespace meshwire::ctl::metrics {
 
-enum class Type { kCounter, kGauge };
+enum class Type { kCounter, kGauge, kHistogram };
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
@@ -25,6 +26,11 @@ class Exposition {
   // constants, label values anything (escaped here).
   void sample(const Labels& labels, double value);
   void sample(double value) { sample({}, value); }
+  // A histogram of the family begun last (Type::kHistogram): counts[i] (not
+  // cumulative) observations up to bounds[i], counts[bounds.size()] beyond;
+  // written as _bucket{le} (cumulative, then +Inf), _sum and _count.
+  void histogram(const Labels& labels, const std::vector<double>& bounds, const std::vector<uint64_t>& counts,
+                 double sum);
 
   const std::string& text() const { return text_; }
 

@@ -186,8 +186,13 @@ class Service final : public v1::Dataplane::Service {
           bs->set_failed_connects(b.health->failed_connects.load(std::memory_order_relaxed));
           bs->set_retries_away(b.health->retries_away.load(std::memory_order_relaxed));
           bs->set_active_flows(flows[i][j]);
+          for (const std::atomic<uint64_t>& c : b.health->connect_latency) {
+            bs->add_connect_latency_counts(c.load(std::memory_order_relaxed));
+          }
+          bs->set_connect_latency_sum_us(b.health->connect_latency_sum_us.load(std::memory_order_relaxed));
         }
       }
+      for (uint32_t bound : lb::kConnectLatencyBoundsUs) resp->add_connect_latency_bounds_us(bound);
     });
   }
 
@@ -220,6 +225,13 @@ class Service final : public v1::Dataplane::Service {
         const uint32_t timeout = lb::idle_timeout_ms(ct.timeouts(), state, f.affinity_timeout_ms);
         out->set_expires_in_ms(idle >= timeout ? 0 : timeout - idle);
         out->set_attempts(f.attempts.load(std::memory_order_relaxed));
+        if (f.log_reported_ms.load(std::memory_order_relaxed) != 0) {
+          out->set_logged(true);
+          out->set_packets_to_backend(f.fwd_packets.load(std::memory_order_relaxed));
+          out->set_bytes_to_backend(f.fwd_bytes.load(std::memory_order_relaxed));
+          out->set_packets_to_client(f.rev_packets.load(std::memory_order_relaxed));
+          out->set_bytes_to_client(f.rev_bytes.load(std::memory_order_relaxed));
+        }
       });
       resp->set_total(total);
       resp->set_capacity(ct.capacity());
@@ -405,11 +417,7 @@ class Service final : public v1::Dataplane::Service {
 
 
   static std::string endpoint_text(uint8_t family, const uint8_t* addr, uint16_t port) {
-    IpAddress a;
-    a.family = family;
-    std::memcpy(a.bytes.data(), addr, family == 6 ? 16 : 4);
-    const std::string ip = format_ip(a);
-    return (family == 6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+    return format_endpoint(family, addr, port);
   }
 
   static std::string describe(lb::Selectable sel, const lb::BackendConfig& bc, const lb::BackendRuntime& b,

@@ -167,6 +167,12 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
   node.idle = config.idle;
   node.services = config.services;
   node.liveness = config.liveness;
+  if (config.flow_logs.enabled()) {
+    auto log = FlowLog::open(config.flow_logs, config.node_name);
+    if (!log.ok()) return make_error(log.error());
+    n->flow_log_ = std::move(log.value());
+    node.flow_log_sample = config.flow_logs.sample;
+  }
   bool have_local = false;
   for (size_t i = 0; i < config.ports.size(); ++i) {
     auto port = setup_port(config.ports[i], "ports[" + std::to_string(i) + "]", static_cast<uint16_t>(nworkers), n->pool_);
@@ -202,6 +208,11 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
     ctx.conntrack = n->conntrack_.get();
     ctx.ct_cache = lb::ConnTrack::WorkerCache(static_cast<uint16_t>(w));
     ctx.stop = &n->worker_stop_;
+    if (n->flow_log_) {
+      n->flow_events_.push_back(std::make_unique<lb::FlowEventQueue>());
+      ctx.flow_events = n->flow_events_.back().get();
+      n->flow_event_queues_.push_back(ctx.flow_events);
+    }
     char name[RTE_RING_NAMESIZE];
     std::snprintf(name, sizeof(name), "mw_punt_%u", w);
     ctx.punt = rte_ring_create(name, kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -288,7 +299,24 @@ void Node::sweep_conntrack() {
   const uint32_t budget = peer_went_down ? conntrack_->capacity()
                                          : std::max<uint32_t>(1024, conntrack_->capacity() / 100);
   const lb::ServiceTable& live = *services_->current();
-  conntrack_->sweep(now, budget, [&](const lb::Flow& f) { return !live.keeps(f); });
+  if (!flow_log_) {
+    conntrack_->sweep(now, budget, [&](const lb::Flow& f) { return !live.keeps(f); });
+    return;
+  }
+  flow_log_->set_time(now, unix_ms());
+  flow_log_->drain(flow_event_queues_, live);
+  conntrack_->sweep(
+      now, budget,
+      [&](lb::Flow& f) {
+        if (!live.keeps(f)) return true;
+        flow_log_->visit(f, live);
+        return false;
+      },
+      [&](const lb::Flow& f, bool expired) { flow_log_->removed(f, expired, live); });
+  flow_log_->flush();
+  WorkerCounters& mine = counters_[workers_.size()];  // the control thread's block
+  mine.flow_log_records = flow_log_->records();
+  mine.flow_log_rate_limited = flow_log_->rate_limited();
   // A stopped worker's stock of free records is given back in worker_main.
 }
 

@@ -18,6 +18,7 @@
 #include "lb/conntrack.h"
 #include "lb/services.h"
 #include "route/generations.h"
+#include "telemetry/flow_log.h"
 #include "worker/control.h"
 #include "worker/runtime.h"
 
@@ -84,6 +85,10 @@ class Node {
   std::unique_ptr<lb::ServiceShared> service_shared_;
   std::unique_ptr<Published<lb::ServiceTable>> services_;
   std::unique_ptr<lb::ConnTrack> conntrack_;
+  // Flow logs (null when off) and each worker's queue of events for them.
+  std::unique_ptr<FlowLog> flow_log_;
+  std::vector<std::unique_ptr<lb::FlowEventQueue>> flow_events_;
+  std::vector<lb::FlowEventQueue*> flow_event_queues_;
   uint64_t next_sweep_ms_ = 0;
   uint64_t swept_for_down_ = 0;  // control_->peers_gone_down() at the last whole sweep
   ControlTasks tasks_;

@@ -3,6 +3,8 @@
 // second checks the rules between fields (roles, uniqueness, overlaps, key
 // reuse). Either pass stops at the first error. The schema is documented in
 // docs/config.md; keep the two in step.
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -120,8 +122,18 @@ bool prefixes_overlap(const IpPrefix& a, const IpPrefix& b) {
 }
 
 Status parse_node(const YAML::Node& node, const std::string& path, Config& config) {
-  auto fields = FieldMap::open(node, path, {"tunnel_address", "pod_cidrs", "gateway_v4", "gateway_v6"});
+  auto fields = FieldMap::open(node, path, {"name", "tunnel_address", "pod_cidrs", "gateway_v4", "gateway_v6"});
   if (!fields) return make_error(fields.error());
+
+  if (fields->has("name")) {
+    auto name = read_string(fields->get("name"), fields->path("name"));
+    if (!name) return make_error(name.error());
+    if (name->empty()) return field_error(fields->path("name"), "must not be empty");
+    config.node_name = *name;
+  } else {
+    char host[256] = {};
+    config.node_name = gethostname(host, sizeof(host) - 1) == 0 ? host : "";
+  }
 
   if (!fields->has("tunnel_address")) return fields->missing("tunnel_address");
   auto tunnel = read_address(fields->get("tunnel_address"), fields->path("tunnel_address"));
@@ -514,9 +526,23 @@ Status parse_liveness(const YAML::Node& node, LivenessSettings& out) {
   return read_optional_uint(*fields, "misses", 1, 100, out.misses);
 }
 
+Status parse_flow_logs(const YAML::Node& node, FlowLogSettings& out) {
+  auto fields = FieldMap::open(node, "flow_logs", {"path", "sample", "max_per_second", "interval_s"});
+  if (!fields) return make_error(fields.error());
+  if (!fields->has("path")) return fields->missing("path");
+  auto path = read_string(fields->get("path"), fields->path("path"));
+  if (!path) return make_error(path.error());
+  if (path->empty()) return field_error(fields->path("path"), "must name a file, or be \"-\" for standard output");
+  out.path = *path;
+  if (auto s = read_optional_uint(*fields, "sample", 1, 1u << 20, out.sample); !s) return s;
+  if (auto s = read_optional_uint(*fields, "max_per_second", 1, 1'000'000, out.max_per_second); !s) return s;
+  return read_optional_uint(*fields, "interval_s", 0, 86400, out.interval_s);
+}
+
 Result<Config> parse_document(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsDefined() || root.IsNull()) return field_error("", "empty document");
-  auto top = FieldMap::open(root, "", {"eal", "workers", "idle", "node", "ports", "peers", "services", "liveness"});
+  auto top = FieldMap::open(root, "", {"eal", "workers", "idle", "node", "ports", "peers", "services", "liveness",
+                                       "flow_logs"});
   if (!top) return make_error(top.error());
   Config config;
 
@@ -574,6 +600,10 @@ Result<Config> parse_document(const YAML::Node& root, const std::string& base_di
 
   if (top->has("liveness")) {
     if (auto s = parse_liveness(top->get("liveness"), config.liveness); !s) return make_error(s.error());
+  }
+
+  if (top->has("flow_logs")) {
+    if (auto s = parse_flow_logs(top->get("flow_logs"), config.flow_logs); !s) return make_error(s.error());
   }
 
   if (!top->has("node")) return top->missing("node");

@@ -1,6 +1,7 @@
 // Text <-> IpAddress/IpPrefix. inet_pton/inet_ntop do the address syntax, so
 // what we accept is exactly what the C library accepts (no zone ids, no
 // leading/trailing blanks, no shortened IPv4 like "10.1").
+#include <cstring>
 #include <arpa/inet.h>
 
 #include <charconv>
@@ -78,6 +79,14 @@ std::string format_ip(const IpAddress& address) {
 
 std::string format_prefix(const IpPrefix& prefix) {
   return format_ip(prefix.address) + "/" + std::to_string(prefix.length);
+}
+
+std::string format_endpoint(uint8_t family, const uint8_t* addr, uint16_t port) {
+  IpAddress a;
+  a.family = family;
+  std::memcpy(a.bytes.data(), addr, family == 6 ? 16 : 4);
+  const std::string ip = format_ip(a);
+  return (family == 6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
 }
 
 }  // namespace meshwire::dp

@@ -305,6 +305,11 @@ struct ConnTrackInternals {
     f.created_ms = now_ms;
     f.affinity_timeout_ms = init.affinity_timeout_ms;
     f.dnat_deltas.store(init.dnat_deltas.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    f.connect_started_us = init.connect_started_us;
+    f.log_reported_ms.store(init.log_reported_ms.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    for (std::atomic<uint64_t>* c : {&f.fwd_packets, &f.fwd_bytes, &f.rev_packets, &f.rev_bytes}) {
+      c->store(0, std::memory_order_relaxed);
+    }
 
     const uint64_t fwd_entry = make_entry(fwd_hash, index, false);
     std::atomic<uint64_t>* fwd_slot = claim_slot(ct, fwd_hash, fwd_entry);

@@ -176,8 +176,30 @@ struct alignas(64) Flow {
   // checksums (net::NatDeltas, packed), kept beside the backend by the
   // worker that owns the forward direction.
   std::atomic<uint32_t> dnat_deltas{0};
+  // The caller's, for connection telemetry. When the connection's current
+  // attempt began (flow_clock_us() at the SYN or INIT it sent to its
+  // backend; 0: not a connect), by the worker that owns the forward
+  // direction.
+  uint32_t connect_started_us = 0;
+  // Flow logs: 0 when the flow is not logged; else the flow clock of its
+  // last record (never 0: insert takes init's, the control thread moves it).
+  std::atomic<uint32_t> log_reported_ms{0};
+  // Logged flows only: packets and IP bytes each way (forward: client to
+  // backend). Each direction is added to by the worker that handles it
+  // (relaxed load and store, no lock: exact while one worker does, which RSS
+  // makes the rule); zero at insert.
+  std::atomic<uint64_t> fwd_packets{0};
+  std::atomic<uint64_t> fwd_bytes{0};
+  std::atomic<uint64_t> rev_packets{0};
+  std::atomic<uint64_t> rev_bytes{0};
 };
 static_assert(sizeof(Flow) == 128);
+
+// Adds one packet of `bytes` to a logged flow's counters of one direction.
+inline void count_flow(std::atomic<uint64_t>& packets, std::atomic<uint64_t>& bytes, uint32_t len) {
+  packets.store(packets.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  bytes.store(bytes.load(std::memory_order_relaxed) + len, std::memory_order_relaxed);
+}
 static_assert(offsetof(Flow, last_seen_ms) == 64, "what packets write starts line 2");
 
 // The reverse tuple of a connection: backend:port -> client:port.
@@ -305,7 +327,8 @@ class ConnTrack {
   const Flow& flow(uint32_t index) const { return flows_[index]; }
 
   // Inserts a flow with init's forward, backend, backend_port, backend_id,
-  // frontend_id, state, attempts and affinity_timeout_ms; created_ms and
+  // frontend_id, state, attempts, affinity_timeout_ms, dnat_deltas,
+  // connect_started_us and log_reported_ms (its counters zero); created_ms and
   // last_seen_ms are now_ms. Indexes the forward tuple (fwd_hash:
   // flow_hash(init.forward)) and the reverse tuple (an affinity_tuple() is
   // inserted as insert_affinity() does). Returns the new flow; or the flow
@@ -344,8 +367,17 @@ class ConnTrack {
   // (called only on live flows that are not idle, with the record held
   // still); their reuse waits for a grace period. Also frees the records
   // whose grace period has ended.
+  // should_close may take the flow as Flow& to write the caller's fields
+  // (the record is held: no rebind or removal runs on it meanwhile).
+  // on_removed(const Flow&, bool expired) is called for each flow removed,
+  // before its entries are cleared (the record stays as it was until its
+  // grace period ends): expired, or closed by should_close.
+  template <typename Pred, typename OnRemoved>
+  SweepStats sweep(uint32_t now_ms, uint32_t budget, Pred&& should_close, OnRemoved&& on_removed);
   template <typename Pred>
-  SweepStats sweep(uint32_t now_ms, uint32_t budget, Pred&& should_close);
+  SweepStats sweep(uint32_t now_ms, uint32_t budget, Pred&& should_close) {
+    return sweep(now_ms, budget, should_close, [](const Flow&, bool) {});
+  }
   SweepStats sweep(uint32_t now_ms, uint32_t budget) {
     return sweep(now_ms, budget, [](const Flow&) { return false; });
   }
@@ -434,8 +466,8 @@ class ConnTrack {
 
 // ---- Templates
 
-template <typename Pred>
-SweepStats ConnTrack::sweep(uint32_t now_ms, uint32_t budget, Pred&& should_close) {
+template <typename Pred, typename OnRemoved>
+SweepStats ConnTrack::sweep(uint32_t now_ms, uint32_t budget, Pred&& should_close, OnRemoved&& on_removed) {
   SweepStats s;
   s.reclaimed = reclaim();
   if (budget > capacity_) budget = capacity_;
@@ -455,14 +487,16 @@ SweepStats ConnTrack::sweep(uint32_t now_ms, uint32_t budget, Pred&& should_clos
     if (r != Record::kLive) continue;
     if (expired(f, now_ms)) {
       if (claim_record(f, Record::kLive, Record::kDead)) {
+        on_removed(static_cast<const Flow&>(f), true);
         remove_held(i);
         ++s.expired;
       }
       continue;
     }
     if (!claim_record(f, Record::kLive, Record::kBusy)) continue;
-    if (should_close(static_cast<const Flow&>(f))) {
+    if (should_close(f)) {
       set_record(f, Record::kDead);
+      on_removed(static_cast<const Flow&>(f), false);
       remove_held(i);
       ++s.closed;
     } else {

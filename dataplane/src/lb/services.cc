@@ -231,6 +231,11 @@ uint32_t flow_clock_ms() {
   return static_cast<uint32_t>(rte_get_tsc_cycles() / per_ms);
 }
 
+uint32_t flow_clock_us() {
+  static const uint64_t per_us = rte_get_tsc_hz() / 1'000'000;
+  return static_cast<uint32_t>(rte_get_tsc_cycles() / per_us);
+}
+
 uint16_t select_backend(const FrontendRuntime& f, uint64_t h, uint32_t now_ms, std::span<const uint16_t> skip) {
   auto skipped = [&](uint16_t b) { return std::find(skip.begin(), skip.end(), b) != skip.end(); };
   const size_t size = f.maglev.size();

@@ -68,6 +68,19 @@ Status check_services(const ServicesConfig& services);
 // same frontend and backend: what passive outlier detection and the
 // operator's reads are made of. Counters are added to by any worker
 // (relaxed atomics: only new and failed connections touch them).
+// Connect latency (a TCP SYN or SCTP INIT sent to a backend, to the SYN-ACK
+// or INIT-ACK the data plane sees come back): the upper bounds of its
+// histogram's buckets, in microseconds; one more bucket takes the rest.
+inline constexpr std::array<uint32_t, 15> kConnectLatencyBoundsUs{
+    100, 250, 500, 1'000, 2'500, 5'000, 10'000, 25'000, 50'000, 100'000, 250'000, 500'000, 1'000'000, 2'500'000,
+    5'000'000};
+
+inline size_t connect_latency_bucket(uint32_t us) {
+  size_t b = 0;
+  while (b < kConnectLatencyBoundsUs.size() && us > kConnectLatencyBoundsUs[b]) ++b;
+  return b;
+}
+
 struct alignas(64) BackendHealth {
   std::atomic<uint64_t> connections{0};      // new connections sent here
   std::atomic<uint64_t> failed_connects{0};  // attempts answered with RST/unreachable, or unanswered
@@ -75,7 +88,17 @@ struct alignas(64) BackendHealth {
   std::atomic<uint32_t> consecutive_failures{0};
   std::atomic<uint32_t> ejected_until_ms{0};  // flow clock; 0: not ejected
   uint32_t refs = 0;                          // snapshots holding it; control thread only
+  // Connects answered, by latency bucket (not cumulative), and their sum.
+  std::array<std::atomic<uint64_t>, kConnectLatencyBoundsUs.size() + 1> connect_latency{};
+  std::atomic<uint64_t> connect_latency_sum_us{0};
 };
+
+// One answered connect of latency us (any worker; relaxed adds: only
+// answered connects come here).
+inline void record_connect_latency(BackendHealth& h, uint32_t us) {
+  h.connect_latency[connect_latency_bucket(us)].fetch_add(1, std::memory_order_relaxed);
+  h.connect_latency_sum_us.fetch_add(us, std::memory_order_relaxed);
+}
 
 // A flat, read-only hash from (family, protocol, address, port) to an index:
 // linear probing in a power-of-two table at most half full.
@@ -315,6 +338,8 @@ void free_services(ServiceTable* table, ServiceShared& shared);
 // days (compare with wrap-safe subtraction). Any thread; cheap (one TSC read
 // and a multiply).
 uint32_t flow_clock_ms();
+// The same clock in microseconds (wraps after 71 minutes: take differences).
+uint32_t flow_clock_us();
 
 // Whether new connections may go to backend b of f now, and why not.
 enum class Selectable : uint8_t { kYes, kDraining, kEjected, kNodeDown, kNoRoute };

@@ -19,6 +19,7 @@
 #include "esp/encrypt.h"
 #include "esp/gcm.h"
 #include "lb/conntrack.h"
+#include "lb/flow_events.h"
 #include "lb/services.h"
 #include "route/neighbor_cache.h"
 #include "route/tables.h"
@@ -78,7 +79,15 @@ struct NodeRuntime {
   IdleMode idle = IdleMode::kAdaptive;
   ServicesSettings services;  // connect retries, outlier detection
   LivenessSettings liveness;  // keepalives to peers, and when a silent one is down
+  // Flow logs: log 1 connection in flow_log_sample; 0: flow logs off.
+  uint32_t flow_log_sample = 0;
 };
+
+// Whether a new connection of this hash is one of the 1 in `sample` that
+// flow logs keep (sample != 0): the top 32 bits scaled, no division.
+inline bool flow_logged(uint64_t hash, uint32_t sample) {
+  return ((hash >> 32) * sample) >> 32 == 0;
+}
 
 // What the encrypt stage needs to know of the uplink.
 inline esp::EncryptContext uplink_encrypt_context(const NodeRuntime& node) {
@@ -135,6 +144,9 @@ struct alignas(64) WorkerContext {
   lb::ConnTrack::WorkerCache ct_cache;
   uint32_t now_ms = 0;
   PendingConnects pending;
+  // Flow logs: this worker's events for the control thread (retries); null
+  // when flow logs are off.
+  lb::FlowEventQueue* flow_events = nullptr;
   // Packets towards a down peer punted for an ICMP error in the millisecond
   // unreachable_ms (a bound, so that traffic to a dead node cannot fill the
   // punt ring that ARP and ND need).

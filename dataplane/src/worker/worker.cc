@@ -376,7 +376,12 @@ bool on_connect_event(WorkerContext& ctx, lb::Flow& f, uint32_t flow, ConnectEve
   uint16_t b = 0;
   const bool located = locate(ctx, flow, &fr, &b);
   if (event == ConnectEvent::kAnswered) {
-    if (located) record_connect(ctx, fr->backends[b], true);
+    if (located) {
+      record_connect(ctx, fr->backends[b], true);
+      if (f.connect_started_us != 0) {
+        lb::record_connect_latency(*fr->backends[b].health, lb::flow_clock_us() - f.connect_started_us);
+      }
+    }
     return false;
   }
   if (state == lb::FlowState::kConnectFailed) return true;  // a refusal already on its way to a retry
@@ -529,6 +534,9 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         drop(ctx, p.m, DropReason::kUnsupported);
         continue;
       }
+      if (f.log_reported_ms.load(std::memory_order_relaxed) != 0) {
+        lb::count_flow(f.rev_packets, f.rev_bytes, p.len() - p.info.l3_offset);
+      }
       ctx.counters->service_reverse_packets++;
       continue;
     }
@@ -575,6 +583,9 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         state = sctp_first_chunk(p) == kSctpInit ? lb::FlowState::kSynSent : lb::FlowState::kSctp;
       }
       init.state.store(static_cast<uint8_t>(state), std::memory_order_relaxed);
+      if (state == lb::FlowState::kSynSent) init.connect_started_us = lb::flow_clock_us() | 1;
+      const uint32_t sample = ctx.node->flow_log_sample;
+      if (sample != 0 && flow_logged(p.hash, sample)) init.log_reported_ms.store(ctx.now_ms | 1, std::memory_order_relaxed);
       idx = ct.insert(ctx.ct_cache, init, p.hash, ctx.now_ms);
       if (idx == lb::kNoFlow) {
         keep[i] = false;
@@ -605,6 +616,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         }
         f.attempts.store(1, std::memory_order_relaxed);
         f.state.store(static_cast<uint8_t>(lb::FlowState::kSynSent), std::memory_order_relaxed);
+        f.connect_started_us = lb::flow_clock_us() | 1;
         br.health->connections.fetch_add(1, std::memory_order_relaxed);
         ctx.counters->service_new_flows++;
         if (ctx.node->services.connect_attempts > 1) arm_retry(ctx, p, idx, b);
@@ -612,13 +624,16 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         track_state(f, p, false);
       }
     }
-    const lb::Flow& f = ct.flow(idx);
+    lb::Flow& f = ct.flow(idx);
     if (!net::rewrite_dst_with(frame, p.len(), p.info, f.backend, f.backend_port,
                                net::NatDeltas::unpack(f.dnat_deltas.load(std::memory_order_relaxed)))) {
       // SCTP in a fragment (its checksum covers what follows), or source-routed.
       keep[i] = false;
       drop(ctx, p.m, DropReason::kUnsupported);
       continue;
+    }
+    if (f.log_reported_ms.load(std::memory_order_relaxed) != 0) {
+      lb::count_flow(f.fwd_packets, f.fwd_bytes, p.len() - p.info.l3_offset);
     }
     ctx.counters->service_dnat_packets++;
   }
@@ -734,7 +749,14 @@ void run_connect_retries(WorkerContext& ctx, TxBuffers& tx) {
                 : lb::kNoBackend;
         if (next != lb::kNoBackend) {
           const lb::BackendRuntime& nb = fr->backends[next];
+          const bool logged = ctx.flow_events != nullptr && f.log_reported_ms.load(std::memory_order_relaxed) != 0;
+          const lb::FlowEvent event =
+              logged ? lb::flow_event(f, timed_out ? lb::FlowEventKind::kRetryTimedOut : lb::FlowEventKind::kRetryRefused,
+                                      ctx.now_ms)
+                     : lb::FlowEvent{};
           if (ct.rebind(e.flow, nb.address.bytes.data(), nb.port, next)) {
+            if (logged && !ctx.flow_events->push(event)) ctx.counters->flow_log_queue_full++;
+            f.connect_started_us = lb::flow_clock_us() | 1;
             refresh_dnat_deltas(f);
             f.state.store(static_cast<uint8_t>(lb::FlowState::kSynSent), std::memory_order_relaxed);
             fr->backends[b].health->retries_away.fetch_add(1, std::memory_order_relaxed);

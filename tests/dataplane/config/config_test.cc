@@ -173,6 +173,31 @@ TEST(ConfigTest, ReadsLiveness) {
   EXPECT_EQ(empty->liveness, LivenessSettings{});
 }
 
+TEST(ConfigTest, ReadsFlowLogsAndTheNodeName) {
+  const Result<Config> defaults = parse_config(kMinimal, "");
+  ASSERT_TRUE(defaults.ok()) << defaults.error();
+  EXPECT_FALSE(defaults->flow_logs.enabled());
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+  EXPECT_EQ(defaults->node_name, host);
+
+  const Result<Config> set = parse_edited([](YAML::Node& d) {
+    d["node"]["name"] = "edge-7";
+    d["flow_logs"]["path"] = "/var/log/meshwire/flows.jsonl";
+    d["flow_logs"]["sample"] = 10;
+    d["flow_logs"]["max_per_second"] = 50;
+    d["flow_logs"]["interval_s"] = 0;
+  });
+  ASSERT_TRUE(set.ok()) << set.error();
+  EXPECT_EQ(set->node_name, "edge-7");
+  EXPECT_EQ(set->flow_logs, (FlowLogSettings{"/var/log/meshwire/flows.jsonl", 10, 50, 0}));
+
+  const Result<Config> only_path = parse_edited([](YAML::Node& d) { d["flow_logs"]["path"] = "-"; });
+  ASSERT_TRUE(only_path.ok()) << only_path.error();
+  EXPECT_EQ(only_path->flow_logs, (FlowLogSettings{"-", 1, 1000, 60}));
+  EXPECT_TRUE(only_path->flow_logs.enabled());
+}
+
 TEST(ConfigTest, PeersAndNullsAreOptional) {
   const Result<Config> no_peers = parse_edited([](YAML::Node& d) { d.remove("peers"); });
   ASSERT_TRUE(no_peers.ok()) << no_peers.error();
@@ -246,6 +271,26 @@ const ErrorCase kErrorCases[] = {
   {"WorkersText", [](YAML::Node& d) { d["workers"] = "two"; }, "workers: expected an integer, got 'two'"},
   {"WorkersHuge", [](YAML::Node& d) { d["workers"] = "99999999999999999999999"; }, "workers: integer too large"},
   {"IdleUnknown", [](YAML::Node& d) { d["idle"] = "lazy"; }, "idle: must be adaptive or busy, got 'lazy'"},
+  // flow_logs, node.name.
+  {"FlowLogsWithoutPath", [](YAML::Node& d) { d["flow_logs"]["sample"] = 2; }, "flow_logs.path: required field missing"},
+  {"FlowLogsEmptyPath", [](YAML::Node& d) { d["flow_logs"]["path"] = ""; },
+   "flow_logs.path: must name a file, or be \"-\" for standard output"},
+  {"FlowLogsSampleZero", [](YAML::Node& d) {
+     d["flow_logs"]["path"] = "-";
+     d["flow_logs"]["sample"] = 0;
+   },
+   "flow_logs.sample: must be 1..1048576, got 0"},
+  {"FlowLogsRateZero", [](YAML::Node& d) {
+     d["flow_logs"]["path"] = "-";
+     d["flow_logs"]["max_per_second"] = 0;
+   },
+   "flow_logs.max_per_second: must be 1..1000000, got 0"},
+  {"FlowLogsUnknownField", [](YAML::Node& d) {
+     d["flow_logs"]["path"] = "-";
+     d["flow_logs"]["samples"] = 2;
+   },
+   "flow_logs.samples: unknown field (did you mean sample?)"},
+  {"NodeNameEmpty", [](YAML::Node& d) { d["node"]["name"] = ""; }, "node.name: must not be empty"},
   // liveness.
   {"LivenessNotMap", [](YAML::Node& d) { d["liveness"] = 100; }, "liveness: expected a mapping of fields, got a scalar"},
   {"LivenessUnknownField", [](YAML::Node& d) { d["liveness"]["interval_ns"] = 100; },

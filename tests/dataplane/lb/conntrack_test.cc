@@ -425,6 +425,69 @@ TEST(ConnTrack, ShouldCloseRemovesTheFlowsItNames) {
   }
 }
 
+// The sweep tells its caller of every flow it removes, expired or closed,
+// with the record as it was (what flow logs write), and lets should_close
+// write the caller's fields.
+TEST(ConnTrack, TheSweepReportsWhatItRemovesWhole) {
+  Qsbr q;
+  ConnTrackTimeouts timeouts;
+  timeouts.established_ms = 1000;
+  auto ct = make_table(q.get(), 100, 1, timeouts);
+  ASSERT_TRUE(ct);
+  ConnTrack::WorkerCache cache;
+  for (uint32_t n = 0; n < 6; ++n) {
+    Flow init{};
+    const Conn c = v4_conn(n);
+    init.forward = c.forward;
+    std::memcpy(init.backend, c.backend, 16);
+    init.backend_port = c.backend_port;
+    init.backend_id = static_cast<uint16_t>(n % 2);
+    init.state.store(static_cast<uint8_t>(FlowState::kEstablished));
+    init.connect_started_us = 77;
+    init.log_reported_ms.store(n + 1);
+    const uint32_t idx = ct->insert(cache, init, flow_hash(c.forward), 10);
+    ASSERT_NE(idx, kNoFlow);
+    Flow& f = ct->flow(idx);
+    EXPECT_EQ(f.connect_started_us, 77u);
+    EXPECT_EQ(f.log_reported_ms.load(), n + 1);
+    EXPECT_EQ(f.fwd_packets.load() + f.fwd_bytes.load() + f.rev_packets.load() + f.rev_bytes.load(), 0u);
+    count_flow(f.fwd_packets, f.fwd_bytes, 100);
+    count_flow(f.fwd_packets, f.fwd_bytes, 60);
+    count_flow(f.rev_packets, f.rev_bytes, 1500);
+  }
+  // Flows 0-2 are seen again later; 3-5 idle out. Of the live ones, backend 1's are closed.
+  for (uint32_t n = 0; n < 3; ++n) touch(ct->flow(find(*ct, v4_conn(n).forward).flow), 900);
+  struct Seen {
+    uint16_t src_port;
+    bool expired;
+    uint64_t fwd_packets, fwd_bytes, rev_bytes;
+  };
+  std::vector<Seen> removed;
+  uint32_t visits = 0;
+  const SweepStats s = ct->sweep(
+      1500, 100,
+      [&](Flow& f) {
+        f.log_reported_ms.store(4242);  // the caller's field, written in the visit
+        ++visits;
+        return f.backend_id == 1;
+      },
+      [&](const Flow& f, bool expired) {
+        removed.push_back({f.forward.src_port, expired, f.fwd_packets.load(), f.fwd_bytes.load(), f.rev_bytes.load()});
+      });
+  EXPECT_EQ(s.expired, 3u);
+  EXPECT_EQ(s.closed, 1u);  // flow 1 (backend 1, not idle)
+  EXPECT_EQ(visits, 3u);
+  ASSERT_EQ(removed.size(), 4u);
+  for (const Seen& r : removed) {
+    const uint32_t n = r.src_port - 10000u;
+    EXPECT_EQ(r.expired, n >= 3) << n;
+    EXPECT_EQ(r.fwd_packets, 2u);
+    EXPECT_EQ(r.fwd_bytes, 160u);
+    EXPECT_EQ(r.rev_bytes, 1500u);
+  }
+  EXPECT_EQ(ct->flow(find(*ct, v4_conn(0).forward).flow).log_reported_ms.load(), 4242u);
+}
+
 TEST(ConnTrack, SweepIsIncremental) {
   Qsbr q;
   auto ct = make_table(q.get(), 100);

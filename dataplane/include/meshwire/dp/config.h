@@ -43,6 +43,8 @@ std::optional<IpAddress> parse_ip_address(std::string_view text);
 Result<IpPrefix> parse_ip_prefix(std::string_view text);
 std::string format_ip(const IpAddress& address);
 std::string format_prefix(const IpPrefix& prefix);
+// "addr:port", "[v6]:port"; addr holds 4 or 16 bytes as family says.
+std::string format_endpoint(uint8_t family, const uint8_t* addr, uint16_t port);
 
 struct PortConfig {
   std::string name;    // operator's name, used in counters and errors
@@ -104,6 +106,19 @@ struct LivenessSettings {
   friend bool operator==(const LivenessSettings&, const LivenessSettings&) = default;
 };
 
+// Flow logs (the startup config's `flow_logs:` section): a JSON line per
+// service connection when it ends, and every interval_s while it lasts,
+// written by the control thread. path empty: off (and no per-connection
+// counting on the workers).
+struct FlowLogSettings {
+  std::string path;              // a file (appended to), or "-" for standard output
+  uint32_t sample = 1;           // log 1 connection in `sample` (by hash of its tuple)
+  uint32_t max_per_second = 1000;  // records beyond are dropped, counted (flow_log_rate_limited)
+  uint32_t interval_s = 60;      // an interim record of a connection this long after its last; 0: at the end only
+  bool enabled() const { return !path.empty(); }
+  friend bool operator==(const FlowLogSettings&, const FlowLogSettings&) = default;
+};
+
 struct Config {
   std::vector<std::string> eal_args;  // passed to rte_eal_init after argv[0]
   unsigned workers = 1;               // worker lcores (the main lcore is extra)
@@ -116,6 +131,8 @@ struct Config {
   std::vector<PeerConfig> peers;
   ServicesSettings services;
   LivenessSettings liveness;
+  FlowLogSettings flow_logs;
+  std::string node_name;  // node.name; default: the host name
 };
 
 // What the control API applies (and the startup config's node.pod_cidrs and

@@ -98,6 +98,9 @@ struct alignas(64) WorkerCounters {
   uint64_t keepalives_sent;           // ESP dummy packets sent to peers for node liveness
   uint64_t keepalives_received;       // authenticated ESP dummy packets from peers (consumed, not delivered)
   uint64_t icmp_errors_rate_limited;  // ICMP errors not sent: over the node's rate limit (control thread)
+  uint64_t flow_log_records;          // flow log lines written (control thread)
+  uint64_t flow_log_rate_limited;     // flow log records dropped over flow_logs.max_per_second (control thread)
+  uint64_t flow_log_queue_full;       // retry events a worker could not queue for the flow log
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
 };
 
@@ -106,7 +109,7 @@ struct ScalarCounter {
   std::string_view name;
   uint64_t WorkerCounters::*member;
 };
-inline constexpr std::array<ScalarCounter, 19> kScalarCounters{{
+inline constexpr std::array<ScalarCounter, 22> kScalarCounters{{
     {"encrypted_packets", &WorkerCounters::encrypted_packets},
     {"encrypted_bytes", &WorkerCounters::encrypted_bytes},
     {"decrypted_packets", &WorkerCounters::decrypted_packets},
@@ -126,6 +129,9 @@ inline constexpr std::array<ScalarCounter, 19> kScalarCounters{{
     {"keepalives_sent", &WorkerCounters::keepalives_sent},
     {"keepalives_received", &WorkerCounters::keepalives_received},
     {"icmp_errors_rate_limited", &WorkerCounters::icmp_errors_rate_limited},
+    {"flow_log_records", &WorkerCounters::flow_log_records},
+    {"flow_log_rate_limited", &WorkerCounters::flow_log_rate_limited},
+    {"flow_log_queue_full", &WorkerCounters::flow_log_queue_full},
 }};
 
 // A counter of a block, read while its worker may write it.
