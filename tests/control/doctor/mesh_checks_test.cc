@@ -3,28 +3,11 @@
 #include <gtest/gtest.h>
 
 #include "doctor/checks.h"
+#include "findings_test_util.h"
 #include "keys/keys.h"
 
 namespace meshwire::control {
 namespace {
-
-bool has(const std::vector<Finding>& fs, Severity s, const std::string& check, const std::string& needle = "") {
-  for (const Finding& f : fs) {
-    if (f.severity == s && f.check == check && (f.found + " fix: " + f.fix).find(needle) != std::string::npos) {
-      return true;
-    }
-  }
-  return false;
-}
-
-bool any_of(const std::vector<Finding>& fs, Severity s) {
-  for (const Finding& f : fs) {
-    if (f.severity == s) return true;
-  }
-  return false;
-}
-
-std::string dump(const std::vector<Finding>& fs) { return format_findings(fs); }
 
 const std::string kKey = "3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08=";  // RFC 7748's Alice, base64
 

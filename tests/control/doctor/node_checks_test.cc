@@ -3,28 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "doctor/checks.h"
+#include "findings_test_util.h"
 
 namespace meshwire::control {
 namespace {
-
-// A finding of `check` with this severity whose text holds `needle`.
-bool has(const std::vector<Finding>& fs, Severity s, const std::string& check, const std::string& needle = "") {
-  for (const Finding& f : fs) {
-    if (f.severity == s && f.check == check && (f.found + " fix: " + f.fix).find(needle) != std::string::npos) {
-      return true;
-    }
-  }
-  return false;
-}
-
-bool any_of(const std::vector<Finding>& fs, Severity s) {
-  for (const Finding& f : fs) {
-    if (f.severity == s) return true;
-  }
-  return false;
-}
-
-std::string dump(const std::vector<Finding>& fs) { return format_findings(fs); }
 
 DataplaneFacts dataplane(uint32_t uplink_mtu, uint32_t local_mtu, const std::string& tunnel = "192.0.2.1") {
   DataplaneFacts d;
