@@ -269,6 +269,33 @@ def test_a_broken_fake_sysroot(mesh, isolated, driver, hugepages, check, needles
     expect_only(c, n1, check, *needles, args=("--sysroot", str(root)), config=config)
 
 
+def test_nodes_from_an_api_server(mesh):
+    """--source kube, as the controller takes it: the same Node objects
+    (with the annotations the controllers published) in the tests' HTTPS API
+    server, and node3 without a public key. Run in the root namespace, where
+    the API server listens, with the data plane's API alone."""
+    from fake_apiserver import FakeApiServer
+    c, ctls = mesh
+    n1 = c.nodes[0]
+    with FakeApiServer(c.tmpdir / "apiserver-doctor") as api:
+        for obj in yaml.safe_load_all(nodes_yaml(c)):
+            obj["metadata"]["annotations"] = ctls.annotations(c.node(obj["metadata"]["name"]))
+            api.create("nodes", obj)
+        api.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node3"},
+                             "spec": {"podCIDRs": ["10.13.0.0/24"]},
+                             "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.3"}]}})
+        kubeconfig = c.tmpdir / "doctor-kubeconfig"
+        api.write_kubeconfig(kubeconfig)
+        done = topo.run([CTL, "--socket", n1.api_socket, "--json", "doctor", "--source", "kube",
+                         "--kubeconfig", kubeconfig], check=False)
+    doc = json.loads(done.stdout)
+    errs = errors(doc["findings"])
+    assert done.returncode == 1 and {f["check"] for f in errs} == {"public-keys"}, json.dumps(doc, indent=1)
+    assert any("Node node3 has no meshwire.io/public-key" in f["found"] for f in errs), errs
+    assert any(f["check"] == "key-epochs" and f["severity"] == "ok" and "(its Node)" in f["found"]
+               for f in doc["findings"]), doc
+
+
 def test_a_dataplane_without_controller(mesh):
     """Last: it leaves node1 unprogrammed."""
     c, ctls = mesh
