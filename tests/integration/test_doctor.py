@@ -201,6 +201,12 @@ def test_a_bypass_route_in_a_pod(mesh):
     assert not errors(findings(c, n1))
 
 
+def test_a_pod_netns_that_does_not_exist(mesh):
+    c, _ = mesh
+    n1 = c.nodes[0]
+    expect_only(c, n1, "bypass", f"cannot inspect pod netns {c.prefix}-nope", args=("--pod-netns", f"{c.prefix}-nope"))
+
+
 def test_a_host_route_through_the_fabric(mesh):
     c, _ = mesh
     n1, n2 = c.nodes

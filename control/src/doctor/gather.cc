@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -339,7 +340,7 @@ Facts gather_facts(const DoctorInputs& in) {
     RouteFact gw;
     gw.dst = f.config ? f.config->gateway_v4 : "169.254.1.1";
     gw = route_get(netns, gw);
-    if (!gw.error.empty() && gw.error.find("annot open network namespace") != std::string::npos) {
+    if (!gw.error.empty() && gw.error.rfind("RTNETLINK", 0) != 0) {  // not a missing route: no such netns...
       pod.error = gw.error;
     } else if (gw.error.empty()) {
       pod.dataplane_dev = gw.dev;

@@ -1,6 +1,9 @@
 // The mesh as one node sees it: peers' public keys, key epochs, clocks, the
 // controller, and pod traffic that would bypass the data plane.
+#include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 
