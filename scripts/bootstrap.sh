@@ -17,7 +17,7 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-scapy python3-cryptography python3-pytest python3-yaml python3-matplotlib
-  valgrind tshark tcpdump iperf3 curl socat ncat prometheus
+  valgrind tshark tcpdump iperf3 curl socat ncat prometheus faketime
   iputils-ping iproute2 procps util-linux
 )
 

@@ -81,8 +81,11 @@ class Controllers:
     (--source dir:), or on an API server when `api` (a FakeApiServer) is
     given (--source kube, with a kubeconfig written for it)."""
 
-    def __init__(self, cluster, folder: Path | None, grace_s: float = 5, api=None):
+    def __init__(self, cluster, folder: Path | None, grace_s: float = 5, api=None, in_node_netns: bool = False):
+        """in_node_netns: run each controller in its node's network namespace
+        (its --metrics-listen on that node's loopback, as in a pod)."""
         self.cluster, self.folder, self.grace_s, self.api = cluster, folder, grace_s, api
+        self.in_node_netns = in_node_netns
         self.procs: dict[str, subprocess.Popen] = {}
         self.source = ["--source", f"dir:{folder}"]
         if api is not None:
@@ -95,10 +98,13 @@ class Controllers:
 
     def start(self, node, *extra: str) -> None:
         log = open(self.cluster.tmpdir / f"controller-{node.name}.log", "ab")
-        self.procs[node.name] = subprocess.Popen(
-            [str(CONTROLLER), "--node", node.name, *self.source, "--api-socket",
-             str(node.api_socket), "--state-dir", str(self.state_dir(node)), "--cluster-id", CLUSTER_ID,
-             "--grace", str(self.grace_s), *extra], stdout=log, stderr=log)
+        args = [str(CONTROLLER), "--node", node.name, *self.source, "--api-socket",
+                str(node.api_socket), "--state-dir", str(self.state_dir(node)), "--cluster-id", CLUSTER_ID,
+                "--grace", str(self.grace_s), *extra]
+        if self.in_node_netns:
+            self.procs[node.name] = topo.popen(args, ns=node.ns, stdout=log, stderr=log)
+        else:
+            self.procs[node.name] = subprocess.Popen(args, stdout=log, stderr=log)
 
     def stop(self, node) -> None:
         p = self.procs.pop(node.name)

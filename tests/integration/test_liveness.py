@@ -5,10 +5,12 @@ data plane that stops is down on its peer within a second (three missed
 keepalives: 300-400 ms), pods then get ICMP host unreachable at once instead
 of waiting for a timeout, and a restarted data plane is up again as soon as
 it speaks."""
+import json
 import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -109,6 +111,38 @@ def test_peers_show_the_round_trip_clock_offset_and_traffic(cluster, node1, node
     table = subprocess.run([CTL, "--socket", node1.api_socket, "show", "peers"], capture_output=True, text=True,
                            check=True).stdout
     assert "RTT" in table and "CLOCK" in table, table
+
+
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def test_a_peer_whose_clock_is_ahead_is_measured_and_doctor_says_so(cluster):
+    """node2's data plane runs with its wall clock 5 s ahead (libfaketime;
+    its monotonic clock and TSC untouched): node1 measures the offset from
+    the keepalives' stamps, node2 the opposite, and meshwirectl doctor on
+    node1 warns of the skew naming node2 and the fix."""
+    if not FAKETIME.exists():
+        pytest.fail(f"{FAKETIME} missing: install Debian's faketime (make deps)", pytrace=False)
+    env = {"LD_PRELOAD": str(FAKETIME), "FAKETIME": "+5s", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+           "FAKETIME_NO_CACHE": "1"}
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=1, node_env={"node2": env}) as c:
+        n1, n2 = c.nodes
+
+        def offset(node, peer):
+            p = {p["name"]: p for p in show(node, "peers")["peers"]}[peer]
+            return int(p.get("clock_offset_ms", 0)) if p.get("clock_known") else None
+
+        topo.wait_for(lambda: offset(n1, "node2") is not None and offset(n2, "node1") is not None, timeout=5,
+                      what="both clock offsets measured")
+        assert 4800 < offset(n1, "node2") < 5200, offset(n1, "node2")
+        assert -5200 < offset(n2, "node1") < -4800, offset(n2, "node1")
+        done = subprocess.run([str(CTL), "--socket", str(n1.api_socket), "--json", "doctor"], capture_output=True,
+                              text=True, timeout=60)
+        findings = json.loads(done.stdout)["findings"]
+        skew = [f for f in findings if f["check"] == "clock-skew"]
+        assert skew and skew[0]["severity"] == "warning", skew
+        assert "node2" in skew[0]["found"] and "ahead" in skew[0]["found"], skew
+        assert "chronyc" in skew[0]["fix"], skew
 
 
 @pytest.fixture(scope="module")

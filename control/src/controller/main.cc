@@ -50,6 +50,7 @@
 #include "reconcile/delta.h"
 #include "reconcile/desired.h"
 #include "source/kube_source.h"
+#include "source/open.h"
 #include "source/source.h"
 
 namespace {
@@ -213,37 +214,6 @@ std::string render_metrics(v1::Dataplane::Stub& stub, ControllerStats& stats, co
   return e.text();
 }
 
-Result<std::unique_ptr<Source>> open_source(const Options& o) {
-  if (o.source.rfind("dir:", 0) == 0) {
-    auto folder = open_folder_source(o.source.substr(4));
-    if (!folder.ok()) return meshwire::dp::make_error("--source " + o.source + ": " + folder.error());
-    return folder;
-  }
-  if (o.source != "kube") {
-    return meshwire::dp::make_error("--source " + o.source + ": want dir:PATH or kube");
-  }
-  // As client-go looks: the flag, $KUBECONFIG, in-cluster, ~/.kube/config.
-  std::map<std::string, std::string> env;
-  for (const char* name : {"KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "HOME"}) {
-    if (const char* v = std::getenv(name)) env[name] = v;
-  }
-  std::string kubeconfig = o.kubeconfig;
-  if (kubeconfig.empty() && !env["KUBECONFIG"].empty()) {
-    kubeconfig = env["KUBECONFIG"].substr(0, env["KUBECONFIG"].find(':'));
-  }
-  Result<KubeEndpoint> endpoint = meshwire::dp::make_error("");
-  if (kubeconfig.empty() && !env["KUBERNETES_SERVICE_HOST"].empty()) {
-    endpoint = in_cluster_endpoint(env, o.service_account_dir);
-  } else {
-    if (kubeconfig.empty()) kubeconfig = env["HOME"] + "/.kube/config";
-    endpoint = kubeconfig_endpoint(kubeconfig, o.kube_context);
-  }
-  if (!endpoint.ok()) return meshwire::dp::make_error("--source kube: " + endpoint.error());
-  KubeSourceOptions options;
-  options.log = [](const std::string& what) { log("API server: " + what); };
-  return open_kube_source(std::move(*endpoint), std::move(options));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -300,7 +270,11 @@ int main(int argc, char** argv) {
     ep = next;
     return true;
   };
-  auto source = open_source(o);
+  auto source = open_source(SourceSpec{.source = o.source,
+                                        .kubeconfig = o.kubeconfig,
+                                        .kube_context = o.kube_context,
+                                        .service_account_dir = o.service_account_dir,
+                                        .log = [](const std::string& what) { log("API server: " + what); }});
   if (!source.ok()) {
     log(source.error());
     return source.error().find(": want dir:PATH or kube") != std::string::npos ? 2 : 1;

@@ -12,9 +12,18 @@
 //   meshwirectl apply-services -f FILE|- [--generation N] [--force]
 //       FILE: an ApplyServicesRequest, JSON or YAML; without a generation
 //       (in the file or --generation), the live services generation + 1.
+//   meshwirectl doctor [--config FILE] [--sysroot DIR] [--source dir:PATH|kube
+//       [--kubeconfig F] [--kube-context C]] [--node NAME] [--controller URL]
+//       [--pod-netns NETNS]...
+//       checks the node and the mesh (hugepages, isolated cores, devices,
+//       MTU, public keys, key epochs, clock skew, the controller, traffic
+//       that bypasses the data plane) and prints each finding with its fix;
+//       a check whose input is not given says "skipped: needs --X".
 //
 // Exit status: 0 on success, 1 when the data plane could not answer
-// (not running, wrong socket, timeout), 2 on a usage error.
+// (not running, wrong socket, timeout), 2 on a usage error. doctor: 0 when
+// no finding is an error, 1 when one is (the data plane not answering is
+// one), 2 on a usage error.
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -34,6 +43,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "ctl/format.h"
+#include "doctor/checks.h"
+#include "doctor/gather.h"
 #include "dataplane.grpc.pb.h"
 #include "kube/yaml.h"
 
@@ -228,6 +239,20 @@ int main(int argc, char** argv) {
   services_cmd->add_option("--generation", o.generation,
                            "the services generation to apply it as (default: the file's, else the live one + 1)");
   services_cmd->add_flag("--force", o.force, "accept a generation older than the live one");
+  meshwire::control::DoctorInputs doctor;
+  CLI::App* doctor_cmd = app.add_subcommand("doctor", "check the node and the mesh; print each finding with its fix");
+  doctor_cmd->add_option("--config", doctor.config, "the data plane's config file (ports, devices, lcores, memory)");
+  doctor_cmd->add_option("--sysroot", doctor.sysroot, "read sys/ and proc/ under this folder instead of / (tests)");
+  doctor_cmd->add_option("--source", doctor.source.source,
+                         "the mesh's Node objects, as the controller takes them: dir:PATH or kube");
+  doctor_cmd->add_option("--kubeconfig", doctor.source.kubeconfig, "with --source kube: this kubeconfig");
+  doctor_cmd->add_option("--kube-context", doctor.source.kube_context, "with --kubeconfig: this context");
+  doctor_cmd->add_option("--node", doctor.node,
+                         "this node's Node name (default: the Node whose InternalIP is the tunnel address)");
+  doctor_cmd->add_option("--controller", doctor.controller,
+                         "the controller's metrics URL (e.g. http://127.0.0.1:9464/metrics)");
+  doctor_cmd->add_option("--pod-netns", doctor.pod_netns,
+                         "a pod's network namespace (a name in /run/netns or a path); repeatable");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -247,6 +272,21 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "meshwirectl: show %s: does not take %s\n", what.c_str(), misplaced);
       return 2;
     }
+  }
+
+  if (doctor_cmd->parsed()) {
+    if (!doctor.source.source.empty() && doctor.source.source != "kube" &&
+        doctor.source.source.rfind("dir:", 0) != 0) {
+      std::fprintf(stderr, "meshwirectl: doctor: --source %s: want dir:PATH or kube\n", doctor.source.source.c_str());
+      return 2;
+    }
+    doctor.socket = o.socket;
+    doctor.timeout_s = o.timeout_s;
+    doctor.source.log = [](const std::string&) {};  // the API server's troubles end in the finding
+    const std::vector<Finding> findings = run_checks(gather_facts(doctor));
+    const std::string text = o.json ? findings_json(findings) : format_findings(findings);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return doctor_exit_status(findings);
   }
 
   // The file first: what is wrong with it is said with or without a data plane.

@@ -15,6 +15,7 @@
 
 #include <meshwire/dp/config.h>
 #include <meshwire/dp/counters.h>
+#include <meshwire/dp/encap.h>
 
 #include "esp/encrypt.h"
 #include "esp/gcm.h"
@@ -56,13 +57,6 @@ enum class InjectKind : uint32_t {
   kKeepalive,  // a keepalive payload (worker/keepalive.h): encrypt it as an ESP
                // dummy packet for the peer it names and send it on the uplink
 };
-
-// Largest inner IP packet that still fits an uplink MTU once encapsulated:
-// outer IP + UDP 8 + ESP 8 + IV 8 + roundup4(inner + 2) + ICV 16 <= mtu.
-inline uint16_t inner_mtu_for(uint16_t uplink_mtu, bool outer_v6) {
-  const int avail = uplink_mtu - (outer_v6 ? 40 : 20) - 8 - 8 - 8 - 16;
-  return static_cast<uint16_t>((avail & ~3) - 2);
-}
 
 struct NodeRuntime {
   IpAddress tunnel_address;
