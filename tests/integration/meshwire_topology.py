@@ -668,7 +668,7 @@ class Cluster:
             "eal": eal,
             "workers": self.workers,
             "idle": "adaptive",
-            "node": {"tunnel_address": node.tunnel_address,
+            "node": {"name": node.name, "tunnel_address": node.tunnel_address,
                      "pod_cidrs": [node.pod_cidr_v4, node.pod_cidr_v6]},
             "ports": [
                 {"name": "pods", "device": f"net_af_packet0,iface={node.local_if}{queues}", "role": "local"},

@@ -87,6 +87,12 @@ def test_the_metrics_are_valid_prometheus_text(mesh):
     assert 0 < got['meshwire_peer_keepalive_rtt_seconds{peer="node2"}'] < 1
     assert abs(got['meshwire_peer_clock_offset_seconds{peer="node2"}']) < 0.1
     assert got['meshwire_service_connections_total{service="default/web:http"}'] >= 12
+    # Connect latency: a histogram per service (and per busy backend).
+    count = got['meshwire_service_connect_duration_seconds_count{service="default/web:http"}']
+    assert count >= 12
+    assert got['meshwire_service_connect_duration_seconds_bucket{service="default/web:http",le="+Inf"}'] == count
+    assert got['meshwire_service_connect_duration_seconds_bucket{service="default/web:http",le="5"}'] == count
+    assert 0 < got['meshwire_service_connect_duration_seconds_sum{service="default/web:http"}'] < count
     assert got["meshwire_controller_applies_total"] >= 1
     assert got["meshwire_dataplane_generation"] == got["meshwire_controller_applied_generation"]
     # Every SA says when it was set up: since the controller keyed the node.
@@ -148,6 +154,11 @@ def test_prometheus_scrapes_both_nodes_and_answers_queries(mesh, tmp_path):
         topo.wait_for(lambda: value('sum by (node) (meshwire_service_connections_total)').get("node1", 0) >= 22,
                       timeout=15, interval=0.5, what="the new connections scraped")
         assert value("rate(meshwire_port_receive_packets_total[10s])")["node1"] > 0
+        # The connect latency histogram reads as Prometheus's quantiles: on
+        # one machine a connect takes well under a second.
+        p99 = value('histogram_quantile(0.99, sum by (node, le) '
+                    '(meshwire_service_connect_duration_seconds_bucket{service="default/web:http"}))')
+        assert 0 < p99["node1"] < 1, p99
     finally:
         topo.stop_process(prom)
         log.close()
