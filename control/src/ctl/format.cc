@@ -334,6 +334,26 @@ std::string format_flows(const v1::ListFlowsResponse& r) {
   return out;
 }
 
+std::string format_trace(const v1::TraceResponse& r) {
+  std::string out;
+  char line[96];
+  for (const v1::TracedPacket& p : r.packets()) {
+    std::snprintf(line, sizeof(line), "Packet %u (worker %u)%s\n", p.id(), p.worker(),
+                  p.complete() ? "" : ", its last step not seen");
+    out += line;
+    for (const v1::TraceStepInfo& s : p.steps()) {
+      std::snprintf(line, sizeof(line), "  %9.3f us  %-10s ", static_cast<double>(s.at_ns()) / 1000.0, s.step().c_str());
+      out += line;
+      out += s.detail();
+      out += '\n';
+    }
+  }
+  out += std::to_string(r.packets_size()) + " packet(s) traced";
+  if (r.events_lost() != 0) out += "; " + std::to_string(r.events_lost()) + " step(s) lost (queue full)";
+  out += '\n';
+  return out;
+}
+
 std::string to_json(const google::protobuf::Message& m) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;

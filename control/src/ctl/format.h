@@ -34,6 +34,7 @@ std::string format_services(const v1::ListServicesResponse& r);
 std::string format_backends(const v1::ListServicesResponse& r);
 // The flows, then "N of TOTAL flows (capacity C)".
 std::string format_flows(const v1::ListFlowsResponse& r);
+std::string format_trace(const v1::TraceResponse& r);
 
 // The message as JSON (field names as in the .proto, zero values included),
 // ending with a newline.

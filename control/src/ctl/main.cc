@@ -9,6 +9,10 @@
 //       FILE: an ApplyRequest in protobuf's JSON mapping (keys and salts in
 //       base64), or the same as YAML, as the controller would send it:
 //       manual keying, tests.
+//   meshwirectl trace [-c N] [--port NAME] [--wait S]
+//       the next N packets received (on one port), each with every step the
+//       data plane took with it (route, service and backend, SA, drop
+//       reason, punt, the port it left by), like vppctl's trace.
 //   meshwirectl apply-services -f FILE|- [--generation N] [--force]
 //       FILE: an ApplyServicesRequest, JSON or YAML; without a generation
 //       (in the file or --generation), the live services generation + 1.
@@ -239,6 +243,14 @@ int main(int argc, char** argv) {
   services_cmd->add_option("--generation", o.generation,
                            "the services generation to apply it as (default: the file's, else the live one + 1)");
   services_cmd->add_flag("--force", o.force, "accept a generation older than the live one");
+  uint32_t trace_count = 10;
+  std::string trace_port;
+  double trace_wait_s = 10;
+  CLI::App* trace_cmd =
+      app.add_subcommand("trace", "the next packets the data plane receives, with every step it takes with each");
+  trace_cmd->add_option("-c,--count", trace_count, "packets (default 10)")->check(CLI::Range(1, 1000));
+  trace_cmd->add_option("--port", trace_port, "only packets received on this port (its name in the config)");
+  trace_cmd->add_option("--wait", trace_wait_s, "seconds to wait for them (default 10)")->check(CLI::PositiveNumber);
   meshwire::control::DoctorInputs doctor;
   CLI::App* doctor_cmd = app.add_subcommand("doctor", "check the node and the mesh; print each finding with its fix");
   doctor_cmd->add_option("--config", doctor.config, "the data plane's config file (ports, devices, lcores, memory)");
@@ -302,6 +314,15 @@ int main(int argc, char** argv) {
   auto channel = grpc::CreateChannel("unix:" + o.socket, grpc::InsecureChannelCredentials());
   auto stub = v1::Dataplane::NewStub(channel);
   using S = v1::Dataplane::Stub;
+  if (trace_cmd->parsed()) {
+    v1::TraceRequest req;
+    req.set_count(trace_count);
+    req.set_port(trace_port);
+    req.set_timeout_ms(static_cast<uint32_t>(trace_wait_s * 1000));
+    Options waiting = o;
+    waiting.timeout_s = o.timeout_s + trace_wait_s;
+    return show<v1::TraceRequest, v1::TraceResponse>(*stub, waiting, req, &S::Trace, format_trace);
+  }
   if (apply_cmd->parsed()) return apply(*stub, o, apply_req);
   if (services_cmd->parsed()) return apply_services(*stub, o, services_req);
   if (what == "services" || what == "backends") {

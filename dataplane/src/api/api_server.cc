@@ -7,6 +7,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -14,6 +17,7 @@
 
 #include "api/convert.h"
 #include "app/node.h"
+#include "telemetry/trace.h"
 #include "worker/liveness.h"
 #include "dataplane.grpc.pb.h"
 
@@ -238,6 +242,89 @@ class Service final : public v1::Dataplane::Service {
     });
   }
 
+  grpc::Status Trace(grpc::ServerContext* context, const v1::TraceRequest* req, v1::TraceResponse* resp) override {
+    if (req->count() == 0 || req->count() > 1000) {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "count: must be 1..1000, got " + std::to_string(req->count())};
+    }
+    int32_t port = -1;
+    if (!req->port().empty()) {
+      grpc::Status found = on_control([&] {
+        const auto& ports = node_.runtime().ports;
+        for (size_t i = 0; i < ports.size(); ++i) {
+          if (ports[i].name == req->port()) port = static_cast<int32_t>(i);
+        }
+      });
+      if (!found.ok()) return found;
+      if (port < 0) return {grpc::StatusCode::INVALID_ARGUMENT, "port: no port named " + req->port()};
+    }
+    std::lock_guard lock(trace_mu_);
+    const unsigned workers = node_.workers();
+    // What an earlier trace left in flight is not this one's.
+    for (unsigned w = 0; w < workers; ++w) node_.trace(w).queue.consume_all([](const TraceEvent&) {});
+    uint64_t lost_before = 0;
+    for (unsigned w = 0; w < workers; ++w) lost_before += node_.trace(w).lost.load(std::memory_order_relaxed);
+    for (unsigned w = 0; w < workers; ++w) {
+      node_.trace(w).port.store(port, std::memory_order_relaxed);
+      trace_arm(node_.trace(w), req->count());
+    }
+    struct Traced {
+      unsigned worker;
+      uint32_t id;
+      std::vector<TraceEvent> events;
+      bool complete = false;
+    };
+    std::vector<Traced> packets;
+    std::map<std::pair<unsigned, uint32_t>, size_t> index;
+    size_t complete = 0;
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(req->timeout_ms() == 0 ? 10000 : req->timeout_ms());
+    while (complete < req->count() && std::chrono::steady_clock::now() < deadline && !context->IsCancelled()) {
+      bool any = false;
+      for (unsigned w = 0; w < workers; ++w) {
+        node_.trace(w).queue.consume_all([&](const TraceEvent& e) {
+          any = true;
+          auto [it, fresh] = index.try_emplace({w, e.packet}, packets.size());
+          if (fresh) {
+            if (e.step != TraceStep::kRx) return;  // the tail of a packet of an earlier trace
+            packets.push_back({w, e.packet, {}, false});
+          }
+          Traced& t = packets[it->second];
+          if (t.complete) return;
+          t.events.push_back(e);
+          if (trace_step_ends(e.step)) {
+            t.complete = true;
+            ++complete;
+          }
+        });
+      }
+      if (!any) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (unsigned w = 0; w < workers; ++w) trace_arm(node_.trace(w), 0);
+    uint64_t lost = 0;
+    for (unsigned w = 0; w < workers; ++w) lost += node_.trace(w).lost.load(std::memory_order_relaxed);
+    resp->set_events_lost(lost - lost_before);
+    // The first `count` packets received, complete or not; their steps in words.
+    std::stable_sort(packets.begin(), packets.end(), [](const Traced& a, const Traced& b) {
+      return a.events.front().tsc < b.events.front().tsc;
+    });
+    if (packets.size() > req->count()) packets.resize(req->count());
+    return on_control([&] {
+      const double ns_per_tsc = 1e9 / static_cast<double>(rte_get_tsc_hz());
+      for (const Traced& t : packets) {
+        v1::TracedPacket* out = resp->add_packets();
+        out->set_worker(t.worker);
+        out->set_id(t.id);
+        out->set_complete(t.complete);
+        for (const TraceEvent& e : t.events) {
+          v1::TraceStepInfo* step = out->add_steps();
+          step->set_at_ns(static_cast<uint64_t>(static_cast<double>(e.tsc - t.events.front().tsc) * ns_per_tsc));
+          step->set_step(trace_step_name(e.step));
+          step->set_detail(describe_step(e));
+        }
+      }
+    });
+  }
+
   grpc::Status ListInterfaces(grpc::ServerContext*, const v1::ListInterfacesRequest*,
                               v1::ListInterfacesResponse* resp) override {
     // Ports and counters do not change with generations: no need for the control thread.
@@ -436,8 +523,81 @@ class Service final : public v1::Dataplane::Service {
     return "unknown";
   }
 
+  static const char* trace_step_name(TraceStep s) {
+    switch (s) {
+      case TraceStep::kRx: return "rx";
+      case TraceStep::kService: return "service";
+      case TraceStep::kRoute: return "route";
+      case TraceStep::kEncrypt: return "encrypt";
+      case TraceStep::kDecrypt: return "decrypt";
+      case TraceStep::kDrop: return "drop";
+      case TraceStep::kPunt: return "punt";
+      case TraceStep::kTx: return "tx";
+      case TraceStep::kConsumed: return "consumed";
+      case TraceStep::kFragmented: return "fragmented";
+    }
+    return "?";
+  }
+
+  static const char* punt_name(uint32_t kind) {
+    switch (static_cast<PuntKind>(kind)) {
+      case PuntKind::kArp: return "ARP";
+      case PuntKind::kNd: return "neighbour discovery";
+      case PuntKind::kEcho: return "echo request to this node";
+      case PuntKind::kTtlExceeded: return "TTL exhausted: ICMP time exceeded to its sender";
+      case PuntKind::kTooBig: return "too big for the tunnel: ICMP fragmentation needed / packet too big to its sender";
+      case PuntKind::kNeighborMiss: return "pod MAC unknown: held while it is resolved";
+      case PuntKind::kPeerDown: return "peer down: ICMP host unreachable to its sender";
+    }
+    return "?";
+  }
+
+  // A trace event in words, with names from the live tables (control thread).
+  std::string describe_step(const TraceEvent& e) {
+    const Tables& t = node_.tables();
+    const lb::ServiceTable& st = node_.services();
+    const auto& ports = node_.runtime().ports;
+    auto port_name = [&](uint32_t i) { return i < ports.size() ? ports[i].name : "port " + std::to_string(i); };
+    auto peer_name = [&](uint32_t i) { return i < t.peers.size() ? t.peers[i]->name : "peer " + std::to_string(i); };
+    const std::string head = summarize_head(e.head, e.head_len, e.head_is_ip);
+    const std::string len = std::to_string(e.len) + " bytes";
+    switch (e.step) {
+      case TraceStep::kRx: return "port " + port_name(e.a) + ", " + len + ": " + head;
+      case TraceStep::kService: {
+        if (e.a >= st.frontends.size()) return "service (changed since)";
+        const lb::FrontendConfig& fc = st.config[e.a];
+        if (e.b == kTraceNone) return "service " + fc.name + ": a reply, its source set back to the ClusterIP";
+        if (e.b >= fc.backends.size()) return "service " + fc.name + ": backend (changed since)";
+        const lb::BackendConfig& bc = fc.backends[e.b];
+        return "service " + fc.name + ": to backend " + format_endpoint(bc.address.family, bc.address.bytes.data(), bc.port) +
+               (bc.target.empty() ? "" : " (" + bc.target + (bc.node.empty() ? "" : " on " + bc.node) + ")");
+      }
+      case TraceStep::kRoute:
+        return e.a == 0 ? std::string("to a pod of this node")
+                        : "to peer " + peer_name(e.b) +
+                              (e.b < t.peers.size() ? " (" + format_ip(t.peers[e.b]->tunnel_address) + ")" : "");
+      case TraceStep::kEncrypt: {
+        char spi[16];
+        std::snprintf(spi, sizeof(spi), "0x%08x", e.a);
+        return std::string("ESP, SA spi ") + spi + ", " + len;
+      }
+      case TraceStep::kDecrypt: return "authenticated, from peer " + peer_name(e.b) + ": " + head;
+      case TraceStep::kDrop: {
+        const auto r = static_cast<size_t>(e.a);
+        return r < kDropReasons.size() ? std::string(kDropReasons[r].name) + " (" + std::string(kDropReasons[r].help) + ")"
+                                       : "?";
+      }
+      case TraceStep::kPunt: return std::string("to the control thread: ") + punt_name(e.a);
+      case TraceStep::kTx: return "port " + port_name(e.a) + ", " + len + ": " + head;
+      case TraceStep::kConsumed: return "consumed by the data plane (a keepalive, or a refusal retried elsewhere)";
+      case TraceStep::kFragmented: return "split into " + std::to_string(e.a) + " fragments (sent on, not followed)";
+    }
+    return "";
+  }
+
   inline static const std::string kNoName = "(no longer a service)";
   Node& node_;
+  std::mutex trace_mu_;  // one Trace at a time: each worker's queue has one consumer
 };
 
 }  // namespace

@@ -193,9 +193,14 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
       rte_zmalloc_socket("mw_counters", sizeof(WorkerCounters) * (nworkers + 1), 64, socket));
   if (!n->counters_) return make_error("memory: cannot allocate counters");
 
+  if (!register_trace_marks()) {
+    return make_error(std::string("memory: cannot register the trace's mbuf flag: ") + rte_strerror(rte_errno));
+  }
   n->workers_.resize(nworkers);
   for (unsigned w = 0; w < nworkers; ++w) {
     WorkerContext& ctx = n->workers_[w];
+    n->traces_.push_back(std::make_unique<WorkerTrace>());
+    ctx.trace = n->traces_.back().get();
     ctx.index = w;
     ctx.engine = n->engines_[w].get();
     ctx.counters = &n->counters_[w];

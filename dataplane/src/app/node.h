@@ -67,6 +67,8 @@ class Node {
   // Counter blocks: one per worker, then the control thread's.
   const WorkerCounters* counters() const { return counters_; }
   unsigned counter_blocks() const { return workers() + 1; }
+  // The workers' packet trace blocks (telemetry/trace.h): one consumer at a time.
+  WorkerTrace& trace(unsigned worker) { return *traces_[worker]; }
 
  private:
   Node() = default;
@@ -89,6 +91,7 @@ class Node {
   std::unique_ptr<FlowLog> flow_log_;
   std::vector<std::unique_ptr<lb::FlowEventQueue>> flow_events_;
   std::vector<lb::FlowEventQueue*> flow_event_queues_;
+  std::vector<std::unique_ptr<WorkerTrace>> traces_;  // one per worker
   uint64_t next_sweep_ms_ = 0;
   uint64_t swept_for_down_ = 0;  // control_->peers_gone_down() at the last whole sweep
   ControlTasks tasks_;

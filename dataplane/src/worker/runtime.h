@@ -22,6 +22,7 @@
 #include "lb/conntrack.h"
 #include "lb/flow_events.h"
 #include "lb/services.h"
+#include "telemetry/trace.h"
 #include "route/neighbor_cache.h"
 #include "route/tables.h"
 
@@ -141,6 +142,8 @@ struct alignas(64) WorkerContext {
   // Flow logs: this worker's events for the control thread (retries); null
   // when flow logs are off.
   lb::FlowEventQueue* flow_events = nullptr;
+  // Packet trace (telemetry/trace.h): this worker's budget and events.
+  WorkerTrace* trace = nullptr;
   // Packets towards a down peer punted for an ICMP error in the millisecond
   // unreachable_ms (a bound, so that traffic to a dead node cannot fill the
   // punt ring that ARP and ND need).

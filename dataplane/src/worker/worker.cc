@@ -39,12 +39,27 @@ inline void count_drop(WorkerContext& ctx, DropReason r) {
   ++ctx.counters->drops[static_cast<size_t>(r)];
 }
 
+// A step of a traced packet (telemetry/trace.h): one flag test for the others.
+inline void trace_if(WorkerContext& ctx, rte_mbuf* m, TraceStep step, uint32_t a, uint32_t b = 0,
+                     bool head_is_ip = false) {
+  if (__builtin_expect(traced(m), 0) && ctx.trace != nullptr) trace_step(*ctx.trace, m, step, a, b, head_is_ip);
+}
+
+// Marks the packets of a burst for a trace the API armed (one load a burst).
+inline void trace_rx(WorkerContext& ctx, uint16_t port_index, rte_mbuf** pkts, uint16_t n) {
+  if (ctx.trace != nullptr && __builtin_expect(ctx.trace->budget.load(std::memory_order_relaxed) != 0, 0)) {
+    trace_mark_burst(*ctx.trace, port_index, pkts, n);
+  }
+}
+
 inline void drop(WorkerContext& ctx, rte_mbuf* m, DropReason r) {
   count_drop(ctx, r);
+  trace_if(ctx, m, TraceStep::kDrop, static_cast<uint32_t>(r));
   rte_pktmbuf_free(m);
 }
 
 inline void punt(WorkerContext& ctx, rte_mbuf* m, PuntKind kind, uint16_t port_index) {
+  trace_if(ctx, m, TraceStep::kPunt, static_cast<uint32_t>(kind));
   m->hash.usr = static_cast<uint32_t>(kind);
   m->port = port_index;
   if (rte_ring_sp_enqueue(ctx.punt, m) != 0) {
@@ -75,6 +90,7 @@ inline void drop_peer_down(WorkerContext& ctx, rte_mbuf* m, uint16_t port_index)
 }
 
 inline void enqueue_tx(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index, rte_mbuf* m) {
+  trace_if(ctx, m, TraceStep::kTx, port_index);
   uint16_t& c = tx.count[port_index];
   if (c == TxBuffers::kCapacity) flush_tx(ctx, tx);
   tx.pkts[port_index][c++] = m;
@@ -509,6 +525,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
         if (connecting(static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed))) &&
             on_connect_event(ctx, f, r.flow, ConnectEvent::kRefused)) {
           keep[i] = false;
+          trace_if(ctx, p.m, TraceStep::kConsumed, 0);
           rte_pktmbuf_free(p.m);  // retried elsewhere: the client never hears of it
           continue;
         }
@@ -526,6 +543,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       const ConnectEvent event = track_state(f, p, true);
       if (event != ConnectEvent::kNone && on_connect_event(ctx, f, r.flow, event)) {
         keep[i] = false;
+        trace_if(ctx, p.m, TraceStep::kConsumed, 0);
         rte_pktmbuf_free(p.m);  // refused, retried elsewhere: the client never hears of it
         continue;
       }
@@ -537,6 +555,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       if (f.log_reported_ms.load(std::memory_order_relaxed) != 0) {
         lb::count_flow(f.rev_packets, f.rev_bytes, p.len() - p.info.l3_offset);
       }
+      trace_if(ctx, p.m, TraceStep::kService, f.frontend_id, kTraceNone);
       ctx.counters->service_reverse_packets++;
       continue;
     }
@@ -635,6 +654,7 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
     if (f.log_reported_ms.load(std::memory_order_relaxed) != 0) {
       lb::count_flow(f.fwd_packets, f.fwd_bytes, p.len() - p.info.l3_offset);
     }
+    trace_if(ctx, p.m, TraceStep::kService, f.frontend_id, f.backend_id);
     ctx.counters->service_dnat_packets++;
   }
 }
@@ -927,6 +947,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
     for (uint16_t i = 0; i < good; ++i) {
       ctx.counters->encrypted_packets++;
       ctx.counters->encrypted_bytes += enc[i]->pkt_len;
+      trace_if(ctx, enc[i], TraceStep::kEncrypt, enc_sa[i]->spi);
       enqueue_tx(ctx, tx, node.uplink, enc[i]);
     }
     for (uint16_t i = good; i < nenc; ++i) drop(ctx, enc[i], reasons[i]);
@@ -956,6 +977,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
       frags[k]->data_len = static_cast<uint16_t>(len);
       frags[k]->pkt_len = static_cast<uint32_t>(len);
     }
+    trace_if(ctx, m, TraceStep::kFragmented, static_cast<uint32_t>(count), 0, true);
     rte_pktmbuf_free(m);
     ctx.counters->fragmented++;
     for (size_t k = 0; k < count; ++k) add_to_batch(frags[k], sa, mac);
@@ -966,6 +988,8 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
       drop(ctx, m, DropReason::kNoRoute);
       return;
     }
+    trace_if(ctx, m, TraceStep::kRoute, nh == kNextHopLocal ? 0 : 1,
+             nh == kNextHopLocal ? 0 : static_cast<uint32_t>(nh - kNextHopPeerBase));
     // Strip Ethernet and any trailing padding: from here on the mbuf is the IP packet.
     rte_pktmbuf_adj(m, info.l3_offset);
     rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - info.l3_len));
@@ -1101,6 +1125,9 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
       esp::decrypt_burst(*ctx.engine, *ctx.tables, ctx.now_ms, ctx.index, esp_pkts, meta, nesp, reasons, peer_of,
                          &keepalives);
   ctx.counters->keepalives_received += keepalives;
+  for (uint16_t i = 0; i < good + keepalives; ++i) {
+    trace_if(ctx, esp_pkts[i], i < good ? TraceStep::kDecrypt : TraceStep::kConsumed, kTraceNone, peer_of[i], true);
+  }
   if (keepalives != 0) note_keepalives(*ctx.tables, esp_pkts + good, peer_of + good, keepalives);
   for (uint16_t i = good + keepalives; i < nesp; ++i) drop(ctx, esp_pkts[i], reasons[i]);
 
@@ -1193,6 +1220,7 @@ int worker_main(void* arg) {
       const uint16_t n = rte_eth_rx_burst(node.ports[p].port_id, q, pkts, kRxBurst);
       if (n == 0) continue;
       work += n;
+      trace_rx(ctx, p, pkts, n);
       if (p == node.uplink) {
         process_uplink_burst(ctx, tx, pkts, n);
       } else {

@@ -90,6 +90,34 @@ TEST(FormatPeers, LivenessAndWhenLastHeard) {
   EXPECT_NE(json.find("\"last_heard_ms_ago\": 1500"), std::string::npos) << json;
 }
 
+TEST(FormatTrace, EachPacketThenItsStepsWithTheirTimes) {
+  v1::TraceResponse r;
+  v1::TracedPacket* p = r.add_packets();
+  p->set_worker(0);
+  p->set_id(7);
+  p->set_complete(true);
+  auto step = [](v1::TracedPacket* p, uint64_t ns, const char* name, const char* detail) {
+    v1::TraceStepInfo* s = p->add_steps();
+    s->set_at_ns(ns);
+    s->set_step(name);
+    s->set_detail(detail);
+  };
+  step(p, 0, "rx", "port pods, 98 bytes: IPv4 10.11.0.2 > 10.12.0.2 ttl 64 ICMP type 8 code 0");
+  step(p, 1250, "tx", "port fabric, 150 bytes");
+  v1::TracedPacket* q = r.add_packets();
+  q->set_worker(1);
+  q->set_id(3);
+  step(q, 0, "rx", "port fabric");
+  r.set_events_lost(2);
+  EXPECT_EQ(format_trace(r),
+            "Packet 7 (worker 0)\n"
+            "      0.000 us  rx         port pods, 98 bytes: IPv4 10.11.0.2 > 10.12.0.2 ttl 64 ICMP type 8 code 0\n"
+            "      1.250 us  tx         port fabric, 150 bytes\n"
+            "Packet 3 (worker 1), its last step not seen\n"
+            "      0.000 us  rx         port fabric\n"
+            "2 packet(s) traced; 2 step(s) lost (queue full)\n");
+}
+
 TEST(FormatCounters, OneColumnPerBlockAndOnlyDropsThatHappened) {
   v1::GetCountersResponse r;
   for (const char* name : {"total", "worker0"}) {
