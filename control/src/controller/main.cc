@@ -145,6 +145,9 @@ struct ControllerStats {
   };
   std::mutex peers_mu;
   std::map<std::string, Peer> peers;
+  // The last problem logged, and when (Unix ms); under peers_mu.
+  std::string last_problem;
+  uint64_t last_problem_ms = 0;
 };
 
 std::string render_metrics(v1::Dataplane::Stub& stub, ControllerStats& stats, const Source& source,
@@ -178,9 +181,21 @@ std::string render_metrics(v1::Dataplane::Stub& stub, ControllerStats& stats, co
            "Packets an outbound SA may carry before this node rotates (--rotate-packets).");
   e.sample(static_cast<double>(o.rotate_packets));
   std::map<std::string, ControllerStats::Peer> peers;
+  std::string last_problem;
+  uint64_t last_problem_ms = 0;
   {
     std::lock_guard lock(stats.peers_mu);
     peers = stats.peers;
+    last_problem = stats.last_problem;
+    last_problem_ms = stats.last_problem_ms;
+  }
+  if (last_problem_ms != 0) {
+    e.family("meshwire_controller_last_problem_timestamp_seconds", m::Type::kGauge,
+             "When the controller last logged a problem (Unix time).");
+    e.sample(static_cast<double>(last_problem_ms) / 1000.0);
+    e.family("meshwire_controller_last_problem_info", m::Type::kGauge,
+             "The last problem the controller logged, as its label (1; one series).");
+    e.sample({{"problem", last_problem}}, 1);
   }
   e.family("meshwire_controller_peer_key_epoch", m::Type::kGauge,
            "A peer's sending key epoch, from its Node's annotations (what this node accepts from it).");
@@ -340,6 +355,11 @@ int main(int argc, char** argv) {
       if (what != last_problem) log(what);
       last_problem = what;
       stats.problems.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard lock(stats.peers_mu);
+      stats.last_problem = what.substr(0, 300);
+      stats.last_problem_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                        std::chrono::system_clock::now().time_since_epoch())
+                                                        .count());
     };
     stats.epoch.store(ep.epoch, std::memory_order_relaxed);
     stats.epoch_started_ms.store(ep.started_ms, std::memory_order_relaxed);

@@ -106,8 +106,15 @@ void render_dataplane(Exposition& out, const DataplaneSnapshot& s, const RenderO
       out.sample(static_cast<double>(value));
     }
   }
-  out.family("meshwire_dataplane_drops_total", Type::kCounter, "Packets the data plane dropped, by reason.");
-  for (const v1::DropReason& r : s.drops.reasons()) out.sample({{"reason", r.name()}}, static_cast<double>(r.count()));
+  out.family("meshwire_dataplane_drops_total", Type::kCounter,
+             "Packets the data plane dropped, by reason and where they came from: from_pods, from_fabric (decryption "
+             "and after), control (the control thread's).");
+  for (const v1::DropReason& r : s.drops.reasons()) {
+    const uint64_t from_pods = r.count() - std::min(r.count(), r.from_fabric() + r.control());
+    out.sample({{"direction", "from_pods"}, {"reason", r.name()}}, static_cast<double>(from_pods));
+    out.sample({{"direction", "from_fabric"}, {"reason", r.name()}}, static_cast<double>(r.from_fabric()));
+    out.sample({{"direction", "control"}, {"reason", r.name()}}, static_cast<double>(r.control()));
+  }
 
   // Peers.
   out.family("meshwire_peer_up", Type::kGauge,
@@ -197,6 +204,8 @@ void render_dataplane(Exposition& out, const DataplaneSnapshot& s, const RenderO
        &v1::BackendStatus::failed_connects, Type::kCounter},
       {"retries_total", "Connections retried on another backend after a backend failed them.",
        &v1::BackendStatus::retries_away, Type::kCounter},
+      {"ejections_total", "Times passive outlier detection ejected a backend (failed connects in a row).",
+       &v1::BackendStatus::ejections, Type::kCounter},
       {"active_flows", "Tracked connections to the backends.", &v1::BackendStatus::active_flows, Type::kGauge},
   };
   for (const Sum& sum : sums) {

@@ -189,6 +189,7 @@ class Service final : public v1::Dataplane::Service {
           bs->set_connections(b.health->connections.load(std::memory_order_relaxed));
           bs->set_failed_connects(b.health->failed_connects.load(std::memory_order_relaxed));
           bs->set_retries_away(b.health->retries_away.load(std::memory_order_relaxed));
+          bs->set_ejections(b.health->ejections.load(std::memory_order_relaxed));
           bs->set_active_flows(flows[i][j]);
           for (const std::atomic<uint64_t>& c : b.health->connect_latency) {
             bs->add_connect_latency_counts(c.load(std::memory_order_relaxed));
@@ -464,12 +465,17 @@ class Service final : public v1::Dataplane::Service {
 
   grpc::Status GetDrops(grpc::ServerContext*, const v1::GetDropsRequest*, v1::GetDropsResponse* resp) override {
     for (size_t r = 0; r < kDropReasons.size(); ++r) {
-      uint64_t v = 0;
-      for (unsigned b = 0; b < node_.counter_blocks(); ++b) v += read_counter(node_.counters()[b].drops[r]);
+      uint64_t v = 0, from_fabric = 0;
+      for (unsigned b = 0; b < node_.counter_blocks(); ++b) {
+        v += read_counter(node_.counters()[b].drops[r]);
+        from_fabric += read_counter(node_.counters()[b].drops_from_fabric[r]);
+      }
       v1::DropReason* out = resp->add_reasons();
       out->set_name(std::string(kDropReasons[r].name));
       out->set_help(std::string(kDropReasons[r].help));
       out->set_count(v);
+      out->set_from_fabric(from_fabric);
+      out->set_control(read_counter(node_.counters()[node_.workers()].drops[r]));
     }
     return grpc::Status::OK;
   }

@@ -85,6 +85,7 @@ struct alignas(64) BackendHealth {
   std::atomic<uint64_t> connections{0};      // new connections sent here
   std::atomic<uint64_t> failed_connects{0};  // attempts answered with RST/unreachable, or unanswered
   std::atomic<uint64_t> retries_away{0};     // connections retried elsewhere after failing here
+  std::atomic<uint64_t> ejections{0};        // times passive outlier detection ejected it
   std::atomic<uint32_t> consecutive_failures{0};
   std::atomic<uint32_t> ejected_until_ms{0};  // flow clock; 0: not ejected
   uint32_t refs = 0;                          // snapshots holding it; control thread only

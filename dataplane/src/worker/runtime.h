@@ -144,6 +144,9 @@ struct alignas(64) WorkerContext {
   lb::FlowEventQueue* flow_events = nullptr;
   // Packet trace (telemetry/trace.h): this worker's budget and events.
   WorkerTrace* trace = nullptr;
+  // True while the worker handles what came in on the uplink: its drops
+  // count as from the fabric (WorkerCounters::drops_from_fabric).
+  bool from_fabric = false;
   // Packets towards a down peer punted for an ICMP error in the millisecond
   // unreachable_ms (a bound, so that traffic to a dead node cannot fill the
   // punt ring that ARP and ND need).

@@ -37,7 +37,15 @@ constexpr size_t kMaxFragments = 8;
 
 inline void count_drop(WorkerContext& ctx, DropReason r) {
   ++ctx.counters->drops[static_cast<size_t>(r)];
+  if (ctx.from_fabric) ++ctx.counters->drops_from_fabric[static_cast<size_t>(r)];
 }
+
+// Marks the uplink stage for its whole run, whichever way it returns.
+struct FromFabric {
+  explicit FromFabric(WorkerContext& c) : ctx(c) { ctx.from_fabric = true; }
+  ~FromFabric() { ctx.from_fabric = false; }
+  WorkerContext& ctx;
+};
 
 // A step of a traced packet (telemetry/trace.h): one flag test for the others.
 inline void trace_if(WorkerContext& ctx, rte_mbuf* m, TraceStep step, uint32_t a, uint32_t b = 0,
@@ -379,6 +387,7 @@ void record_connect(WorkerContext& ctx, const lb::BackendRuntime& b, bool ok) {
   if (s.outlier_failures != 0 && run >= s.outlier_failures) {
     h.ejected_until_ms.store((ctx.now_ms + s.outlier_ejection_s * 1000) | 1, std::memory_order_relaxed);
     h.consecutive_failures.store(0, std::memory_order_relaxed);
+    h.ejections.fetch_add(1, std::memory_order_relaxed);
     ctx.counters->service_outlier_ejections++;
   }
 }
@@ -1046,6 +1055,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
 }
 
 void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, uint16_t n) {
+  const FromFabric stage(ctx);
   const NodeRuntime& node = *ctx.node;
   const bool node_v6 = node.tunnel_address.is_v6();
   rte_mbuf* esp_pkts[kRxBurst];

@@ -87,7 +87,8 @@ TEST(DataplaneMetrics, EveryPartOfTheStateIsASeries) {
   EXPECT_TRUE(has_line(t, "meshwire_port_xstats_total{port=\"pods\",role=\"local\",stat=\"rx_good_packets\"} 100"));
   EXPECT_TRUE(has_line(t, "meshwire_port_xstats_total{port=\"pods\",role=\"local\",stat=\"rx_q0_errors\"} 1"));
   EXPECT_TRUE(has_line(t, "meshwire_dataplane_encrypted_packets_total 90"));
-  EXPECT_TRUE(has_line(t, "meshwire_dataplane_drops_total{reason=\"no_route\"} 3"));
+  EXPECT_TRUE(has_line(t, "meshwire_dataplane_drops_total{direction=\"from_pods\",reason=\"no_route\"} 3"));
+  EXPECT_TRUE(has_line(t, "meshwire_dataplane_drops_total{direction=\"from_fabric\",reason=\"no_route\"} 0"));
   EXPECT_TRUE(has_line(t, "meshwire_peer_up{peer=\"node2\"} 1"));
   EXPECT_TRUE(has_line(t, "meshwire_peer_up{peer=\"node3\"} 0"));
   EXPECT_TRUE(has_line(t, "meshwire_peer_last_heard_seconds{peer=\"node2\"} 0.04"));

@@ -102,6 +102,10 @@ struct alignas(64) WorkerCounters {
   uint64_t flow_log_rate_limited;     // flow log records dropped over flow_logs.max_per_second (control thread)
   uint64_t flow_log_queue_full;       // retry events a worker could not queue for the flow log
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
+  // Of the drops above, those of packets that came in from the fabric (the
+  // uplink stage: decryption and what follows it); the rest of a worker's
+  // came from pods. The control thread's block leaves it zero.
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops_from_fabric;
 };
 
 // The scalar counters by name, in the order readers show them.
