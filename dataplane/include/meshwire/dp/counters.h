@@ -98,6 +98,8 @@ struct alignas(64) WorkerCounters {
   uint64_t keepalives_sent;           // ESP dummy packets sent to peers for node liveness
   uint64_t keepalives_received;       // authenticated ESP dummy packets from peers (consumed, not delivered)
   uint64_t icmp_errors_rate_limited;  // ICMP errors not sent: over the node's rate limit (control thread)
+  uint64_t capture_copies;            // packet copies handed to a running capture (capture/tap.h)
+  uint64_t capture_dropped;           // copies a capture lost: its ring or pool was full (the packets went on)
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
 };
 
@@ -106,7 +108,7 @@ struct ScalarCounter {
   std::string_view name;
   uint64_t WorkerCounters::*member;
 };
-inline constexpr std::array<ScalarCounter, 19> kScalarCounters{{
+inline constexpr std::array<ScalarCounter, 21> kScalarCounters{{
     {"encrypted_packets", &WorkerCounters::encrypted_packets},
     {"encrypted_bytes", &WorkerCounters::encrypted_bytes},
     {"decrypted_packets", &WorkerCounters::decrypted_packets},
@@ -126,6 +128,8 @@ inline constexpr std::array<ScalarCounter, 19> kScalarCounters{{
     {"keepalives_sent", &WorkerCounters::keepalives_sent},
     {"keepalives_received", &WorkerCounters::keepalives_received},
     {"icmp_errors_rate_limited", &WorkerCounters::icmp_errors_rate_limited},
+    {"capture_copies", &WorkerCounters::capture_copies},
+    {"capture_dropped", &WorkerCounters::capture_dropped},
 }};
 
 // A counter of a block, read while its worker may write it.
