@@ -202,6 +202,7 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
     ctx.conntrack = n->conntrack_.get();
     ctx.ct_cache = lb::ConnTrack::WorkerCache(static_cast<uint16_t>(w));
     ctx.stop = &n->worker_stop_;
+    ctx.capture_live = &n->capture_slot_.live;
     char name[RTE_RING_NAMESIZE];
     std::snprintf(name, sizeof(name), "mw_punt_%u", w);
     ctx.punt = rte_ring_create(name, kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);

@@ -15,6 +15,7 @@
 #include <meshwire/dp/result.h>
 
 #include "app/control_tasks.h"
+#include "capture/tap.h"
 #include "lb/conntrack.h"
 #include "lb/services.h"
 #include "route/generations.h"
@@ -66,6 +67,10 @@ class Node {
   // Counter blocks: one per worker, then the control thread's.
   const WorkerCounters* counters() const { return counters_; }
   unsigned counter_blocks() const { return workers() + 1; }
+  // Packet capture (capture/session.h): the slot the workers read, and
+  // their RCU state (a stopped capture waits for its grace period).
+  capture::CaptureSlot& capture_slot() { return capture_slot_; }
+  rte_rcu_qsbr* qsbr() const { return generations_->qsbr(); }
 
  private:
   Node() = default;
@@ -96,6 +101,7 @@ class Node {
   std::vector<WorkerContext> workers_;
   std::unique_ptr<Control> control_;
   std::atomic<bool> worker_stop_{false};
+  capture::CaptureSlot capture_slot_;
   size_t ports_started_ = 0;
 };
 
