@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 #include <rte_ethdev.h>
 
+#include "api/capture_call.h"
 #include "api/convert.h"
 #include "app/node.h"
 #include "worker/liveness.h"
@@ -352,6 +353,14 @@ class Service final : public v1::Dataplane::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Capture(grpc::ServerContext* ctx, const v1::CaptureRequest* req,
+                       grpc::ServerWriter<v1::CaptureChunk>* writer) override {
+    return serve_capture(node_, stopping_, ctx, req, writer);
+  }
+  // Set before the server shuts down: streaming calls end instead of
+  // keeping it waiting.
+  void stop_streams() { stopping_.store(true); }
+
   grpc::Status GetDrops(grpc::ServerContext*, const v1::GetDropsRequest*, v1::GetDropsResponse* resp) override {
     for (size_t r = 0; r < kDropReasons.size(); ++r) {
       uint64_t v = 0;
@@ -419,6 +428,7 @@ class Service final : public v1::Dataplane::Service {
 
   inline static const std::string kNoName = "(no longer a service)";
   Node& node_;
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace
@@ -432,6 +442,7 @@ struct ApiServer::Impl {
 ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ApiServer::~ApiServer() {
+  impl_->service->stop_streams();
   impl_->server->Shutdown();
   impl_->server->Wait();
   ::unlink(impl_->path.c_str());
