@@ -12,6 +12,9 @@
 //   meshwirectl apply-services -f FILE|- [--generation N] [--force]
 //       FILE: an ApplyServicesRequest, JSON or YAML; without a generation
 //       (in the file or --generation), the live services generation + 1.
+//   meshwirectl capture --point rx|tx|pre-encrypt|post-decrypt [--port P]
+//       [--filter EXPR] [-c N] [--duration S] [--snaplen N] -w FILE|-
+//       (ctl/capture.h)
 //
 // Exit status: 0 on success, 1 when the data plane could not answer
 // (not running, wrong socket, timeout), 2 on a usage error.
@@ -33,6 +36,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include "ctl/capture.h"
 #include "ctl/format.h"
 #include "dataplane.grpc.pb.h"
 #include "kube/yaml.h"
@@ -228,6 +232,8 @@ int main(int argc, char** argv) {
   services_cmd->add_option("--generation", o.generation,
                            "the services generation to apply it as (default: the file's, else the live one + 1)");
   services_cmd->add_flag("--force", o.force, "accept a generation older than the live one");
+  CaptureOptions capture_opts;
+  CLI::App* capture_cmd = add_capture_command(app, capture_opts);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -264,6 +270,7 @@ int main(int argc, char** argv) {
   using S = v1::Dataplane::Stub;
   if (apply_cmd->parsed()) return apply(*stub, o, apply_req);
   if (services_cmd->parsed()) return apply_services(*stub, o, services_req);
+  if (capture_cmd->parsed()) return run_capture(*stub, capture_opts, o.socket);
   if (what == "services" || what == "backends") {
     v1::ListServicesRequest req;
     req.set_name(o.name);
