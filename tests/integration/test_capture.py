@@ -108,10 +108,12 @@ def test_pre_encrypt_is_the_pods_inner_packet(cluster, node1, pods, tmp_path):
         rc, err = cap.wait()
     assert rc == 0, err
     assert "3 packets written" in err and "stopped by count" in err
-    rows = tshark_fields(path, "ip.src", "ip.dst", "icmp.type", "frame.interface_name")
+    rows = tshark_fields(path, "ip.src", "ip.dst", "icmp.type", "frame.interface_name", "frame.time_epoch")
     assert len(rows) == 3, rows
-    for src, dst, icmp_type, ifname in rows:
+    for src, dst, icmp_type, ifname, epoch in rows:
         assert (src, dst, icmp_type) == (a.ipv4, b.ipv4, "8")  # echo requests, before sealing
+        assert ifname == node1.local_if  # the local port they came in on (af_packet: its kernel interface)
+        assert abs(float(epoch) - time.time()) < 60, epoch  # wall-clock timestamps
     # tshark's own summary line of the packets
     summary = topo.run(["tshark", "-r", str(path), "-n"]).stdout
     assert summary.count("Echo (ping) request") == 3, summary

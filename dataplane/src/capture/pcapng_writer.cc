@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <cstring>
 
 #include <rte_byteorder.h>
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_ether.h>
 #include <rte_pcapng.h>
@@ -16,10 +18,20 @@
 namespace meshwire::dp::capture {
 namespace {
 
-// Offset of "original packet length" in an enhanced packet block (pcapng,
-// draft-ietf-opsawg-pcapng section 4.3): the copy was cut to snaplen
-// before rte_pcapng_copy() saw it, so the block is told the real length.
+// Offsets in an enhanced packet block (pcapng, draft-ietf-opsawg-pcapng
+// section 4.3) and an interface statistics block (4.6) of what is set again
+// here: the original length (the copy was cut to snaplen before
+// rte_pcapng_copy() saw it) and the timestamps (22.11's TSC-to-time
+// conversion overflows a few seconds after the process started: the
+// files would say the 23rd century).
 constexpr size_t kEpbOriginalLength = 24;
+constexpr size_t kTimestampHigh = 12;  // then the low half; the same in both blocks
+
+void set_timestamp(uint8_t* block, uint64_t ns) {
+  const uint32_t hi = static_cast<uint32_t>(ns >> 32), lo = static_cast<uint32_t>(ns);
+  std::memcpy(block + kTimestampHigh, &hi, 4);
+  std::memcpy(block + kTimestampHigh + 4, &lo, 4);
+}
 
 // Gives an inner IP packet a synthetic Ethernet header.
 bool add_ethernet(rte_mbuf* m) {
@@ -40,6 +52,11 @@ Result<std::unique_ptr<PcapngWriter>> PcapngWriter::open(Point point, std::vecto
   w->point_ = point;
   w->port_ids_ = std::move(port_ids);
   w->pool_ = pool;
+  timespec now{};
+  w->tsc0_ = rte_rdtsc();
+  clock_gettime(CLOCK_REALTIME, &now);
+  w->ns0_ = static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec);
+  w->hz_ = rte_get_tsc_hz();
   w->fd_ = memfd_create("meshwire-capture", MFD_CLOEXEC);
   if (w->fd_ < 0) return make_error(std::string("capture file: memfd_create: ") + std::strerror(errno));
   w->pcapng_ = rte_pcapng_fdopen(w->fd_, nullptr, nullptr, "meshwire-dataplane", comment.c_str());
@@ -79,6 +96,7 @@ unsigned PcapngWriter::write(rte_mbuf** copies, unsigned n) {
       }
       const uint32_t orig = meta.orig_len + (inner ? RTE_ETHER_HDR_LEN : 0);
       std::memcpy(rte_pktmbuf_mtod_offset(b, uint8_t*, kEpbOriginalLength), &orig, sizeof(orig));
+      set_timestamp(rte_pktmbuf_mtod(b, uint8_t*), ns_of(meta.tsc));
       blocks[nb++] = b;
     }
     if (nb == 0) continue;
@@ -95,8 +113,20 @@ unsigned PcapngWriter::write(rte_mbuf** copies, unsigned n) {
 
 void PcapngWriter::write_stats(uint16_t port_index, uint64_t received, uint64_t dropped, const std::string& comment) {
   if (port_index >= port_ids_.size()) return;
-  rte_pcapng_write_stats(pcapng_, port_ids_[port_index], comment.empty() ? nullptr : comment.c_str(), 0, 0, received,
-                         dropped);
+  const off_t at = ::lseek(fd_, 0, SEEK_CUR);
+  if (at < 0 || rte_pcapng_write_stats(pcapng_, port_ids_[port_index], comment.empty() ? nullptr : comment.c_str(), 0,
+                                       0, received, dropped) < 0) {
+    return;
+  }
+  uint8_t head[kTimestampHigh + 8];
+  if (::pread(fd_, head, sizeof(head), at) != static_cast<ssize_t>(sizeof(head))) return;
+  set_timestamp(head, ns_of(rte_rdtsc()));
+  (void)!::pwrite(fd_, head, sizeof(head), at);
+}
+
+uint64_t PcapngWriter::ns_of(uint64_t tsc) const {
+  const __int128 delta = static_cast<__int128>(static_cast<int64_t>(tsc - tsc0_)) * 1000000000 / hz_;
+  return static_cast<uint64_t>(static_cast<__int128>(ns0_) + delta);
 }
 
 Result<std::string> PcapngWriter::take() {

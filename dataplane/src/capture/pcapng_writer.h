@@ -53,11 +53,14 @@ class PcapngWriter {
 
  private:
   PcapngWriter() = default;
+  // Wall-clock nanoseconds of a TSC reading.
+  uint64_t ns_of(uint64_t tsc) const;
   Point point_ = Point::kRx;
   std::vector<uint16_t> port_ids_;
   rte_mempool* pool_ = nullptr;
   int fd_ = -1;
   rte_pcapng* pcapng_ = nullptr;  // owns fd_
+  uint64_t tsc0_ = 0, ns0_ = 0, hz_ = 1;  // a TSC reading and the wall clock then
   uint64_t written_ = 0;
   uint64_t lost_ = 0;
 };

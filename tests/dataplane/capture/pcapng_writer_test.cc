@@ -8,7 +8,9 @@
 #include <rte_dev.h>
 #include <rte_ethdev.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -123,6 +125,12 @@ TEST_F(PcapngWriterTest, FramesOnAPortBecomeEnhancedPacketBlocks) {
   EXPECT_EQ(u32(bb[0].body, 12), small.size());
   EXPECT_EQ(u32(bb[0].body, 16), small.size());
   EXPECT_EQ(bb[0].body.substr(20, small.size()), std::string(small.begin(), small.end()));
+  // Wall-clock nanoseconds, taken by the worker.
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  const uint64_t ns = uint64_t{u32(bb[0].body, 4)} << 32 | u32(bb[0].body, 8);
+  const int64_t skew = static_cast<int64_t>(ns) - (now.tv_sec * 1000000000ll + now.tv_nsec);
+  EXPECT_LT(std::llabs(skew), 5000000000ll) << ns;
   EXPECT_EQ(u32(bb[1].body, 12), 64u);          // cut to snaplen
   EXPECT_EQ(u32(bb[1].body, 16), big.size());   // the real length
   EXPECT_EQ(bb[2].type, 5u);                    // interface statistics
