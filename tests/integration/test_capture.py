@@ -266,3 +266,22 @@ def test_overloaded_capture_counts_drops_and_forwarding_goes_on(cluster, node1, 
     assert cluster.ping(a, b, count=3).returncode == 0
     # The file is still valid and holds what the ring let through.
     assert len(tshark_fields(path, "frame.number")) > 0
+
+
+def test_a_dataplane_that_stops_ends_its_capture(cluster, tmp_path):
+    """On a cluster of its own: SIGTERM during a capture stops the data plane
+    promptly (the stream does not hold its API server), and the file is valid."""
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=1, workers=1) as c:
+        n1 = c.node("node1")
+        a, b = n1.pods[0], c.node("node2").pods[0]
+        assert c.ping(a, b, count=2).returncode == 0
+        path = tmp_path / "stopping.pcapng"
+        with BackgroundCapture(n1, path, "--point", "rx") as cap:
+            cap.started()
+            c.ping(a, b, count=2)
+            t0 = time.monotonic()
+            assert c.stop_node(n1) == 0
+            assert time.monotonic() - t0 < 5
+            rc, err = cap.wait(timeout=10)
+        assert rc == 1 and "stopped during the capture" in err, err
+        assert len(tshark_fields(path, "frame.number")) >= 2

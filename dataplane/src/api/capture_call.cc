@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -98,7 +99,7 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
   for (const PortRuntime& p : node.runtime().ports) port_ids.push_back(p.port_id);
   auto file = capture::PcapngWriter::open(spec->point, std::move(port_ids), session->pool(), describe(*req));
 
-  enum class Stop { kCount, kDuration, kClient, kError };
+  enum class Stop { kCount, kDuration, kClient, kStopping, kError };
   Stop why = Stop::kError;
   grpc::Status status = grpc::Status::OK;
   // Sends what the file holds since the last chunk; false: the caller is gone.
@@ -120,8 +121,14 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
     why = send(header) ? Stop::kError : Stop::kClient;  // the section and interface blocks first
     rte_mbuf* batch[kDrainBatch];
     while (why == Stop::kError && status.ok()) {
-      if (ctx->IsCancelled() || stopping.load()) {
+      if (ctx->IsCancelled()) {
         why = Stop::kClient;
+        break;
+      }
+      if (stopping.load()) {
+        why = Stop::kStopping;
+        status = {grpc::StatusCode::UNAVAILABLE,
+                  "the data plane stopped during the capture (what came before was sent)"};
         break;
       }
       if (Clock::now() >= end) {
@@ -142,7 +149,7 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
       v1::CaptureChunk chunk;
       if (!send(chunk)) why = Stop::kClient;
     }
-    if (!status.ok()) why = Stop::kError;
+    if (!status.ok() && why != Stop::kStopping) why = Stop::kError;
   }
 
   // Stop: withdraw the taps (on the control thread; on this one when the
