@@ -65,6 +65,17 @@ class BackgroundCapture:
                 f.close()
 
 
+def capture_during(node, path, traffic, *args):
+    """Runs a capture (args end it: -c or --duration) while traffic() runs;
+    asserts that it ended well and returns meshwirectl's closing words."""
+    with BackgroundCapture(node, path, *args) as cap:
+        cap.started()
+        traffic()
+        rc, err = cap.wait()
+    assert rc == 0, err
+    return err
+
+
 def tshark_fields(path, *fields, display_filter=None):
     """One list of field values per packet of the file (tshark must read it)."""
     args = ["tshark", "-r", str(path), "-n", "-T", "fields", "-E", "separator=|"]
@@ -102,11 +113,8 @@ def pods(cluster):
 def test_pre_encrypt_is_the_pods_inner_packet(cluster, node1, pods, tmp_path):
     a, b = pods
     path = tmp_path / "pre.pcapng"
-    with BackgroundCapture(node1, path, "--point", "pre-encrypt", "--filter", "icmp", "-c", 3) as cap:
-        cap.started()
-        cluster.ping(a, b, count=5)
-        rc, err = cap.wait()
-    assert rc == 0, err
+    err = capture_during(node1, path, lambda: cluster.ping(a, b, count=5),
+                         "--point", "pre-encrypt", "--filter", "icmp", "-c", 3)
     assert "3 packets written" in err and "stopped by count" in err
     rows = tshark_fields(path, "ip.src", "ip.dst", "icmp.type", "frame.interface_name", "frame.time_epoch")
     assert len(rows) == 3, rows
@@ -122,11 +130,8 @@ def test_pre_encrypt_is_the_pods_inner_packet(cluster, node1, pods, tmp_path):
 def test_rx_on_the_uplink_is_esp_in_udp(cluster, node2, pods, tmp_path):
     a, b = pods
     path = tmp_path / "rx.pcapng"
-    with BackgroundCapture(node2, path, "--point", "rx", "--port", "fabric", "--filter", "udp", "-c", 4) as cap:
-        cap.started()
-        cluster.ping(a, b, count=6)
-        rc, err = cap.wait()
-    assert rc == 0, err
+    capture_during(node2, path, lambda: cluster.ping(a, b, count=6),
+                   "--point", "rx", "--port", "fabric", "--filter", "udp", "-c", 4)
     rows = tshark_fields(path, "ip.src", "ip.dst", "udp.dstport", "esp.spi")
     assert len(rows) == 4, rows
     for src, dst, dport, spi in rows:
@@ -139,11 +144,7 @@ def test_rx_on_the_uplink_is_esp_in_udp(cluster, node2, pods, tmp_path):
 def test_post_decrypt_on_the_receiver_is_inner(cluster, node2, pods, tmp_path):
     a, b = pods
     path = tmp_path / "post.pcapng"
-    with BackgroundCapture(node2, path, "--point", "post-decrypt", "-c", 3) as cap:
-        cap.started()
-        cluster.ping(a, b, count=5)
-        rc, err = cap.wait()
-    assert rc == 0, err
+    capture_during(node2, path, lambda: cluster.ping(a, b, count=5), "--point", "post-decrypt", "-c", 3)
     rows = tshark_fields(path, "ip.src", "ip.dst", "icmp.type", "frame.len")
     assert len(rows) == 3, rows
     for src, dst, icmp_type, frame_len in rows:
@@ -154,15 +155,13 @@ def test_post_decrypt_on_the_receiver_is_inner(cluster, node2, pods, tmp_path):
 def test_filter_keeps_only_matching_packets(cluster, node1, pods, tmp_path):
     a, b = pods
     path = tmp_path / "udp5000.pcapng"
-    with BackgroundCapture(node1, path, "--point", "pre-encrypt", "--filter", "udp port 5000",
-                           "--duration", 4) as cap:
-        cap.started()
+    def traffic():
         send_udp(a, b.ipv4, 5001, 6)
         send_udp(a, b.ipv4, 5000, 5)
         send_udp(a, b.ipv4, 5001, 6)
         cluster.ping(a, b, count=2)
-        rc, err = cap.wait()
-    assert rc == 0, err
+    err = capture_during(node1, path, traffic, "--point", "pre-encrypt", "--filter", "udp port 5000",
+                         "--duration", 4)
     assert "stopped by duration" in err, err
     rows = tshark_fields(path, "udp.dstport", "data.data")
     assert [r[0] for r in rows] == ["5000"] * 5, rows
@@ -171,11 +170,7 @@ def test_filter_keeps_only_matching_packets(cluster, node1, pods, tmp_path):
 def test_count_gives_exactly_n_packets(cluster, node1, pods, tmp_path):
     a, b = pods
     path = tmp_path / "count.pcapng"
-    with BackgroundCapture(node1, path, "--point", "tx", "-c", 7) as cap:
-        cap.started()
-        cluster.ping(a, b, count=10)
-        rc, err = cap.wait()
-    assert rc == 0, err
+    err = capture_during(node1, path, lambda: cluster.ping(a, b, count=10), "--point", "tx", "-c", 7)
     assert len(tshark_fields(path, "frame.number")) == 7
     assert "7 packets written" in err
 
@@ -194,11 +189,7 @@ def test_bad_filter_is_refused_whole(cluster, node1, pods, tmp_path):
     assert done.returncode == 2 and "port: 'nosuch'" in done.stderr and "fabric" in done.stderr, done.stderr
     # The slot is free: a good capture right after works.
     a, b = pods
-    with BackgroundCapture(node1, path, "--point", "pre-encrypt", "-c", 1) as cap:
-        cap.started()
-        cluster.ping(a, b, count=2)
-        rc, err = cap.wait()
-    assert rc == 0, err
+    capture_during(node1, path, lambda: cluster.ping(a, b, count=2), "--point", "pre-encrypt", "-c", 1)
 
 
 def test_one_capture_at_a_time_and_ctrl_c_leaves_a_valid_file(cluster, node1, pods, tmp_path):
@@ -250,11 +241,10 @@ def test_overloaded_capture_counts_drops_and_forwarding_goes_on(cluster, node1, 
     a, b = pods
     before = ctl_counters(node1)
     path = tmp_path / "overload.pcapng"
-    with BackgroundCapture(node1, path, "--point", "rx", "--ring-size", 1, "--duration", 6) as cap:
-        cap.started()
-        report = cluster.iperf3(a, b, seconds=2)
-        rc, err = cap.wait()
-    assert rc == 0, err
+    runs = []
+    err = capture_during(node1, path, lambda: runs.append(cluster.iperf3(a, b, seconds=2)),
+                         "--point", "rx", "--ring-size", 1, "--duration", 6)
+    report = runs[0]
     after = ctl_counters(node1)
     dropped = after["capture_dropped"] - before["capture_dropped"]
     assert dropped > 0, (before, after)
