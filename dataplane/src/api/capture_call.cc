@@ -77,10 +77,11 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
   std::unique_ptr<capture::Session> session;
   grpc::Status refused;
   const uint64_t dropped_before = capture_dropped(node);
+  const grpc::Status busy{grpc::StatusCode::FAILED_PRECONDITION,
+                          "a capture is already running on this data plane (one at a time): stop it first"};
   const bool ran = node.tasks().run([&] {
-    if (node.capture_slot().busy.load()) {
-      refused = {grpc::StatusCode::FAILED_PRECONDITION,
-                 "a capture is already running on this data plane (one at a time): stop it first"};
+    if (node.capture_slot().busy.load()) {  // before making a pool for nothing
+      refused = busy;
       return;
     }
     auto made = capture::Session::create(*spec, node.workers(), static_cast<int>(rte_socket_id()));
@@ -89,7 +90,10 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
       refused = {memory ? grpc::StatusCode::RESOURCE_EXHAUSTED : grpc::StatusCode::INVALID_ARGUMENT, made.error()};
       return;
     }
-    capture::publish(node.capture_slot(), *made.value());
+    if (!capture::publish(node.capture_slot(), *made.value())) {
+      refused = busy;
+      return;
+    }
     session = std::move(made.value());
   });
   if (!ran) return {grpc::StatusCode::UNAVAILABLE, "the data plane is stopping"};
