@@ -1080,10 +1080,10 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   uint16_t keepalives = 0;  // ESP dummy packets: they only prove their peer alive
   const uint16_t good =
       esp::decrypt_burst(*ctx.engine, *ctx.tables, ctx.now_ms, esp_pkts, meta, nesp, reasons, peer_of, &keepalives);
-  capture::at_point(ctx, capture::Point::kPostDecrypt, node.uplink, esp_pkts, good);
   ctx.counters->keepalives_received += keepalives;
   for (uint16_t i = good; i < good + keepalives; ++i) rte_pktmbuf_free(esp_pkts[i]);
   for (uint16_t i = good + keepalives; i < nesp; ++i) drop(ctx, esp_pkts[i], reasons[i]);
+  capture::at_point(ctx, capture::Point::kPostDecrypt, node.uplink, esp_pkts, good);
 
   // The inner source must be one of the sending peer's pods (or the peer
   // itself in an ICMP error), the destination one of ours: membership in
