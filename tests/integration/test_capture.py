@@ -275,3 +275,38 @@ def test_a_dataplane_that_stops_ends_its_capture(cluster, tmp_path):
             rc, err = cap.wait(timeout=10)
         assert rc == 1 and "stopped during the capture" in err, err
         assert len(tshark_fields(path, "frame.number")) >= 2
+
+
+
+def test_two_workers_each_fill_their_own_ring(cluster, tmp_path):
+    """On a 2-worker cluster of its own: copies come from both workers' rings
+    (the queue of a packet block names its worker), and `-w -` streams the
+    file to a pipe that tshark reads."""
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=1, workers=2) as c:
+        n1 = c.node("node1")
+        a, b = n1.pods[0], c.node("node2").pods[0]
+        assert c.ping(a, b, count=2).returncode == 0
+        path = tmp_path / "workers.pcapng"
+        ports = range(5000, 5064)
+
+        def traffic():  # many flows: the port's RSS spreads them over both workers' queues
+            script = ("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                      f"for p in range({ports.start},{ports.stop}):\n    s.sendto(b'x', ({b.ipv4!r}, p))\n")
+            topo.run(["/usr/bin/python3", "-c", script], ns=a.ns)
+        capture_during(n1, path, traffic, "--point", "pre-encrypt", "--filter", "udp", "--duration", 3)
+        rows = tshark_fields(path, "udp.dstport", "frame.interface_queue")
+        assert sorted(int(p) for p, _ in rows) == list(ports)
+        assert {q for _, q in rows} == {"0", "1"}, rows
+        # -w -: the same stream on standard output, read by tshark from a pipe.
+        proc = topo.popen(capture_cmd(n1, "-", "--point", "pre-encrypt", "--filter", "icmp", "-c", 2),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            time.sleep(1)
+            c.ping(a, b, count=3)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            topo.stop_process(proc, signal.SIGKILL)
+        assert proc.returncode == 0, err
+        read = subprocess.run(["tshark", "-r", "-", "-n", "-T", "fields", "-e", "icmp.type"], input=out,
+                              capture_output=True, timeout=30)
+        assert read.stdout.split() == [b"8", b"8"], read
