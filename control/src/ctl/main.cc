@@ -5,6 +5,9 @@
 //       interfaces|peers|sas|routes|counters|drops|generation
 //   meshwirectl show services|backends [NAME-PREFIX]
 //   meshwirectl show flows [NAME-PREFIX | --service NAME-PREFIX] [--limit N]
+//   meshwirectl capture --point rx|tx|pre-encrypt|post-decrypt [--port P]
+//       [--filter EXPR] [-c N] [--duration S] [--snaplen N] -w FILE|-
+//       (ctl/capture.h)
 //   meshwirectl apply -f FILE|- [--generation N] [--force]
 //       FILE: an ApplyRequest in protobuf's JSON mapping (keys and salts in
 //       base64), or the same as YAML, as the controller would send it:
@@ -12,9 +15,6 @@
 //   meshwirectl apply-services -f FILE|- [--generation N] [--force]
 //       FILE: an ApplyServicesRequest, JSON or YAML; without a generation
 //       (in the file or --generation), the live services generation + 1.
-//   meshwirectl capture --point rx|tx|pre-encrypt|post-decrypt [--port P]
-//       [--filter EXPR] [-c N] [--duration S] [--snaplen N] -w FILE|-
-//       (ctl/capture.h)
 //
 // Exit status: 0 on success, 1 when the data plane could not answer
 // (not running, wrong socket, timeout), 2 on a usage error.
@@ -221,6 +221,8 @@ int main(int argc, char** argv) {
   CLI::Option* service_opt =
       show_cmd->add_option("--service", o.service, "flows: only those of frontends whose name starts with this");
   CLI::Option* limit_opt = show_cmd->add_option("--limit", o.limit, "flows: at most this many (default 1000)");
+  CaptureOptions capture_opts;
+  CLI::App* capture_cmd = add_capture_command(app, capture_opts);
   CLI::App* apply_cmd = app.add_subcommand("apply", "apply a desired state (an ApplyRequest as JSON or YAML)");
   apply_cmd->add_option("-f,--file", o.file, "the request's JSON or YAML file, or - for standard input")->required();
   apply_cmd->add_option("--generation", o.generation, "the generation to apply it as (overrides the file's)");
@@ -232,8 +234,6 @@ int main(int argc, char** argv) {
   services_cmd->add_option("--generation", o.generation,
                            "the services generation to apply it as (default: the file's, else the live one + 1)");
   services_cmd->add_flag("--force", o.force, "accept a generation older than the live one");
-  CaptureOptions capture_opts;
-  CLI::App* capture_cmd = add_capture_command(app, capture_opts);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -329,7 +329,7 @@ class Service final : public v1::Dataplane::Service {
                            v1::GetCountersResponse* resp) override {
     const unsigned blocks = node_.counter_blocks();
     auto fill = [&](v1::CounterBlock* out, unsigned first, unsigned last) {
-      for (const ScalarCounter& sc : kScalarCounters) {
+      for (const ScalarCounter& sc : kAllScalarCounters) {
         uint64_t v = 0;
         for (unsigned b = first; b < last; ++b) v += read_counter(node_.counters()[b].*sc.member);
         (*out->mutable_counters())[std::string(sc.name)] = v;

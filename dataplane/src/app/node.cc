@@ -197,12 +197,12 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
     ctx.live = &n->generations_->live();
     ctx.tables = n->generations_->current();
     ctx.qsbr = n->generations_->qsbr();
+    ctx.capture_live = &n->capture_slot_.live;
     ctx.services_live = &n->services_->live();
     ctx.services = n->services_->current();
     ctx.conntrack = n->conntrack_.get();
     ctx.ct_cache = lb::ConnTrack::WorkerCache(static_cast<uint16_t>(w));
     ctx.stop = &n->worker_stop_;
-    ctx.capture_live = &n->capture_slot_.live;
     char name[RTE_RING_NAMESIZE];
     std::snprintf(name, sizeof(name), "mw_punt_%u", w);
     ctx.punt = rte_ring_create(name, kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
