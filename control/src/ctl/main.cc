@@ -5,6 +5,9 @@
 //       interfaces|peers|sas|routes|counters|drops|generation
 //   meshwirectl show services|backends [NAME-PREFIX]
 //   meshwirectl show flows [NAME-PREFIX | --service NAME-PREFIX] [--limit N]
+//   meshwirectl capture --point rx|tx|pre-encrypt|post-decrypt [--port P]
+//       [--filter EXPR] [-c N] [--duration S] [--snaplen N] -w FILE|-
+//       (ctl/capture.h)
 //   meshwirectl apply -f FILE|- [--generation N] [--force]
 //       FILE: an ApplyRequest in protobuf's JSON mapping (keys and salts in
 //       base64), or the same as YAML, as the controller would send it:
@@ -46,6 +49,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include "ctl/capture.h"
 #include "ctl/format.h"
 #include "doctor/checks.h"
 #include "doctor/gather.h"
@@ -232,6 +236,8 @@ int main(int argc, char** argv) {
   CLI::Option* service_opt =
       show_cmd->add_option("--service", o.service, "flows: only those of frontends whose name starts with this");
   CLI::Option* limit_opt = show_cmd->add_option("--limit", o.limit, "flows: at most this many (default 1000)");
+  CaptureOptions capture_opts;
+  CLI::App* capture_cmd = add_capture_command(app, capture_opts);
   CLI::App* apply_cmd = app.add_subcommand("apply", "apply a desired state (an ApplyRequest as JSON or YAML)");
   apply_cmd->add_option("-f,--file", o.file, "the request's JSON or YAML file, or - for standard input")->required();
   apply_cmd->add_option("--generation", o.generation, "the generation to apply it as (overrides the file's)");
@@ -325,6 +331,7 @@ int main(int argc, char** argv) {
   }
   if (apply_cmd->parsed()) return apply(*stub, o, apply_req);
   if (services_cmd->parsed()) return apply_services(*stub, o, services_req);
+  if (capture_cmd->parsed()) return run_capture(*stub, capture_opts, o.socket);
   if (what == "services" || what == "backends") {
     v1::ListServicesRequest req;
     req.set_name(o.name);

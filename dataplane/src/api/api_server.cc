@@ -15,6 +15,7 @@
 #include <grpcpp/grpcpp.h>
 #include <rte_ethdev.h>
 
+#include "api/capture_call.h"
 #include "api/convert.h"
 #include "app/node.h"
 #include "telemetry/trace.h"
@@ -439,7 +440,7 @@ class Service final : public v1::Dataplane::Service {
                            v1::GetCountersResponse* resp) override {
     const unsigned blocks = node_.counter_blocks();
     auto fill = [&](v1::CounterBlock* out, unsigned first, unsigned last) {
-      for (const ScalarCounter& sc : kScalarCounters) {
+      for (const ScalarCounter& sc : kAllScalarCounters) {
         uint64_t v = 0;
         for (unsigned b = first; b < last; ++b) v += read_counter(node_.counters()[b].*sc.member);
         (*out->mutable_counters())[std::string(sc.name)] = v;
@@ -462,6 +463,14 @@ class Service final : public v1::Dataplane::Service {
     }
     return grpc::Status::OK;
   }
+
+  grpc::Status Capture(grpc::ServerContext* ctx, const v1::CaptureRequest* req,
+                       grpc::ServerWriter<v1::CaptureChunk>* writer) override {
+    return serve_capture(node_, stopping_, ctx, req, writer);
+  }
+  // Set before the server shuts down: streaming calls end instead of
+  // keeping it waiting.
+  void stop_streams() { stopping_.store(true); }
 
   grpc::Status GetDrops(grpc::ServerContext*, const v1::GetDropsRequest*, v1::GetDropsResponse* resp) override {
     for (size_t r = 0; r < kDropReasons.size(); ++r) {
@@ -604,6 +613,7 @@ class Service final : public v1::Dataplane::Service {
   inline static const std::string kNoName = "(no longer a service)";
   Node& node_;
   std::mutex trace_mu_;  // one Trace at a time: each worker's queue has one consumer
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace
@@ -617,6 +627,7 @@ struct ApiServer::Impl {
 ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ApiServer::~ApiServer() {
+  impl_->service->stop_streams();
   impl_->server->Shutdown();
   impl_->server->Wait();
   ::unlink(impl_->path.c_str());

@@ -208,6 +208,7 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config) {
     ctx.live = &n->generations_->live();
     ctx.tables = n->generations_->current();
     ctx.qsbr = n->generations_->qsbr();
+    ctx.capture_live = &n->capture_slot_.live;
     ctx.services_live = &n->services_->live();
     ctx.services = n->services_->current();
     ctx.conntrack = n->conntrack_.get();

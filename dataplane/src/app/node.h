@@ -15,6 +15,7 @@
 #include <meshwire/dp/result.h>
 
 #include "app/control_tasks.h"
+#include "capture/tap.h"
 #include "lb/conntrack.h"
 #include "lb/services.h"
 #include "route/generations.h"
@@ -69,6 +70,10 @@ class Node {
   unsigned counter_blocks() const { return workers() + 1; }
   // The workers' packet trace blocks (telemetry/trace.h): one consumer at a time.
   WorkerTrace& trace(unsigned worker) { return *traces_[worker]; }
+  // Packet capture (capture/session.h): the slot the workers read, and
+  // their RCU state (a stopped capture waits for its grace period).
+  capture::CaptureSlot& capture_slot() { return capture_slot_; }
+  rte_rcu_qsbr* qsbr() const { return generations_->qsbr(); }
 
  private:
   Node() = default;
@@ -104,6 +109,7 @@ class Node {
   std::vector<WorkerContext> workers_;
   std::unique_ptr<Control> control_;
   std::atomic<bool> worker_stop_{false};
+  capture::CaptureSlot capture_slot_;
   size_t ports_started_ = 0;
 };
 

@@ -7,6 +7,8 @@
 // is shared by them, written only as each comment says: the neighbour table
 // (Neighbors), each peer's fabric MAC and liveness (PeerLink), and each SA's
 // sequence number or replay window (the SA objects; see esp/sa.h).
+// A running packet capture's taps are published apart, with the same
+// grace period before they are freed (capture/tap.h, CaptureSlot).
 #pragma once
 
 #include <array>

@@ -42,7 +42,7 @@ int cmd_counters(const char*, const char* params, rte_tel_data* d) {
     return sum(*node, field);
   };
   rte_tel_data_start_dict(d);
-  for (const ScalarCounter& sc : kScalarCounters) {
+  for (const ScalarCounter& sc : kAllScalarCounters) {
     const std::string name(sc.name);
     const auto member = sc.member;
     rte_tel_data_add_dict_u64(d, name.c_str(), value([member](const WorkerCounters& c) -> const uint64_t& { return c.*member; }));

@@ -17,6 +17,7 @@
 #include <meshwire/dp/counters.h>
 #include <meshwire/dp/encap.h>
 
+#include "capture/tap.h"
 #include "esp/encrypt.h"
 #include "esp/gcm.h"
 #include "lb/conntrack.h"
@@ -152,6 +153,11 @@ struct alignas(64) WorkerContext {
   // punt ring that ARP and ND need).
   uint32_t unreachable_ms = 0;
   uint16_t unreachable_punts = 0;
+  // Packet capture (capture/tap.h): the running capture's taps, loaded
+  // each round like the tables, and this worker's tap for the round (null:
+  // none runs).
+  const std::atomic<const capture::Taps*>* capture_live = &capture::kNoCapture;
+  const capture::WorkerTap* capture = nullptr;
 };
 
 }  // namespace meshwire::dp

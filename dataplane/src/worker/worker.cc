@@ -14,6 +14,7 @@
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 
+#include "capture/hook.h"
 #include "esp/decrypt.h"
 #include "esp/encrypt.h"
 #include "net/checksum.h"
@@ -735,6 +736,7 @@ void flush_tx(WorkerContext& ctx, TxBuffers& tx) {
     if (n == 0) continue;
     uint64_t bytes = 0;
     for (uint16_t i = 0; i < n; ++i) bytes += tx.pkts[p][i]->pkt_len;
+    capture::at_point(ctx, capture::Point::kTx, p, tx.pkts[p], n);
     const uint16_t sent = rte_eth_tx_burst(ctx.node->ports[p].port_id, static_cast<uint16_t>(ctx.index), tx.pkts[p], n);
     for (uint16_t i = sent; i < n; ++i) {
       bytes -= tx.pkts[p][i]->pkt_len;
@@ -951,6 +953,7 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   auto encrypt_batch = [&] {
     if (nenc == 0) return;
     const esp::EncryptContext ectx = uplink_encrypt_context(node);
+    capture::at_point(ctx, capture::Point::kPreEncrypt, port_index, enc, nenc);
     DropReason reasons[esp::kMaxBurst];
     const uint16_t good = esp::encrypt_burst(*ctx.engine, ectx, enc, enc_sa, enc_mac, nenc, reasons);
     for (uint16_t i = 0; i < good; ++i) {
@@ -1140,6 +1143,7 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   }
   if (keepalives != 0) note_keepalives(*ctx.tables, esp_pkts + good, peer_of + good, keepalives);
   for (uint16_t i = good + keepalives; i < nesp; ++i) drop(ctx, esp_pkts[i], reasons[i]);
+  capture::at_point(ctx, capture::Point::kPostDecrypt, node.uplink, esp_pkts, good);
 
   // The inner source must be one of the sending peer's pods (or the peer
   // itself in an ICMP error), the destination one of ours: membership in
@@ -1225,12 +1229,14 @@ int worker_main(void* arg) {
     ctx.tables = ctx.live->load(std::memory_order_acquire);
     ctx.services = ctx.services_live->load(std::memory_order_acquire);
     ctx.now_ms = lb::flow_clock_ms();
+    ctx.capture = capture::tap_of(ctx.capture_live->load(std::memory_order_acquire), ctx.index);
     uint32_t work = 0;
     for (uint16_t p = 0; p < node.ports.size(); ++p) {
       const uint16_t n = rte_eth_rx_burst(node.ports[p].port_id, q, pkts, kRxBurst);
       if (n == 0) continue;
       work += n;
       trace_rx(ctx, p, pkts, n);
+      capture::at_point(ctx, capture::Point::kRx, p, pkts, n);
       if (p == node.uplink) {
         process_uplink_burst(ctx, tx, pkts, n);
       } else {

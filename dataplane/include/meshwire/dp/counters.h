@@ -81,6 +81,8 @@ struct alignas(64) WorkerCounters {
     uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
   };
   std::array<Port, kMaxPorts> ports;
+  uint64_t capture_copies;   // packet copies handed to a running capture (capture/tap.h)
+  uint64_t capture_dropped;  // copies a capture lost: its ring or pool was full (the packets went on)
   uint64_t encrypted_packets, encrypted_bytes;
   uint64_t decrypted_packets, decrypted_bytes;
   uint64_t forwarded_local;  // same-node pod to pod
@@ -140,5 +142,23 @@ inline constexpr std::array<ScalarCounter, 22> kScalarCounters{{
 
 // A counter of a block, read while its worker may write it.
 inline uint64_t read_counter(const uint64_t& v) { return __atomic_load_n(&v, __ATOMIC_RELAXED); }
+
+// Packet capture's counters, shown after the others.
+inline constexpr std::array<ScalarCounter, 2> kCaptureCounters{{
+    {"capture_copies", &WorkerCounters::capture_copies},
+    {"capture_dropped", &WorkerCounters::capture_dropped},
+}};
+
+template <size_t A, size_t B>
+constexpr std::array<ScalarCounter, A + B> join_counters(const std::array<ScalarCounter, A>& a,
+                                                         const std::array<ScalarCounter, B>& b) {
+  std::array<ScalarCounter, A + B> out{};
+  for (size_t i = 0; i < A; ++i) out[i] = a[i];
+  for (size_t i = 0; i < B; ++i) out[A + i] = b[i];
+  return out;
+}
+
+// Every scalar counter, in the order readers show them.
+inline constexpr auto kAllScalarCounters = join_counters(kScalarCounters, kCaptureCounters);
 
 }  // namespace meshwire::dp
