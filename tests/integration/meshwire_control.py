@@ -7,6 +7,7 @@ with keys derived independently of the C++ code."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import struct
 import subprocess
@@ -205,3 +206,24 @@ class ServiceBackends:
         for p in self.procs.values():
             topo.stop_process(p)
         self.procs.clear()
+
+
+@contextlib.contextmanager
+def serving(cluster, folder: Path, backends, controller_args=lambda node: ()):
+    """The backends' servers in their pods and a controller per node reading
+    `folder` (with controller_args(node) more arguments), until every node
+    has its services programmed; all stopped when the block ends."""
+    servers = ServiceBackends()
+    ctls = Controllers(cluster, folder)
+    try:
+        for pod in backends:
+            servers.start(pod)
+        for n in cluster.nodes:
+            ctls.start(n, *controller_args(n))
+        for n in cluster.nodes:
+            topo.wait_for(lambda: int(ctl_json(n, "show", "generation").get("services_generation", 0)) > 0,
+                          timeout=30, what=f"{n.name}'s services programmed")
+        yield ctls, servers
+    finally:
+        ctls.stop_all()
+        servers.stop_all()

@@ -16,8 +16,7 @@ import pytest
 
 import meshwire_topology as topo
 
-from meshwire_control import (CONTROLLER, Controllers, ServiceBackends, ctl_json, service_folder, service_yaml,
-                              slice_yaml, write_atomic)
+from meshwire_control import CONTROLLER, ctl_json, service_folder, service_yaml, serving, slice_yaml, write_atomic
 
 VIP = "10.96.0.10"
 FLAKY_VIP = "10.96.0.12"
@@ -37,26 +36,14 @@ def mesh(cluster):
                               extra_config=SETTINGS) as c:
         n1, n2 = c.nodes
         backends = [n1.pods[1], n1.pods[2], n2.pods[0], n2.pods[1]]
-        servers = ServiceBackends()
         folder = service_folder(c, {"web": (VIP, backends)})
         # flaky: the backends, a pod that refuses (nothing listens on n2p3)
         # and an address where nothing answers.
         write_atomic(folder / "flaky.yaml", service_yaml("flaky", FLAKY_VIP))
         write_atomic(folder / "flaky-slice.yaml",
                      slice_yaml("flaky", backends + [n2.pods[2]], ghosts=[("10.12.0.99", "node2")]))
-        ctls = Controllers(c, folder)
-        try:
-            for pod in backends:
-                servers.start(pod)
-            for n in c.nodes:
-                ctls.start(n)
-            for n in c.nodes:
-                topo.wait_for(lambda: int(ctl_json(n, "show", "generation").get("services_generation", 0)) > 0,
-                              timeout=30, what=f"{n.name}'s services programmed")
+        with serving(c, folder, backends):
             yield c, backends
-        finally:
-            ctls.stop_all()
-            servers.stop_all()
 
 
 def records(node) -> list[dict]:

@@ -15,7 +15,7 @@ import pytest
 
 import meshwire_topology as topo
 
-from meshwire_control import CONTROLLER, Controllers, ServiceBackends, ctl_json, service_folder
+from meshwire_control import CONTROLLER, service_folder, serving
 
 VIP = "10.96.0.40"
 
@@ -48,26 +48,14 @@ def mesh(cluster):
     with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=2, workers=1, static_peers=False) as c:
         n1, n2 = c.nodes
         backends = [n1.pods[1], n2.pods[0], n2.pods[1]]
-        servers = ServiceBackends()
         folder = service_folder(c, {"web": (VIP, backends)})
-        ctls = Controllers(c, folder)
         ports = {n.name: free_port() for n in c.nodes}
-        try:
-            for pod in backends:
-                servers.start(pod)
-            for n in c.nodes:
-                ctls.start(n, "--metrics-listen", f"127.0.0.1:{ports[n.name]}")
-            for n in c.nodes:
-                topo.wait_for(lambda: int(ctl_json(n, "show", "generation").get("services_generation", 0)) > 0,
-                              timeout=30, what=f"{n.name}'s services programmed")
+        with serving(c, folder, backends, lambda n: ("--metrics-listen", f"127.0.0.1:{ports[n.name]}")) as (ctls, _):
             # Traffic: connections to the ClusterIP from node1's client.
             for _ in range(12):
                 topo.run(["curl", "-sS", "--max-time", "3", f"http://{VIP}/"], ns=n1.pods[0].ns, check=False,
                          timeout=10)
             yield c, ctls, ports
-        finally:
-            ctls.stop_all()
-            servers.stop_all()
 
 
 def test_the_metrics_are_valid_prometheus_text(mesh):

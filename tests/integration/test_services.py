@@ -15,8 +15,8 @@ import pytest
 
 import meshwire_topology as topo
 
-from meshwire_control import (CONTROLLER, CTL, Controllers, ServiceBackends, ctl_json, service_folder,
-                              service_yaml, slice_yaml, write_atomic)
+from meshwire_control import (CONTROLLER, CTL, ctl_json, service_folder, service_yaml, serving, slice_yaml,
+                              write_atomic)
 
 VIP = "10.96.0.10"
 STICKY_VIP = "10.96.0.11"
@@ -31,7 +31,6 @@ def svc(cluster):
     with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=3, workers=1, static_peers=False) as c:
         n1, n2 = c.nodes
         backends = [n1.pods[1], n1.pods[2], n2.pods[0], n2.pods[1]]
-        servers = ServiceBackends()
         folder = service_folder(c, {"web": (VIP, backends)})
         write_atomic(folder / "sticky.yaml", service_yaml("sticky", STICKY_VIP, affinity=True))
         write_atomic(folder / "sticky-slice.yaml", slice_yaml("sticky", backends))
@@ -40,19 +39,8 @@ def svc(cluster):
         write_atomic(folder / "flaky.yaml", service_yaml("flaky", FLAKY_VIP))
         write_atomic(folder / "flaky-slice.yaml",
                      slice_yaml("flaky", backends + [n2.pods[2]], ghosts=[("10.12.0.99", "node2")]))
-        ctls = Controllers(c, folder)
-        try:
-            for pod in backends:
-                servers.start(pod)
-            for n in c.nodes:
-                ctls.start(n)
-            for n in c.nodes:
-                topo.wait_for(lambda: int(ctl_json(n, "show", "generation").get("services_generation", 0)) > 0,
-                              timeout=30, what=f"{n.name}'s services programmed")
+        with serving(c, folder, backends) as (ctls, _):
             yield c, ctls, folder, backends
-        finally:
-            ctls.stop_all()
-            servers.stop_all()
 
 
 def curl(pod, url: str, *extra: str) -> str:
