@@ -198,12 +198,15 @@ class Bench:
             log(f"scenario {s.name}: FAILED: {e}")
             self.results["errors"].append(f"scenario {s.name}: {e}")
 
-    def by_turns(self, traffic: str, size, rounds: int, first: "Turn", second: "Turn", what: str) -> list[dict]:
+    def by_turns(self, traffic: str, size, rounds: int, first: "Turn", second: "Turn", what: str,
+                 trial_s: Optional[float] = None) -> list[dict]:
         """Two systems measured flat out by turns, `rounds` times (each
         started afresh with its generator, the order swapped every round,
-        the best of PAIRED_TRIALS trials kept), so that slow drifts of a
-        shared VM hit both alike. Rows of {"meshwire_pps": first's,
-        "baseline_pps": second's}, for paired_summary."""
+        the best of PAIRED_TRIALS trials of trial_s (--trial-s) kept), so
+        that slow drifts of a shared VM hit both alike. Rows of
+        {"meshwire_pps": first's, "baseline_pps": second's}, for
+        paired_summary."""
+        trial_s = trial_s or self.args.trial_s
         rows = []
         for r in range(rounds):
             got = {}
@@ -211,7 +214,7 @@ class Bench:
                 with self.running(turn.system, f"paired-{turn.label}", turn.make_system) as run:
                     self.warm_up(run.gen, traffic, turn.label)
                     with turn.alongside(run) if turn.alongside else contextlib.nullcontext():
-                        got[turn.label] = max(run.gen.trial(traffic, size, 0.0, self.args.trial_s,
+                        got[turn.label] = max(run.gen.trial(traffic, size, 0.0, trial_s,
                                                             drain_s=self.args.drain_s)["received_pps"]
                                               for _ in range(PAIRED_TRIALS))
             rows.append({"meshwire_pps": got[first.label], "baseline_pps": got[second.label]})
@@ -240,12 +243,14 @@ class Bench:
         on = Turn("telemetry-on", make_system=lambda topo: telemetry.TelemetryDut(topo, dataplane, workers),
                   alongside=lambda run: telemetry.on(run.system, scraper, run.topo.cpus.generator, on_facts))
         off = Turn("plain", alongside=lambda run: telemetry.control_cpu(run.system, off_facts))
-        rows = self.by_turns(TELEMETRY_TRAFFIC, 64, rounds, on, off, "telemetry")
+        trial_s = telemetry.trial_s(self.args.trial_s, self.args.quick)
+        rows = self.by_turns(TELEMETRY_TRAFFIC, 64, rounds, on, off, "telemetry", trial_s)
         suite, kind = TELEMETRY_TRAFFIC.split("/")
         self.results["paired"].append({"suite": suite, "traffic": f"{kind}, telemetry on", "frame_size": 64,
                                        "baseline": "telemetry off", "rounds": rows, **paired_summary(rows),
                                        "telemetry": {**telemetry.settings(self.build / "control" / "meshwirectl"),
-                                                     "turns": on_facts, "off_turns": off_facts}})
+                                                     "trial_s": trial_s, "turns": on_facts,
+                                                     "off_turns": off_facts}})
 
     def services_paired(self, rounds: int) -> None:
         """Services through the memif ports: one data plane (node1 of

@@ -78,6 +78,12 @@ def test_telemetry_dut_is_the_plain_one_with_flow_logs_at_their_defaults(tmp_pat
     assert c == plain.config()
 
 
+def test_trials_hold_a_scrape_each_but_in_the_smoke_run():
+    assert telemetry.trial_s(0.5, quick=False) == telemetry.SCRAPE_INTERVAL_S == 1.0
+    assert telemetry.trial_s(2.0, quick=False) == 2.0
+    assert telemetry.trial_s(0.1, quick=True) == 0.1
+
+
 def test_capture_probe_reads_the_help_not_the_status(tmp_path):
     assert not idle_capture.available(script(tmp_path / "without", CTL_WITHOUT))
     assert idle_capture.available(script(tmp_path / "with", CTL_WITH))
@@ -96,7 +102,7 @@ def test_turn_without_capture_scrapes_and_counts_flow_logs(tmp_path):
     assert facts[0].pop("control_cpu_ms_per_s") >= 0
     assert facts == [{"scrapes": 3, "scrape_mean_ms": 2.0, "scrape_max_ms": 4.0, "exposition_bytes": 9000,
                       "flow_log_lines": 1, "capture": "not available in this build"}]
-    assert (tmp_path / "scrape.argv").read_text().split() == ["--socket", str(d.api_socket), "--interval-ms", "250"]
+    assert (tmp_path / "scrape.argv").read_text().split() == ["--socket", str(d.api_socket), "--interval-ms", "1000"]
 
 
 def test_turn_with_capture_runs_it_idle_and_stops_it(tmp_path):
@@ -155,7 +161,7 @@ def telemetry_entry(pairs, capture="not available in this build"):
     rows = [{"meshwire_pps": on, "baseline_pps": off} for on, off in pairs]
     return {"suite": "encrypt", "traffic": "ipv4-udp, telemetry on", "frame_size": 64, "baseline": "telemetry off",
             "rounds": rows, **paired_summary(rows),
-            "telemetry": {"scrape_interval_s": 0.25, "flow_logs": {"sample": 1, "max_per_second": 1000,
+            "telemetry": {"scrape_interval_s": 1.0, "flow_logs": {"sample": 1, "max_per_second": 1000,
                                                                    "interval_s": 60},
                           "capture": capture,
                           "off_turns": [{"control_cpu_ms_per_s": 3.0}],
@@ -169,7 +175,7 @@ def test_target_reads_the_median_round_against_95_percent():
     assert t["name"] == "encrypt 64 B with telemetry on vs off (overload, by turns)"
     assert t["value"] == 0.96 and t["goal"] == 0.95 and t["op"] == ">=" and t["met"]
     assert t["metric"] == "on ÷ off rate, median of 3 rounds"
-    assert "rounds' ratios 0.90–1.00" in t["detail"] and "every 0.25 s" in t["detail"]
+    assert "rounds' ratios 0.90–1.00" in t["detail"] and "every 1 s" in t["detail"]
     assert "idle capture: not available in this build" in t["detail"]
     (t,) = targets({"results": [], "paired": [telemetry_entry([(3.6e6, 4e6), (4.7e6, 5e6), (3e6, 3e6)])]})
     assert t["value"] == 0.94 and not t["met"]
@@ -181,6 +187,6 @@ def test_report_shows_the_rounds_and_how_telemetry_was_on():
     row = next(line for line in md.splitlines() if line.startswith("| encrypt ipv4-udp, telemetry on"))
     assert "| telemetry off |" in row and "| 3.80 |" in row and "| 4.00 |" in row and "0.95–0.95" in row
     note = next(line for line in md.splitlines() if line.startswith("Telemetry on:"))
-    assert "every 0.25 s" in note and "sample 1" in note and "not available in this build" in note
+    assert "every 1 s" in note and "sample 1" in note and "not available in this build" in note
     assert "9 scrapes of 2.5 ms (longest 4.1 ms), 0 flow log lines" in note
     assert "(ms a second, each turn): on 21; off 3." in note
