@@ -130,10 +130,10 @@ def on(dut: TelemetryDut, scraper: Path, cpu: int, facts: list):
                                               "--interval-ms", round(SCRAPE_INTERVAL_S * 1000)],
                      workdir / "scrape.log")
     capture: Optional[Process] = None
-    cpu: list = []
+    used: list = []
     try:
         capture = idle_capture.start(dut.ctl, dut.api_socket, workdir, pin)
-        with control_cpu(dut, cpu):
+        with control_cpu(dut, used):
             yield
         for p in (scrape, capture):
             if p is not None and not p.alive():
@@ -147,6 +147,6 @@ def on(dut: TelemetryDut, scraper: Path, cpu: int, facts: list):
         raise RuntimeError(f"meshwire-perf-scrape: {got['failures']} of {got['scrapes']} scrapes failed: "
                            f"{got['last_error']}")
     lines = dut.flow_log.read_text().count("\n") if dut.flow_log.exists() else 0
-    facts.append({**cpu[0], "scrapes": got["scrapes"], "scrape_mean_ms": round(got["total_ms"] / max(got["scrapes"], 1), 2),
-                  "scrape_max_ms": round(got["max_ms"], 2), "exposition_bytes": got["bytes"],
+    facts.append({**used[0], "scrapes": got["scrapes"],
+                  "scrape_mean_ms": round(got["total_ms"] / max(got["scrapes"], 1), 2), "scrape_max_ms": round(got["max_ms"], 2), "exposition_bytes": got["bytes"],
                   "flow_log_lines": lines, "capture": "idle" if capture is not None else idle_capture.NOT_AVAILABLE})
