@@ -24,10 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from . import report, scaling, scenarios as scen, services, stages
+from . import report, scaling, scenarios as scen, services, stages, telemetry
 from .processes import Generator
 from .search import search
 from .systems import MeshwireDut, SecgwDut, TestpmdDut, Topology, generator_config
@@ -38,6 +39,7 @@ EDGE_SIZES = [64, 1400]
 # The targets against another system, measured by turns (Bench.paired).
 PAIRS = [("encrypt/ipv4-udp", 64, "ipsec-secgw"), ("local/ipv4-udp", 64, "testpmd")]
 PAIRED_TRIALS = 2      # flat-out trials per turn, the best kept
+TELEMETRY_TRAFFIC = "encrypt/ipv4-udp"   # issue 7's pair, at 64 B (Bench.telemetry_paired)
 # Services through the ports (Bench.services_paired): client flows, 1 and the
 # generator's most (65,536: it keeps a frame template per flow).
 SERVICE_FLOWS = (1, 65_536)
@@ -90,6 +92,15 @@ def compact(trial: dict) -> dict:
     return {k: trial[k] for k in ("rate_pps", "offered_pps", "received_pps", "loss", "attempted", "received",
                                   "alloc_failed", "skipped", "stalls", "max_stall_ns", "unexpected", "stale",
                                   "bad_icv")}
+
+
+@dataclass
+class Turn:
+    """One side of a measurement by turns (Bench.by_turns)."""
+    label: str                              # in the log, the rows and the run's folder
+    system: str = "meshwire"                # Bench.system's name
+    make_system: Optional[Callable] = None  # topo -> another system under test than `system`'s usual one
+    alongside: Optional[Callable] = None    # run -> a context manager running around the trials
 
 
 class Bench:
@@ -187,27 +198,59 @@ class Bench:
             log(f"scenario {s.name}: FAILED: {e}")
             self.results["errors"].append(f"scenario {s.name}: {e}")
 
-    def paired(self, traffic: str, size, baseline: str, rounds: int) -> None:
-        """meshwire and a baseline measured flat out by turns, `rounds`
-        times (each started afresh, the order swapped every round), so that
-        slow drifts of a shared VM hit both alike: the ratio of each round,
-        and their median, are what the targets read."""
+    def by_turns(self, traffic: str, size, rounds: int, first: "Turn", second: "Turn", what: str,
+                 trial_s: Optional[float] = None) -> list[dict]:
+        """Two systems measured flat out by turns, `rounds` times (each
+        started afresh with its generator, the order swapped every round,
+        the best of PAIRED_TRIALS trials of trial_s (--trial-s) kept), so
+        that slow drifts of a shared VM hit both alike. Rows of
+        {"meshwire_pps": first's, "baseline_pps": second's}, for
+        paired_summary."""
+        trial_s = trial_s or self.args.trial_s
         rows = []
         for r in range(rounds):
-            order = ("meshwire", baseline) if r % 2 == 0 else (baseline, "meshwire")
             got = {}
-            for name in order:
-                with self.running(name, f"paired-{name}") as run:
-                    self.warm_up(run.gen, traffic, name)
-                    got[name] = max(run.gen.trial(traffic, size, 0.0, self.args.trial_s,
-                                                  drain_s=self.args.drain_s)["received_pps"]
-                                    for _ in range(PAIRED_TRIALS))
-            rows.append({"meshwire_pps": got["meshwire"], "baseline_pps": got[baseline]})
-            log(f"paired {traffic} {size} B round {r + 1}/{rounds}: meshwire {fmt(got['meshwire'])}, "
-                f"{baseline} {fmt(got[baseline])}")
+            for turn in (first, second) if r % 2 == 0 else (second, first):
+                with self.running(turn.system, f"paired-{turn.label}", turn.make_system) as run:
+                    self.warm_up(run.gen, traffic, turn.label)
+                    with turn.alongside(run) if turn.alongside else contextlib.nullcontext():
+                        got[turn.label] = max(run.gen.trial(traffic, size, 0.0, trial_s,
+                                                            drain_s=self.args.drain_s)["received_pps"]
+                                              for _ in range(PAIRED_TRIALS))
+            rows.append({"meshwire_pps": got[first.label], "baseline_pps": got[second.label]})
+            log(f"{what} {traffic} {size} B round {r + 1}/{rounds}: {first.label} {fmt(got[first.label])}, "
+                f"{second.label} {fmt(got[second.label])}")
+        return rows
+
+    def paired(self, traffic: str, size, baseline: str, rounds: int) -> None:
+        """meshwire and a baseline measured flat out by turns: the ratio of
+        each round, and their median, are what the targets read."""
+        rows = self.by_turns(traffic, size, rounds, Turn("meshwire"), Turn(baseline, baseline), "paired")
         entry = {"suite": traffic.split("/")[0], "traffic": traffic.split("/")[1], "frame_size": size,
                  "baseline": baseline, "rounds": rows, **paired_summary(rows)}
         self.results["paired"].append(entry)
+
+    def telemetry_paired(self, rounds: int) -> None:
+        """Issue 7: the encrypt path at 64 B with telemetry on (metrics
+        scraped, flow logs, an idle capture: telemetry.py) and plain, by
+        turns; the target reads the median round's on ÷ plain rate."""
+        scraper = self.build / "perf" / "scrape" / "meshwire-perf-scrape"
+        if not scraper.exists():
+            raise RuntimeError(f"{scraper} is missing: build first")
+        on_facts: list = []
+        off_facts: list = []
+        dataplane, workers = self.dataplane, self.args.workers
+        on = Turn("telemetry-on", make_system=lambda topo: telemetry.TelemetryDut(topo, dataplane, workers),
+                  alongside=lambda run: telemetry.on(run.system, scraper, run.topo.cpus.generator, on_facts))
+        off = Turn("plain", alongside=lambda run: telemetry.control_cpu(run.system, off_facts))
+        trial_s = telemetry.trial_s(self.args.trial_s, self.args.quick)
+        rows = self.by_turns(TELEMETRY_TRAFFIC, 64, rounds, on, off, "telemetry", trial_s)
+        suite, kind = TELEMETRY_TRAFFIC.split("/")
+        self.results["paired"].append({"suite": suite, "traffic": f"{kind}, telemetry on", "frame_size": 64,
+                                       "baseline": "telemetry off", "rounds": rows, **paired_summary(rows),
+                                       "telemetry": {**telemetry.settings(self.build / "control" / "meshwirectl"),
+                                                     "trial_s": trial_s, "turns": on_facts,
+                                                     "off_turns": off_facts}})
 
     def services_paired(self, rounds: int) -> None:
         """Services through the memif ports: one data plane (node1 of
@@ -330,7 +373,8 @@ class Bench:
                                      "paired_rounds": a.paired},
                         "crypto_bound": {}, "results": [], "paired": [], "targets": [], "scenarios": [],
                         "errors": [], "warnings": []}
-        plan = quick_plan() if a.quick else full_plan()
+        # --only telemetry: the telemetry pair alone (it needs no plan).
+        plan = {} if a.only == "telemetry" else quick_plan() if a.quick else full_plan()
         topo = Topology(self.workdir / "probe")
         self.results["settings"].update({"generator_cpu": topo.cpus.generator, "dut_worker_cpu": topo.cpus.worker,
                                          "dut_main_cpu": topo.cpus.main, "port": "net_memif (copy mode, no hugepages)"})
@@ -386,6 +430,12 @@ class Bench:
                     except RuntimeError as e:
                         log(f"paired {traffic} vs {baseline}: FAILED: {e}")
                         self.results["errors"].append(f"paired {traffic} vs {baseline}: {e}")
+            if a.paired > 0 and not a.no_telemetry and "meshwire" not in a.skip:
+                try:
+                    self.telemetry_paired(a.paired)
+                except RuntimeError as e:
+                    log(f"telemetry paired: FAILED: {e}")
+                    self.results["errors"].append(f"telemetry paired: {e}")
             if a.paired > 0 and not a.no_services and "meshwire" in plan and "meshwire" not in a.skip:
                 try:
                     self.services_paired(a.paired)
@@ -485,6 +535,10 @@ def targets(results: dict) -> list[dict]:
                         "goal": SERVICE_COST_GOAL, "op": "<=", "met": cost <= SERVICE_COST_GOAL,
                         "detail": f"rounds' cost ratios {1 / p['max_ratio']:.2f}–{1 / p['min_ratio']:.2f}"})
             continue
+        if "telemetry" in p:
+            if p.get("median_ratio") is not None:
+                out.append(telemetry_target(p))
+            continue
         goal = {"ipsec-secgw": 1.3, "testpmd": 0.9}.get(p["baseline"])
         if goal is None or p.get("median_ratio") is None:
             continue
@@ -562,6 +616,19 @@ def targets(results: dict) -> list[dict]:
     return out
 
 
+def telemetry_target(p: dict) -> dict:
+    """Issue 7's target from Bench.telemetry_paired's entry: the median
+    round's telemetry-on ÷ plain rate against telemetry.GOAL."""
+    t = p["telemetry"]
+    fl = t["flow_logs"]
+    how = (f"metrics scraped every {t['scrape_interval_s']:g} s, flow logs (sample {fl['sample']}), "
+           f"idle capture: {t['capture']}")
+    return {"name": f"encrypt {p['frame_size']} B with telemetry on vs off (overload, by turns)",
+            "metric": f"on ÷ off rate, median of {len(p['ratios'])} rounds", "value": p["median_ratio"],
+            "goal": telemetry.GOAL, "op": ">=", "met": p["median_ratio"] >= telemetry.GOAL,
+            "detail": f"rounds' ratios {p['min_ratio']:.2f}–{p['max_ratio']:.2f}; {how}"}
+
+
 def fmt(pps: Optional[float]) -> str:
     return "—" if pps is None else f"{pps / 1e6:.3f} Mpps"
 
@@ -583,6 +650,9 @@ def parse_args(argv):
     p.add_argument("--no-crypto", action="store_true", help="skip the dpdk-test-crypto-perf bound")
     p.add_argument("--no-stages", action="store_true", help="skip the per-stage microbenchmarks (services too)")
     p.add_argument("--no-services", action="store_true", help="skip the service-path microbenchmarks")
+    p.add_argument("--no-telemetry", action="store_true", help="skip the telemetry pair (issue 7)")
+    p.add_argument("--only", choices=["telemetry"], help="run this part alone: telemetry, the encrypt path at 64 B "
+                   "with telemetry on and off by turns")
     p.add_argument("--scenarios", nargs="*", default=None, help=f"of {sorted(scen.SCENARIOS)} (default: all)")
     p.add_argument("--secgw-build", default="/var/tmp/meshwire-secgw-build",
                    help="where ipsec-secgw is built from dpdk-doc's sources (reused between runs)")
@@ -596,6 +666,11 @@ def parse_args(argv):
         args.max_trials = 8 if args.quick else 20
     if args.paired is None:
         args.paired = 1 if args.quick else 5
+    if args.only == "telemetry":
+        args.no_crypto = args.no_stages = True
+        args.scenarios = []
+        if args.no_telemetry:
+            p.error("--only telemetry and --no-telemetry contradict each other")
     if args.scenarios is None:
         args.scenarios = list(scen.SCENARIOS)  # steady first: the control
     for s in args.scenarios:

@@ -500,7 +500,8 @@ def _paired_section(results):
            "round), and keeps the best of their flat-out trials: a shared VM's slow drifts then hit both "
            "alike, and the median of the rounds' ratios is what the targets read. Services are the exception: "
            "one data plane, the same clients' frames to a ClusterIP (meshwire) and straight to one of its "
-           "backends (`pod-to-pod`, plain encrypted forwarding) by turns.", ""]
+           "backends (`pod-to-pod`, plain encrypted forwarding) by turns. Telemetry: the same meshwire with "
+           "telemetry on (the meshwire column) and off (the baseline's), each started afresh.", ""]
     rows = []
     for p in paired:
         rounds = p.get("rounds") or []
@@ -513,7 +514,27 @@ def _paired_section(results):
                      DASH if p.get("min_ratio") is None else f"{p['min_ratio']:.2f}–{p['max_ratio']:.2f}"])
     out += _table(["Traffic", "Frame (B)", "Baseline", "Rounds", "meshwire Mpps", "baseline Mpps",
                    "median ratio", "range"], rows, "lrlrllrr")
+    for p in paired:
+        if "telemetry" in p:
+            out += [""] + _telemetry_note(p["telemetry"])
     return out
+
+
+def _telemetry_note(t):
+    """How telemetry was on, and what it did in each turn."""
+    turns = t.get("turns") or []
+    fl = t.get("flow_logs") or {}
+    each = "; ".join(f"{_value(x.get('scrapes'))} scrapes of {_fmt(x.get('scrape_mean_ms'), 1)} ms "
+                     f"(longest {_fmt(x.get('scrape_max_ms'), 1)} ms), {_value(x.get('flow_log_lines'))} flow log lines"
+                     for x in turns)
+    cpu = {side: ", ".join(_fmt(x.get("control_cpu_ms_per_s"), 0) for x in t.get(key) or [])
+           for side, key in (("on", "turns"), ("off", "off_turns"))}
+    return [f"Telemetry on: metrics scraped every {_value(t.get('scrape_interval_s'))} s (the controller's "
+            f"scrape of the data plane, seven API calls), flow logs (sample {_value(fl.get('sample'))}, "
+            f"max_per_second {_value(fl.get('max_per_second'))}, interval_s {_value(fl.get('interval_s'))}), "
+            f"idle capture: {_cell(t.get('capture') or DASH)}." + (f" Turns: {each}." if each else "")
+            + (f" CPU of the data plane's threads other than its worker, on the worker's CPU (ms a second, each "
+               f"turn): on {cpu['on'] or DASH}; off {cpu['off'] or DASH}." if cpu["on"] or cpu["off"] else "")]
 
 
 def _scenarios(results):

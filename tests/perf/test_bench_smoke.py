@@ -96,7 +96,7 @@ def test_report_written(quick_run):
 
 def test_paired_rounds_measured_both(quick_run):
     _, results, _ = quick_run
-    (p, *services) = results["paired"]
+    (p, _telemetry, *services) = results["paired"]
     assert (p["suite"], p["baseline"], p["frame_size"]) == ("local", "testpmd", 64)
     (r,) = p["rounds"]
     assert r["meshwire_pps"] > 0 and r["baseline_pps"] > 0
@@ -109,3 +109,18 @@ def test_paired_rounds_measured_both(quick_run):
         assert r["meshwire_pps"] > 0 and r["baseline_pps"] > 0
     names = [t["name"] for t in results["targets"]]
     assert "service DNAT 64 B vs plain encrypted forwarding, 65,536 flows (through the ports, by turns)" in names
+
+
+def test_telemetry_turns_ran_with_telemetry_on(quick_run):
+    _, results, _ = quick_run
+    (tel,) = [p for p in results["paired"] if "telemetry" in p]
+    (r,) = tel["rounds"]
+    assert r["meshwire_pps"] > 0 and r["baseline_pps"] > 0
+    (turn,) = tel["telemetry"]["turns"]
+    # The controller's scrape of the real data plane ran (and none failed, or
+    # the turn would be an error), and plain pod traffic made no flow record.
+    assert turn["scrapes"] >= 1 and turn["exposition_bytes"] > 1000
+    assert turn["flow_log_lines"] == 0
+    assert turn["capture"] in ("idle", "not available in this build")
+    names = [t["name"] for t in results["targets"]]
+    assert "encrypt 64 B with telemetry on vs off (overload, by turns)" in names
