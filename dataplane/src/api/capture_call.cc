@@ -124,6 +124,10 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
     v1::CaptureChunk header;
     why = send(header) ? Stop::kError : Stop::kClient;  // the section and interface blocks first
     rte_mbuf* batch[kDrainBatch];
+    // An idle capture (its filter matching nothing) backs off to a poll
+    // every 8 ms: it shares its CPU with a worker. Anything drained brings
+    // the 1 ms poll back (a 1024-copy ring holds 8 ms at 128 kpps of matches).
+    useconds_t idle_us = 1000;
     while (why == Stop::kError && status.ok()) {
       if (ctx->IsCancelled()) {
         why = Stop::kClient;
@@ -142,9 +146,11 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
       const uint64_t left = req->count() == 0 ? kDrainBatch : req->count() - (*file)->written();
       const unsigned n = session->drain(batch, static_cast<unsigned>(std::min<uint64_t>(kDrainBatch, left)));
       if (n == 0) {
-        ::usleep(1000);
+        ::usleep(idle_us);
+        idle_us = std::min<useconds_t>(idle_us * 2, 8000);
         continue;
       }
+      idle_us = 1000;
       (*file)->write(batch, n);
       if (req->count() != 0 && (*file)->written() >= req->count()) {
         why = Stop::kCount;
