@@ -219,9 +219,9 @@ class Service final : public v1::Dataplane::Service {
         v1::Flow* out = resp->add_flows();
         const lb::FlowTuple& k = f.forward;
         out->set_protocol(k.proto == 6 ? v1::TCP : k.proto == 17 ? v1::UDP : v1::SCTP);
-        out->set_client(endpoint_text(k.family, k.src, k.src_port));
-        out->set_frontend(endpoint_text(k.family, k.dst, k.dst_port));
-        out->set_backend(endpoint_text(k.family, f.backend, f.backend_port));
+        out->set_client(format_endpoint(k.family, k.src, k.src_port));
+        out->set_frontend(format_endpoint(k.family, k.dst, k.dst_port));
+        out->set_backend(format_endpoint(k.family, f.backend, f.backend_port));
         out->set_service(name);
         const auto state = static_cast<lb::FlowState>(f.state.load(std::memory_order_relaxed));
         out->set_state(k.proto == 132 && state == lb::FlowState::kSynSent ? std::string("init_sent")
@@ -515,11 +515,6 @@ class Service final : public v1::Dataplane::Service {
       case Code::kInternal: return {grpc::StatusCode::RESOURCE_EXHAUSTED, out.message};
     }
     return {grpc::StatusCode::INTERNAL, "unknown outcome"};
-  }
-
-
-  static std::string endpoint_text(uint8_t family, const uint8_t* addr, uint16_t port) {
-    return format_endpoint(family, addr, port);
   }
 
   static std::string describe(lb::Selectable sel, const lb::BackendConfig& bc, const lb::BackendRuntime& b,
