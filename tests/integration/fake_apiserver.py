@@ -403,6 +403,7 @@ class FakeApiServer:
         self.slow_s = 0.0
         self._cond = threading.Condition()          # guards all state below; notified on every change
         self._tokens: dict[str, float | None] = {self.token: None}  # token -> expiry (monotonic) or None
+        self._projected: dict[Path, str] = {}       # service-account volumes kept current: folder -> namespace
         self._rv = 0                                # the global resourceVersion (etcd's revision)
         self._compacted = 0                         # watches from an rv below this get 410
         self._store = {r: {} for r in RESOURCES}    # resource -> {(namespace, name): object}
@@ -474,6 +475,52 @@ class FakeApiServer:
         tmp = self.token_file.with_name("." + self.token_file.name + ".tmp")
         tmp.write_text(self.token)
         os.replace(tmp, self.token_file)
+        for folder in self._projected:
+            self._write_projected(folder)
+
+    def service_account_volume(self, folder, namespace: str = "meshwire-system") -> dict:
+        """Lays out `folder` as the kubelet lays out a pod's projected
+        service-account volume (/var/run/secrets/kubernetes.io/serviceaccount)
+        and keeps it current when the token rotates. Returns the environment
+        the kubelet gives the pod's containers to find the API server."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._cond:
+            self._projected[folder] = namespace
+            self._write_projected(folder)
+        return {"KUBERNETES_SERVICE_HOST": self.host, "KUBERNETES_SERVICE_PORT": str(self.port),
+                "KUBERNETES_SERVICE_PORT_HTTPS": str(self.port),
+                "KUBERNETES_PORT": f"tcp://{self.url.split('://')[1]}"}
+
+    def _write_projected(self, folder: Path) -> None:
+        # The kubelet's atomic writer: the files go into a new timestamped
+        # folder, the "..data" symlink is swapped to it by rename, and the
+        # old folder is removed. "token", "ca.crt" and "namespace" are
+        # symlinks through "..data", so a reader that opens one by name sees
+        # the old or the new version whole.
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("..%Y_%m_%d_%H_%M_%S.") + \
+            f"{time.monotonic_ns() % 1_000_000_000:09d}"
+        new = folder / stamp
+        new.mkdir(mode=0o755)
+        (new / "token").write_text(self.token)
+        (new / "ca.crt").write_bytes(self.ca_file.read_bytes())
+        (new / "namespace").write_text(self._projected[folder])
+        for name in ("token", "ca.crt", "namespace"):
+            (new / name).chmod(0o644)
+        data = folder / "..data"
+        old = os.readlink(data) if data.is_symlink() else None
+        tmp = folder / "..data_tmp"
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(stamp, tmp)
+        os.replace(tmp, data)
+        for name in ("token", "ca.crt", "namespace"):
+            if not (folder / name).is_symlink():
+                os.symlink(f"..data/{name}", folder / name)
+        if old and old != stamp:
+            for f in (folder / old).iterdir():
+                f.unlink()
+            (folder / old).rmdir()
 
     def rotate_token(self, overlap_s: float = 0.0) -> str:
         new = secrets.token_urlsafe(32)

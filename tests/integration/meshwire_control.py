@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import struct
 import subprocess
 import time
@@ -82,14 +83,26 @@ class Controllers:
     (--source dir:), or on an API server when `api` (a FakeApiServer) is
     given (--source kube, with a kubeconfig written for it)."""
 
-    def __init__(self, cluster, folder: Path | None, grace_s: float = 5, api=None, in_node_netns: bool = False):
+    def __init__(self, cluster, folder: Path | None, grace_s: float = 5, api=None, in_node_netns: bool = False,
+                 in_cluster: bool = False):
         """in_node_netns: run each controller in its node's network namespace
-        (its --metrics-listen on that node's loopback, as in a pod)."""
+        (its --metrics-listen on that node's loopback, as in a pod).
+        in_cluster: with `api`, no kubeconfig: each controller finds the API
+        server as in a pod, from KUBERNETES_SERVICE_HOST/PORT and a projected
+        service-account volume laid out (and rotated) as the kubelet does."""
         self.cluster, self.folder, self.grace_s, self.api = cluster, folder, grace_s, api
         self.in_node_netns = in_node_netns
+        self.in_cluster = in_cluster
         self.procs: dict[str, subprocess.Popen] = {}
         self.source = ["--source", f"dir:{folder}"]
-        if api is not None:
+        self.env: dict[str, str] | None = None
+        if api is not None and in_cluster:
+            volume = cluster.tmpdir / "serviceaccount"
+            self.env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+            self.env.update(api.service_account_volume(volume))
+            self.env["HOME"] = str(cluster.tmpdir)  # no ~/.kube/config to fall back on
+            self.source = ["--source", "kube", "--service-account-dir", str(volume)]
+        elif api is not None:
             kubeconfig = cluster.tmpdir / "kubeconfig"
             api.write_kubeconfig(kubeconfig)
             self.source = ["--source", "kube", "--kubeconfig", str(kubeconfig)]
@@ -103,9 +116,9 @@ class Controllers:
                 str(node.api_socket), "--state-dir", str(self.state_dir(node)), "--cluster-id", CLUSTER_ID,
                 "--grace", str(self.grace_s), *extra]
         if self.in_node_netns:
-            self.procs[node.name] = topo.popen(args, ns=node.ns, stdout=log, stderr=log)
+            self.procs[node.name] = topo.popen(args, ns=node.ns, stdout=log, stderr=log, env=self.env)
         else:
-            self.procs[node.name] = subprocess.Popen(args, stdout=log, stderr=log)
+            self.procs[node.name] = subprocess.Popen(args, stdout=log, stderr=log, env=self.env)
 
     def stop(self, node) -> None:
         p = self.procs.pop(node.name)

@@ -429,7 +429,8 @@ int main(int argc, char** argv) {
         {kPublicKeyAnnotation, encode_public_key(keys->public_key)},
         {kKeyEpochAnnotation, std::to_string(ep.epoch)},
         {kBootEpochAnnotation, std::to_string(ep.boot)},
-        {kWorkersAnnotation, std::to_string(live.workers())}};
+        {kWorkersAnnotation, std::to_string(live.workers())},
+        {kTunnelAddressAnnotation, live.tunnel_address()}};
     if (!published || want != annotations) {
       if (Status s = objects.publish_node_annotations(o.node, want); !s.ok()) {
         problem("publishing this node's annotations: " + s.error());

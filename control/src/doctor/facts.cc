@@ -148,6 +148,9 @@ std::vector<NodeFact> node_facts(const std::map<std::string, NodeObject>& nodes)
     NodeFact f;
     f.name = name;
     for (const IpAddress& ip : n.internal_ips) f.internal_ips.push_back(dp::format_ip(ip));
+    if (auto it = n.annotations.find(kTunnelAddressAnnotation); it != n.annotations.end()) {
+      f.tunnel_address = it->second;
+    }
     if (auto it = n.annotations.find(kPublicKeyAnnotation); it != n.annotations.end()) {
       f.public_key = it->second;
       f.public_key_valid = decode_public_key(it->second).ok();

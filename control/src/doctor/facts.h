@@ -83,6 +83,7 @@ struct DeviceFact {
 struct NodeFact {
   std::string name;
   std::vector<std::string> internal_ips;
+  std::optional<std::string> tunnel_address;  // meshwire.io/tunnel-address
   std::optional<std::string> public_key;  // meshwire.io/public-key
   bool public_key_valid = false;          // 32 bytes in canonical base64
   std::optional<uint64_t> key_epoch;      // meshwire.io/key-epoch, when it is a number

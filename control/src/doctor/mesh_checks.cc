@@ -24,8 +24,8 @@ std::string join(const std::set<uint32_t>& values) {
   return out.empty() ? "none" : out;
 }
 
-// This node's Node: --node, else the one whose InternalIP is the data
-// plane's tunnel address.
+// This node's Node: --node, else the one whose meshwire.io/tunnel-address
+// or InternalIP is the data plane's tunnel address.
 const NodeFact* self_node(const Facts& facts) {
   if (!facts.nodes) return nullptr;
   for (const NodeFact& n : *facts.nodes) {
@@ -34,8 +34,10 @@ const NodeFact* self_node(const Facts& facts) {
       continue;
     }
     if (!facts.dataplane) continue;
+    const std::string& mine = facts.dataplane->generation.tunnel_address();
+    if (n.tunnel_address == mine) return &n;
     for (const std::string& ip : n.internal_ips) {
-      if (ip == facts.dataplane->generation.tunnel_address()) return &n;
+      if (ip == mine) return &n;
     }
   }
   return nullptr;
@@ -86,7 +88,7 @@ std::vector<Finding> check_public_keys(const Facts& facts) {
         if (facts.dataplane && &n != self && !peers.count(n.name)) {
           out.push_back(make(Severity::kWarning, kCheck,
                              "Node " + n.name + " publishes a key but is no peer of this data plane",
-                             "the controller's log says why it left " + n.name + " out (no InternalIP, pod CIDR, "
+                             "the controller's log says why it left " + n.name + " out (no InternalIP or tunnel address, pod CIDR, "
                              "key epoch or workers yet?)"));
         }
       }

@@ -347,4 +347,21 @@ Result<EndpointSliceObject> parse_endpoint_slice(const json& object) {
   return e;
 }
 
+Result<IpAddress> fabric_address(const NodeObject& n, uint8_t family) {
+  if (auto a = n.annotations.find(kTunnelAddressAnnotation); a != n.annotations.end()) {
+    auto ip = dp::parse_ip_address(a->second);
+    if (!ip) return make_error(std::string(kTunnelAddressAnnotation) + ": not an IP address: '" + a->second + "'");
+    if (ip->family != family) {
+      return make_error(std::string(kTunnelAddressAnnotation) + ": " + a->second + " is IPv" +
+                        std::to_string(ip->family) + ", the fabric IPv" + std::to_string(family));
+    }
+    return *ip;
+  }
+  for (const IpAddress& a : n.internal_ips) {
+    if (a.family == family) return a;
+  }
+  return make_error("no InternalIP of the fabric's family (IPv" + std::to_string(family) + ") and no " +
+                    kTunnelAddressAnnotation);
+}
+
 }  // namespace meshwire::control

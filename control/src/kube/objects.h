@@ -25,6 +25,9 @@ inline constexpr const char* kKeyEpochAnnotation = "meshwire.io/key-epoch";
 inline constexpr const char* kWorkersAnnotation = "meshwire.io/workers";
 // The node's sending epoch when its data plane last came up fresh.
 inline constexpr const char* kBootEpochAnnotation = "meshwire.io/boot-epoch";
+// The node's data plane tunnel address when it differs from the Node's
+// InternalIP (an SR-IOV VF with its own address on a data network).
+inline constexpr const char* kTunnelAddressAnnotation = "meshwire.io/tunnel-address";
 
 struct NodeObject {
   std::string name;
@@ -37,6 +40,11 @@ struct NodeObject {
 // Reads a Node; the name is required, the rest may be missing (a node that
 // has no InternalIP or pod CIDR yet is not routed to).
 Result<NodeObject> parse_node(const nlohmann::json& object);
+
+// Where peers send a node's ESP: its meshwire.io/tunnel-address annotation
+// when it has one, else its first InternalIP of the fabric's family (4 or
+// 6). Errors say why there is none (for the controller's skipped list).
+Result<IpAddress> fabric_address(const NodeObject& n, uint8_t family);
 
 // IP protocol numbers of Service and EndpointSlice ports.
 inline constexpr uint8_t kProtoTcp = 6;

@@ -31,15 +31,9 @@ void add_sa(google::protobuf::RepeatedPtrField<v1::Sa>* list, const DerivedSa& d
 // Why a node cannot be a peer yet, or "" when it can; fills what it reads.
 std::string peer_inputs(const NodeObject& n, const SelfNode& self, IpAddress* address, X25519Key* key,
                         uint64_t* epoch, unsigned* workers) {
-  bool found = false;
-  for (const IpAddress& a : n.internal_ips) {
-    if (a.family == self.tunnel_address.family) {
-      *address = a;
-      found = true;
-      break;
-    }
-  }
-  if (!found) return "no InternalIP of the fabric's family (IPv" + std::to_string(self.tunnel_address.family) + ")";
+  auto fabric = fabric_address(n, self.tunnel_address.family);
+  if (!fabric.ok()) return fabric.error();
+  *address = *fabric;
   if (n.pod_cidrs.empty()) return "no spec.podCIDRs yet";
   auto pk = n.annotations.find(kPublicKeyAnnotation);
   if (pk == n.annotations.end()) return std::string("no ") + kPublicKeyAnnotation + " yet";
@@ -177,7 +171,7 @@ Status desired_state_into(Desired& out, const ClusterObjects& cluster, const Sel
       continue;
     }
     if (address == self.tunnel_address) {
-      out.skipped.push_back(name + ": its InternalIP is this node's tunnel address");
+      out.skipped.push_back(name + ": its fabric address is this node's tunnel address");
       continue;
     }
     auto shared = keys.shared(*self.keys, name, public_key);

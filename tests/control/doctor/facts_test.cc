@@ -53,7 +53,8 @@ TEST(DoctorFacts, NodeAnnotations) {
   n.name = "node2";
   n.internal_ips = {*dp::parse_ip_address("192.0.2.2")};
   n.annotations = {{"meshwire.io/public-key", "3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08="},
-                   {"meshwire.io/key-epoch", "12"}};
+                   {"meshwire.io/key-epoch", "12"},
+                   {"meshwire.io/tunnel-address", "198.51.100.2"}};
   NodeObject bare;
   bare.name = "node3";
   bare.annotations = {{"meshwire.io/public-key", "short"}, {"meshwire.io/key-epoch", "x"}};
@@ -62,6 +63,8 @@ TEST(DoctorFacts, NodeAnnotations) {
   EXPECT_TRUE(facts[0].public_key_valid);
   EXPECT_EQ(facts[0].key_epoch, 12u);
   EXPECT_EQ(facts[0].internal_ips, std::vector<std::string>{"192.0.2.2"});
+  EXPECT_EQ(facts[0].tunnel_address, "198.51.100.2");
+  EXPECT_FALSE(facts[1].tunnel_address);
   EXPECT_FALSE(facts[1].public_key_valid);
   EXPECT_FALSE(facts[1].key_epoch);
 }

@@ -65,6 +65,18 @@ TEST(DoctorPublicKeys, ANodeWithoutKeyOrWithABadOne) {
   EXPECT_TRUE(has(check_public_keys(f), Severity::kWarning, "public-keys", "node3 publishes a key but is no peer"));
 }
 
+// On an SR-IOV node the data plane's address is not the Node's InternalIP:
+// doctor finds this node by its meshwire.io/tunnel-address.
+TEST(DoctorPublicKeys, ThisNodeIsFoundByItsTunnelAddressAnnotation) {
+  Facts f = mesh(1, {4, 5}, 1, 4);
+  (*f.nodes)[0].internal_ips = {"203.0.113.1"};
+  auto out = check_public_keys(f);
+  EXPECT_TRUE(has(out, Severity::kWarning, "public-keys", "node1 publishes a key but is no peer")) << dump(out);
+  (*f.nodes)[0].tunnel_address = "192.0.2.1";
+  out = check_public_keys(f);
+  EXPECT_TRUE(has(out, Severity::kOk, "public-keys", "2 Node(s) publish a public key")) << dump(out);
+}
+
 TEST(DoctorPublicKeys, APeerWithoutSas) {
   Facts f = mesh(1, {4, 5}, 1, 4);
   f.nodes.reset();

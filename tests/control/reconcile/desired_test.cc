@@ -110,10 +110,39 @@ TEST(DesiredState, PeersNotReadyAreSkippedWithTheReason) {
   const Desired got = desired_of(c, "node-a", ea);
   ASSERT_EQ(got.state.peers_size(), 1);
   ASSERT_EQ(got.skipped.size(), 3u);
-  EXPECT_EQ(got.skipped[0], "node-c: no InternalIP of the fabric's family (IPv4)");
+  EXPECT_EQ(got.skipped[0], "node-c: no InternalIP of the fabric's family (IPv4) and no meshwire.io/tunnel-address");
   EXPECT_EQ(got.skipped[1].rfind("node-d: meshwire.io/public-key: not a base64 X25519 public key", 0), 0u)
       << got.skipped[1];
   EXPECT_EQ(got.skipped[2], "node-e: no meshwire.io/public-key yet");
+}
+
+// A node whose data plane has its own address on a data network (an
+// SR-IOV VF) publishes it: peers send there, not to the InternalIP. A bad
+// or wrong-family annotation leaves the peer out, saying why.
+TEST(DesiredState, ThePublishedTunnelAddressWinsOverTheInternalIp) {
+  TestCluster c;
+  c.objects.nodes["node-b"].annotations[kTunnelAddressAnnotation] = "198.51.100.2";
+  std::map<std::string, PeerEpoch> ea;
+  Desired got = desired_of(c, "node-a", ea);
+  ASSERT_EQ(got.state.peers_size(), 1);
+  EXPECT_EQ(got.state.peers(0).tunnel_address(), "198.51.100.2");
+
+  c.objects.nodes["node-b"].annotations[kTunnelAddressAnnotation] = "2001:db8::2";
+  got = desired_of(c, "node-a", ea);
+  EXPECT_EQ(got.state.peers_size(), 0);
+  ASSERT_EQ(got.skipped.size(), 1u);
+  EXPECT_EQ(got.skipped[0], "node-b: meshwire.io/tunnel-address: 2001:db8::2 is IPv6, the fabric IPv4");
+
+  c.objects.nodes["node-b"].annotations[kTunnelAddressAnnotation] = "vf0";
+  got = desired_of(c, "node-a", ea);
+  ASSERT_EQ(got.skipped.size(), 1u);
+  EXPECT_EQ(got.skipped[0], "node-b: meshwire.io/tunnel-address: not an IP address: 'vf0'");
+
+  // Published as this node's own address: not a peer.
+  c.objects.nodes["node-b"].annotations[kTunnelAddressAnnotation] = "192.0.2.1";
+  got = desired_of(c, "node-a", ea);
+  ASSERT_EQ(got.skipped.size(), 1u);
+  EXPECT_EQ(got.skipped[0], "node-b: its fabric address is this node's tunnel address");
 }
 
 TEST(DesiredState, TheKeyCacheGivesTheSameStateAndForgetsWhatIsGone) {

@@ -1,0 +1,94 @@
+"""meshwire-controller in a pod's shoes: no kubeconfig, only what the
+kubelet gives a DaemonSet's container — KUBERNETES_SERVICE_HOST/PORT and a
+projected service-account volume (token, ca.crt, namespace as symlinks
+through "..data", swapped atomically when the token rotates) — against the
+fake HTTPS API server.
+
+The Nodes' InternalIPs here are not where their data planes listen (as on
+an SR-IOV node, whose VF has its own address on a data network): each
+controller publishes its data plane's tunnel address as the annotation
+meshwire.io/tunnel-address, and its peers send there."""
+
+import os
+
+import pytest
+
+import meshwire_topology as topo
+
+from fake_apiserver import FakeApiServer
+from meshwire_control import CONTROLLER, Controllers, node_objects, pinging, show
+
+KERNEL_ADDRESS = "203.0.113.{}"  # each Node's InternalIP: the host's own address, not the fabric's
+
+
+@pytest.fixture(scope="module")
+def pod_like(cluster):
+    if not CONTROLLER.exists():
+        pytest.fail(f"{CONTROLLER} is not built")
+    with topo.running_cluster(cluster.binary, nodes=2, pods_per_node=1, workers=1, static_peers=False) as c:
+        with FakeApiServer(c.tmpdir / "apiserver") as api:
+            for i, obj in enumerate(node_objects(c), start=1):
+                for a in obj["status"]["addresses"]:
+                    if a["type"] == "InternalIP":
+                        a["address"] = KERNEL_ADDRESS.format(i)
+                api.create("nodes", obj)
+            ctls = Controllers(c, None, api=api, in_cluster=True)
+            try:
+                for n in c.nodes:
+                    ctls.start(n)
+                yield c, ctls, api
+            finally:
+                ctls.stop_all()
+
+
+def test_the_service_account_volume_is_laid_out_as_the_kubelets(pod_like):
+    c, ctls, api = pod_like
+    volume = c.tmpdir / "serviceaccount"
+    data = volume / "..data"
+    assert data.is_symlink() and os.readlink(data).startswith("..20"), os.listdir(volume)
+    for name in ("token", "ca.crt", "namespace"):
+        assert os.readlink(volume / name) == f"..data/{name}"
+    assert (volume / "namespace").read_text() == "meshwire-system"
+    assert "KUBECONFIG" not in ctls.env and ctls.env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"
+
+
+def test_in_cluster_controllers_publish_their_tunnel_address_and_traffic_flows(pod_like):
+    c, ctls, api = pod_like
+    n1, n2 = c.nodes
+    topo.wait_for(lambda: all(show(n, "generation")["source"] == "api" and show(n, "peers")["peers"]
+                              for n in c.nodes), timeout=20, what="both data planes keyed from the API server")
+    topo.wait_for(lambda: pinging(c, n1, n2) and pinging(c, n2, n1), timeout=20, what="ping both ways")
+    for n in c.nodes:
+        assert ctls.annotations(n)["meshwire.io/tunnel-address"] == n.tunnel_address
+    # Each sends to the other's published address, not its InternalIP.
+    assert show(n1, "peers")["peers"][0]["tunnel_address"] == n2.tunnel_address
+    assert show(n2, "peers")["peers"][0]["tunnel_address"] == n1.tunnel_address
+    # Every request carried the projected token; none was refused.
+    assert api.requests and all(r["auth"] == f"Bearer {api.token}" for r in api.requests), \
+        {r["auth"] for r in api.requests}
+    for n in c.nodes:
+        assert "in-cluster" in ctls.log(n), ctls.log(n)
+
+
+def test_a_rotated_token_is_read_from_the_swapped_volume(pod_like):
+    c, ctls, api = pod_like
+    n1, n2 = c.nodes
+    topo.wait_for(lambda: pinging(c, n1, n2), timeout=20, what="ping before the rotation")
+    old = api.token
+    old_target = os.readlink(c.tmpdir / "serviceaccount" / "..data")
+    new = api.rotate_token()  # the old token is refused from now on
+    assert os.readlink(c.tmpdir / "serviceaccount" / "..data") != old_target
+    assert not (c.tmpdir / "serviceaccount" / old_target).exists()
+    seen = len(api.requests)
+    # Cut the watches: the controllers must list and watch again, with the new token.
+    api.drop_watches()
+    obj = api.get("nodes", "node2")
+    obj["spec"]["podCIDRs"] = obj["spec"]["podCIDRs"] + ["10.97.0.0/24"]
+    api.update("nodes", obj)
+    topo.wait_for(lambda: any(r["prefix"] == "10.97.0.0/24" and r["next_hop"] == "node2"
+                              for r in show(n1, "routes")["routes"]), timeout=20,
+                  what="node1 routes node2's new pod CIDR after the token rotated")
+    after = api.requests[seen:]
+    assert any(r["auth"] == f"Bearer {new}" for r in after), after
+    assert all(r["auth"] != f"Bearer {old}" for r in after), [r for r in after if r["auth"] == f"Bearer {old}"]
+    assert pinging(c, n1, n2)
