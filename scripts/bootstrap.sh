@@ -21,6 +21,29 @@ packages=(
   iputils-ping iproute2 procps util-linux
 )
 
+# tests/k8s validates the manifests with Node.js packages (npm ci there).
+# Debian's nodejs and npm unless a Node.js with its own npm is installed.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
+# tests/k8s renders k8s/ with kubectl's kustomize, which must be v5 (kubectl
+# 1.27 or later). Debian 12 has none that new (kubernetes-client is 1.20): it
+# comes from the package kubectl of the machine's Kubernetes or Google Cloud
+# apt source. Say so, rather than fail here: the suite fails saying it too.
+check_kubectl() {
+  local version
+  version=$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"kustomizeVersion": *"v\([0-9]*\)\..*/\1/p')
+  if [ -n "$version" ] && [ "$version" -ge 5 ]; then
+    return 0
+  fi
+  if apt-cache policy kubectl 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    apt-get install -y --no-install-recommends kubectl
+  else
+    echo "bootstrap: warning: no kubectl with kustomize v5 (tests/k8s needs one): install kubectl 1.27 or later" >&2
+  fi
+}
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
@@ -30,6 +53,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "bootstrap: all ${#packages[@]} packages present"
+  [ "$(id -u)" -ne 0 ] || check_kubectl
   exit 0
 fi
 
@@ -42,3 +66,4 @@ echo "bootstrap: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends "${missing[@]}"
+check_kubectl
