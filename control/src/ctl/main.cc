@@ -260,6 +260,8 @@ int main(int argc, char** argv) {
   meshwire::control::DoctorInputs doctor;
   CLI::App* doctor_cmd = app.add_subcommand("doctor", "check the node and the mesh; print each finding with its fix");
   doctor_cmd->add_option("--config", doctor.config, "the data plane's config file (ports, devices, lcores, memory)");
+  doctor_cmd->add_option("--pod-annotations", doctor.pod_annotations,
+                         "the pod's annotations file, as given to meshwire-dataplane (for network: in the config)");
   doctor_cmd->add_option("--sysroot", doctor.sysroot, "read sys/ and proc/ under this folder instead of / (tests)");
   doctor_cmd->add_option("--source", doctor.source.source,
                          "the mesh's Node objects, as the controller takes them: dir:PATH or kube");
