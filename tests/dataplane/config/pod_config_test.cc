@@ -104,7 +104,7 @@ TEST_F(PodConfigTest, VariableErrorsNameFieldAndVariable) {
   EXPECT_EQ(error([](YAML::Node& d) { d["node"]["tunnel_address"] = "${EMPTY}"; }),
             "node.tunnel_address: environment variable EMPTY is empty");
   EXPECT_EQ(error([](YAML::Node& d) { d["ports"][1]["device"] = "net_af_packet1,iface=${IF"; }),
-            "ports[1].device: '${' at character 21 has no closing '}' (write $$ for a literal $)");
+            "ports[1].device: '${' at character 22 has no closing '}' (write $$ for a literal $)");
   // Key material: the error names the field and the variable, never a value.
   EXPECT_EQ(error([](YAML::Node& d) { d["peers"][0]["sas"]["outbound"][0]["key"] = "${KEY}"; }),
             "peers[0].sas.outbound[0].key: environment variable KEY is not set");
