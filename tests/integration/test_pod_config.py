@@ -138,8 +138,11 @@ def test_health_follows_the_node(pod):
     # object) and the keepalives bring the peers up: ready.
     for n in c.nodes:
         ctls.start(n)
-    topo.wait_for(lambda: health(n1).returncode == 0, timeout=30, what="node1 ready")
+    # (It may be ready a moment earlier with no peers: applied before
+    # node2's controller published its key.)
+    topo.wait_for(lambda: "1/1 peers up" in health(n1).stdout, timeout=30, what="node1 ready with its peer")
     r = health(n1)
+    assert r.returncode == 0, r.stdout
     assert r.stdout.startswith("ready: generation ") and r.stdout.rstrip().endswith(
         "2 ports up, 1 workers polling, 1/1 peers up"), r.stdout
     routes = ctl_json(n1, "show", "routes")["routes"]
@@ -161,7 +164,7 @@ def test_health_follows_the_node(pod):
 
     # Back: node2's controller programs it again, keepalives flow, ready.
     c.start_node(n2)
-    topo.wait_for(lambda: health(n1).returncode == 0, timeout=30, what="node1 ready again")
+    topo.wait_for(lambda: "1/1 peers up" in health(n1).stdout, timeout=30, what="node1 ready again")
 
 
 def test_health_without_a_data_plane(pod):
