@@ -173,12 +173,30 @@ class PodContext {
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);
     }
+    // A VF of the resource that Multus attached to one of the pod's networks
+    // (its device-info in network-status) belongs to that network: a
+    // "network:" port or the SR-IOV CNI uses it. Multus takes a resource's
+    // VFs in the kubelet's order, which need not be this list's.
+    const size_t listed = addresses.size();
+    std::vector<std::string> attached;
+    for (const std::string& claimed : attached_addresses()) {
+      const auto it = std::find(addresses.begin(), addresses.end(), claimed);
+      if (it == addresses.end()) continue;
+      attached.push_back(claimed);
+      addresses.erase(it);
+    }
     size_t& taken = sriov_taken_[std::string(resource)];
     if (taken >= addresses.size()) {
-      return field_error(path, form + ": " + variable + " lists " + std::to_string(addresses.size()) +
-                                   (addresses.size() == 1 ? " device" : " devices") + " and this is port " +
-                                   std::to_string(taken + 1) + " to take one (request " +
-                                   std::to_string(taken + 1) + " of " + std::string(resource) + ")");
+      std::string message = form + ": " + variable + " lists " + std::to_string(listed) +
+                            (listed == 1 ? " device" : " devices");
+      if (!attached.empty()) {
+        message += " (" + std::to_string(attached.size()) + " attached to the pod's networks by Multus:";
+        for (const std::string& a : attached) message += " " + a;
+        message += ")";
+      }
+      message += " and this is port " + std::to_string(taken + 1) + " to take one (request " +
+                 std::to_string(taken + 1 + attached.size()) + " of " + std::string(resource) + ")";
+      return field_error(path, message);
     }
     return addresses[taken++];
   }
@@ -204,6 +222,20 @@ class PodContext {
   const std::string& annotations_path() const { return options_.pod_annotations; }
 
  private:
+  // The PCI addresses network-status gives the pod's attachments; none
+  // without an annotations file or a readable network-status there (only a
+  // "network:" form needs them, and it says what is wrong).
+  std::vector<std::string> attached_addresses() {
+    std::vector<std::string> out;
+    if (options_.pod_annotations.empty()) return out;
+    if (!attachments_) attachments_.emplace(read_attachments());
+    if (!attachments_->ok()) return out;
+    for (const NetworkAttachment& a : attachments_->value()) {
+      if (auto pci = canonical_pci_address(a.pci_address)) out.push_back(*pci);
+    }
+    return out;
+  }
+
   Result<std::vector<NetworkAttachment>> read_attachments() const {
     const std::string& file = options_.pod_annotations;
     const std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);

@@ -176,6 +176,38 @@ TEST_F(PodConfigTest, SriovErrors) {
             "ports[1].device: 0000:3b:02.1 already used by ports[0]");
 }
 
+TEST_F(PodConfigTest, SriovSkipsTheVfsMultusAttached) {
+  // One resource for both ports: Multus attached 0000:18:02.5 to the fabric
+  // network (whatever its place in the list); the sriov: port takes another.
+  write_status(kStatus);
+  options_.env = {{"PCIDEVICE_INTEL_COM_VFS", "0000:18:02.5,0000:18:02.1"}};
+  const Result<Config> c = parse_with([](YAML::Node& d) {
+    d["ports"][0]["device"] = "sriov:intel.com/vfs";
+    d["ports"][1]["device"] = "network:fabric";
+  }, options_);
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->ports[0].device, "0000:18:02.1");
+  EXPECT_EQ(c->ports[1].device, "0000:18:02.5");
+  // Two sriov: ports and an attachment need three VFs.
+  const Result<Config> short_one = parse_with([](YAML::Node& d) {
+    d["ports"][0]["device"] = "sriov:intel.com/vfs";
+    d["ports"][1]["device"] = "sriov:intel.com/vfs";
+  }, options_);
+  EXPECT_EQ(short_one.error(),
+            "ports[1].device: sriov:intel.com/vfs: PCIDEVICE_INTEL_COM_VFS lists 2 devices (1 attached to the "
+            "pod's networks by Multus: 0000:18:02.5) and this is port 2 to take one (request 3 of intel.com/vfs)");
+  // Without an annotations file, or with one that has no network-status,
+  // every listed VF is the sriov: ports'.
+  std::ofstream(options_.pod_annotations) << "kubernetes.io/config.source=\"api\"\n";
+  const Result<Config> plain = parse_with([](YAML::Node& d) {
+    d["ports"][0]["device"] = "sriov:intel.com/vfs";
+    d["ports"][1]["device"] = "sriov:intel.com/vfs";
+  }, options_);
+  ASSERT_TRUE(plain.ok()) << plain.error();
+  EXPECT_EQ(plain->ports[0].device, "0000:18:02.5");
+  EXPECT_EQ(plain->ports[1].device, "0000:18:02.1");
+}
+
 TEST_F(PodConfigTest, NetworkDevicesAndTunnelAddress) {
   write_status(kStatus);
   const Result<Config> c = parse_with([](YAML::Node& d) {
