@@ -9,6 +9,8 @@ not ready before a controller applied a state, ready once it did and the
 peer's keepalives arrive, not ready naming the peer when the peer's data
 plane stops, ready again when it is back; `health --live` holds throughout.
 (sriov: and network: devices need PCI devices: the unit tests cover them.)
+Last, a node started without pod CIDRs still refuses IPv6 ones in an Apply
+when its uplink cannot carry 1280 bytes for them.
 """
 
 import json
@@ -174,3 +176,33 @@ def test_health_without_a_data_plane(pod):
     assert r.stdout.strip() == f"not ready: no data plane API socket at {c.tmpdir / 'absent.sock'}", r.stdout
     r = health(c.nodes[0], "--live", socket=c.tmpdir / "absent.sock")
     assert r.returncode == 1 and r.stdout.startswith("not live: "), r.stdout
+
+
+def test_ipv6_pod_cidrs_applied_later_still_need_1280_bytes(cluster, tmp_path):
+    """A config without pod CIDRs leaves nothing for the startup's IPv6 MTU
+    rule to see; Apply checks the prefixes it brings against the uplink."""
+    c = topo.Cluster(cluster.binary, nodes=1, pods_per_node=1, workers=1, static_peers=False)
+    try:
+        c.create()
+        n1 = c.nodes[0]
+        config = yaml.safe_load(n1.config_path.read_text())
+        del config["node"]["pod_cidrs"]
+        config["ports"][1]["mtu"] = 1300   # 1242 bytes for a pod's packet over IPv4 ESP-in-UDP
+        n1.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        c.start()
+
+        def apply(generation, cidrs):
+            f = tmp_path / f"apply-{generation}.json"
+            f.write_text(json.dumps({"generation": generation, "state": {"pod_cidrs": cidrs, "peers": []}}))
+            return subprocess.run([str(CTL), "--socket", str(n1.api_socket), "apply", "-f", str(f)],
+                                  capture_output=True, text=True, timeout=30)
+
+        refused = apply(1, [n1.pod_cidr_v4, n1.pod_cidr_v6])
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert (f"pod_cidrs[1]: {n1.pod_cidr_v6} is IPv6, but the uplink (fabric, mtu 1300) leaves "
+                in refused.stderr and "IPv6 needs 1280" in refused.stderr), refused.stderr
+        assert ctl_json(n1, "show", "generation")["live_generation"] == "0"
+        accepted = apply(1, [n1.pod_cidr_v4])
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    finally:
+        c.teardown()
