@@ -77,14 +77,19 @@ int main(int argc, char** argv) {
   std::string config_path;
   bool check_only = false;
   std::string api_socket;
+  LoadOptions load_options;
   app.add_option("-c,--config", config_path, "YAML configuration file")->required();
+  app.add_option("--pod-annotations", load_options.pod_annotations,
+                 "the pod's annotations as a downward API file (e.g. /etc/podinfo/annotations): where "
+                 "\"network:NAME\" in the config finds Multus's network-status");
   app.add_option("--api-socket", api_socket,
                  "serve the control API (gRPC) on this Unix socket, e.g. /run/meshwire/api.sock");
   app.add_flag("--check", check_only, "validate the configuration and exit");
   app.set_version_flag("--version", "meshwire-dataplane 0.1.0");
   CLI11_PARSE(app, argc, argv);
 
-  Result<Config> config = load_config(config_path);
+  load_options.env = process_environment();
+  Result<Config> config = load_config(config_path, load_options);
   if (!config.ok()) {
     std::fprintf(stderr, "meshwire-dataplane: %s: %s\n", config_path.c_str(), config.error().c_str());
     return 2;

@@ -478,7 +478,7 @@ class Cluster:
     def __init__(self, binary: Path, nodes: int = 2, pods_per_node: int = 2, workers: int = 1,
                  tunnel_family: int = 4, extra_inbound: int = 2, keep_dir: bool = False,
                  fabric: str = "af_packet", static_peers: bool = True, extra_config: Optional[dict] = None,
-                 node_env: Optional[dict] = None):
+                 node_env: Optional[dict] = None, node_args: Optional[dict] = None):
         """fabric: "af_packet" (uplinks on veths bridged in the fabric
         namespace) or "memif" (two nodes, uplinks joined by one net_memif
         link through shared memory: no kernel between the data planes).
@@ -487,13 +487,16 @@ class Cluster:
         extra_config: further sections of the data planes' configs
         (e.g. {"services": {...}}).
         node_env: node name -> environment variables added for its data
-        plane (e.g. libfaketime's, to skew its wall clock)."""
+        plane (e.g. libfaketime's, to skew its wall clock).
+        node_args: node name -> further command-line arguments of its data
+        plane (e.g. --pod-annotations FILE)."""
         if fabric not in ("af_packet", "memif") or (fabric == "memif" and nodes != 2):
             raise ValueError(f"fabric {fabric!r} with {nodes} nodes")
         self.fabric = fabric
         self.static_peers = static_peers
         self.extra_config = extra_config or {}  # more top-level sections of every node's config
         self.node_env = node_env or {}
+        self.node_args = node_args or {}
         self.binary = Path(binary)
         self.workers = workers
         self.tunnel_family = tunnel_family
@@ -700,7 +703,8 @@ class Cluster:
         node.api_socket = self.tmpdir / f"{node.name}.api.sock"
         with open(node.stdout_path, "wb") as out, open(node.stderr_path, "wb") as err:
             env = {**os.environ, **self.node_env[node.name]} if node.name in self.node_env else None
-            node.process = popen([self.binary, "--config", node.config_path, "--api-socket", node.api_socket],
+            node.process = popen([self.binary, "--config", node.config_path, "--api-socket", node.api_socket,
+                                  *self.node_args.get(node.name, [])],
                                  ns=node.ns, env=env,
                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         deadline = time.monotonic() + timeout

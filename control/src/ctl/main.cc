@@ -19,6 +19,10 @@
 //   meshwirectl apply-services -f FILE|- [--generation N] [--force]
 //       FILE: an ApplyServicesRequest, JSON or YAML; without a generation
 //       (in the file or --generation), the live services generation + 1.
+//   meshwirectl health [--live] [--stall-ms MS] [--all-peers]
+//       the DaemonSet's probes (ctl/health.h): readiness, or with --live
+//       liveness; exit 0 when it holds, else 1 and one line per failed
+//       condition. Default --timeout here: 2 s.
 //   meshwirectl doctor [--config FILE] [--sysroot DIR] [--source dir:PATH|kube
 //       [--kubeconfig F] [--kube-context C]] [--node NAME] [--controller URL]
 //       [--pod-netns NETNS]...
@@ -48,9 +52,11 @@
 #include <CLI/CLI.hpp>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
 
 #include "ctl/capture.h"
 #include "ctl/format.h"
+#include "ctl/health.h"
 #include "doctor/checks.h"
 #include "doctor/gather.h"
 #include "dataplane.grpc.pb.h"
@@ -197,6 +203,45 @@ int apply_services(v1::Dataplane::Stub& stub, const Options& o, v1::ApplyService
   return 0;
 }
 
+// meshwirectl health: one GetHealth call, judged. Probe output goes to
+// stdout (the kubelet keeps it in the pod's events).
+int health(const Options& o, const meshwire::control::HealthRules& rules) {
+  const std::string no = rules.live ? "not live: " : "not ready: ";
+  auto fail = [&](const std::string& why) {
+    if (o.json) {
+      nlohmann::ordered_json doc;
+      doc["check"] = rules.live ? "liveness" : "readiness";
+      doc["ok"] = false;
+      doc["reasons"] = {no + why};
+      std::fputs((doc.dump(2) + "\n").c_str(), stdout);
+    } else {
+      std::printf("%s%s\n", no.c_str(), why.c_str());
+    }
+    return 1;
+  };
+  struct stat st {};
+  if (stat(o.socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return fail("no data plane API socket at " + o.socket);
+  }
+  auto channel = grpc::CreateChannel("unix:" + o.socket, grpc::InsecureChannelCredentials());
+  auto stub = v1::Dataplane::NewStub(channel);
+  grpc::ClientContext ctx;
+  v1::GetHealthResponse resp;
+  const grpc::Status status = stub->GetHealth(with_deadline(ctx, o), {}, &resp);
+  if (!status.ok()) {
+    char limit[32];
+    std::snprintf(limit, sizeof(limit), "%g s", o.timeout_s);
+    return fail(status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                    ? "the data plane did not answer within " + std::string(limit)
+                    : "the data plane's API: " + status.error_message());
+  }
+  const meshwire::control::HealthVerdict verdict = meshwire::control::judge_health(resp, rules);
+  const std::string text = o.json ? meshwire::control::health_json(verdict, rules, resp)
+                                  : meshwire::control::format_health(verdict);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return verdict.ok ? 0 : 1;
+}
+
 // Calls one read RPC and prints its answer as a table or JSON.
 template <typename Request, typename Response, typename Call, typename Format>
 int show(v1::Dataplane::Stub& stub, const Options& o, const Request& req, Call call, Format format) {
@@ -221,7 +266,9 @@ int main(int argc, char** argv) {
   app.add_option("-s,--socket", o.socket, "the data plane's API socket (default $MESHWIRE_API_SOCKET or " +
                                               std::string(kDefaultSocket) + ")");
   app.add_flag("--json", o.json, "print JSON (proto3 mapping, .proto field names) instead of a table");
-  app.add_option("--timeout", o.timeout_s, "seconds to wait for an answer")->check(CLI::PositiveNumber);
+  CLI::Option* timeout_opt =
+      app.add_option("--timeout", o.timeout_s, "seconds to wait for an answer (default 5, health 2)")
+          ->check(CLI::PositiveNumber);
   app.set_version_flag("--version", "meshwirectl 0.1.0");
 
   CLI::App* show_cmd = app.add_subcommand("show", "show live state");
@@ -257,9 +304,21 @@ int main(int argc, char** argv) {
   trace_cmd->add_option("-c,--count", trace_count, "packets (default 10)")->check(CLI::Range(1, 1000));
   trace_cmd->add_option("--port", trace_port, "only packets received on this port (its name in the config)");
   trace_cmd->add_option("--wait", trace_wait_s, "seconds to wait for them (default 10)")->check(CLI::PositiveNumber);
+  meshwire::control::HealthRules health_rules;
+  uint32_t stall_ms = 0;
+  CLI::App* health_cmd = app.add_subcommand(
+      "health", "readiness (exit 0: state applied, links up, workers polling, a peer up) or, with --live, liveness");
+  health_cmd->add_flag("--live", health_rules.live, "liveness: the API answers and every worker is polling");
+  health_cmd->add_option("--stall-ms", stall_ms,
+                         "a worker with no poll round for this long is stuck (default 1000, --live 5000)")
+      ->check(CLI::Range(1u, 600000u));
+  health_cmd->add_flag("--all-peers", health_rules.all_peers, "readiness: every peer up, not just one");
+
   meshwire::control::DoctorInputs doctor;
   CLI::App* doctor_cmd = app.add_subcommand("doctor", "check the node and the mesh; print each finding with its fix");
   doctor_cmd->add_option("--config", doctor.config, "the data plane's config file (ports, devices, lcores, memory)");
+  doctor_cmd->add_option("--pod-annotations", doctor.pod_annotations,
+                         "the pod's annotations file, as given to meshwire-dataplane (for network: in the config)");
   doctor_cmd->add_option("--sysroot", doctor.sysroot, "read sys/ and proc/ under this folder instead of / (tests)");
   doctor_cmd->add_option("--source", doctor.source.source,
                          "the mesh's Node objects, as the controller takes them: dir:PATH or kube");
@@ -290,6 +349,16 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "meshwirectl: show %s: does not take %s\n", what.c_str(), misplaced);
       return 2;
     }
+  }
+
+  if (health_cmd->parsed()) {
+    if (health_rules.live && health_rules.all_peers) {
+      std::fprintf(stderr, "meshwirectl: health: --all-peers is for readiness, not --live\n");
+      return 2;
+    }
+    health_rules.stall_ms = stall_ms != 0 ? stall_ms : (health_rules.live ? 5000 : 1000);
+    if (timeout_opt->count() == 0) o.timeout_s = 2.0;
+    return health(o, health_rules);
   }
 
   if (doctor_cmd->parsed()) {

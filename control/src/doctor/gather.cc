@@ -319,7 +319,9 @@ Facts gather_facts(const DoctorInputs& in) {
   f.self_node = in.node;
   f.dataplane = read_dataplane(in, f.dataplane_error);
   if (!in.config.empty()) {
-    auto config = dp::load_config(in.config);
+    // Read as the data plane reads it: ${VAR} and sriov: from this
+    // process's environment (run doctor in the data plane's container).
+    auto config = dp::load_config(in.config, dp::LoadOptions{dp::process_environment(), in.pod_annotations});
     if (config.ok()) {
       f.config = config_facts(*config, in.config);
       dp::wipe_keys(config->peers);

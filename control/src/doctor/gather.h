@@ -17,6 +17,7 @@ struct DoctorInputs {
   std::string socket;                  // the data plane's API socket
   double timeout_s = 5;
   std::string config;                  // --config ("" : not given)
+  std::string pod_annotations;         // --pod-annotations: for "network:" forms in the config ("" : none)
   std::string sysroot;                 // --sysroot ("" : the real /sys and /proc)
   SourceSpec source;                   // --source ("" : not given)
   std::string node;                    // --node ("" : found by tunnel address)

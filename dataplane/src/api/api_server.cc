@@ -389,6 +389,49 @@ class Service final : public v1::Dataplane::Service {
     });
   }
 
+  grpc::Status GetHealth(grpc::ServerContext*, const v1::GetHealthRequest*, v1::GetHealthResponse* resp) override {
+    // On the control thread like every call: a control thread that hangs
+    // makes the probe time out, which is what liveness should see.
+    return on_control([&] {
+      const NodeRuntime& rt = node_.runtime();
+      resp->set_live_generation(node_.tables().generation);
+      for (const PortRuntime& port : rt.ports) {
+        v1::PortHealth* out = resp->add_ports();
+        out->set_name(port.name);
+        out->set_role(port.role == PortRole::kUplink ? "uplink" : "local");
+        rte_eth_link link{};
+        if (rte_eth_link_get_nowait(port.port_id, &link) == 0) {
+          out->set_link_up(link.link_status == RTE_ETH_LINK_UP);
+          if (link.link_speed != RTE_ETH_SPEED_NUM_NONE && link.link_speed != RTE_ETH_SPEED_NUM_UNKNOWN) {
+            out->set_speed_mbps(link.link_speed);
+          }
+        }
+      }
+      const uint32_t now_ms = lb::flow_clock_ms();
+      for (unsigned w = 0; w < node_.workers(); ++w) {
+        v1::WorkerHealth* out = resp->add_workers();
+        out->set_index(w);
+        const auto beat = static_cast<uint32_t>(read_counter(node_.counters()[w].heartbeat_ms));
+        out->set_started(beat != 0);
+        // Signed: the worker's clock, read at the top of its round, may be
+        // a little ahead of ours.
+        const auto ago = static_cast<int32_t>(now_ms - beat);
+        if (beat != 0) out->set_heartbeat_ms_ago(ago > 0 ? static_cast<uint32_t>(ago) : 0);
+      }
+      const Tables& t = node_.tables();
+      for (size_t p = 0; p < t.peers.size(); ++p) {
+        const PeerRuntime& peer = *t.peers[p];
+        v1::PeerHealth* out = resp->add_peers();
+        out->set_name(peer.name);
+        out->set_liveness(liveness_name(peer.link->liveness));
+        out->set_heard(peer.link->last_heard_ms.load(std::memory_order_relaxed) != 0);
+        out->set_last_heard_ms_ago(heard_ms_ago(*peer.link, now_ms));
+      }
+      resp->set_liveness_interval_ms(rt.liveness.interval_ms);
+      resp->set_liveness_misses(rt.liveness.misses);
+    });
+  }
+
   grpc::Status ListSas(grpc::ServerContext*, const v1::ListSasRequest*, v1::ListSasResponse* resp) override {
     return on_control([&] {
       const Tables& t = node_.tables();

@@ -245,6 +245,36 @@ Node::ApplyOutcome Node::apply(const RoutingState& routing, uint64_t generation,
   if (Status s = check_routing(routing, tunnel_address_, workers(), kApiPaths); !s.ok()) {
     return refuse(Code::kInvalid, s.error());
   }
+  // What create() checks for the startup config's prefixes, for those that
+  // come only now (a config without node.pod_cidrs): IPv6 pods need an
+  // uplink that carries 1280-byte packets after encapsulation.
+  if (node_.max_inner_len < 1280) {
+    auto v6 = [&](const std::vector<IpPrefix>& prefixes) {
+      for (size_t i = 0; i < prefixes.size(); ++i) {
+        if (prefixes[i].address.is_v6()) return static_cast<ptrdiff_t>(i);
+      }
+      return static_cast<ptrdiff_t>(-1);
+    };
+    std::string path;
+    IpPrefix prefix;
+    if (const ptrdiff_t i = v6(routing.pod_cidrs); i >= 0) {
+      path = "pod_cidrs[" + std::to_string(i) + "]";
+      prefix = routing.pod_cidrs[static_cast<size_t>(i)];
+    }
+    for (size_t p = 0; path.empty() && p < routing.peers.size(); ++p) {
+      if (const ptrdiff_t i = v6(routing.peers[p].pod_cidrs); i >= 0) {
+        path = "peers[" + std::to_string(p) + "].pod_cidrs[" + std::to_string(i) + "]";
+        prefix = routing.peers[p].pod_cidrs[static_cast<size_t>(i)];
+      }
+    }
+    if (!path.empty()) {
+      return refuse(Code::kInvalid, path + ": " + format_prefix(prefix) + " is IPv6, but the uplink (" +
+                                        node_.ports[node_.uplink].name + ", mtu " +
+                                        std::to_string(node_.ports[node_.uplink].mtu) + ") leaves " +
+                                        std::to_string(node_.max_inner_len) +
+                                        " bytes for a pod's packet after encapsulation; IPv6 needs 1280");
+    }
+  }
   const bool same = same_routing(live, routing);
   if (auto early = generation_rules(live.generation, generation, same, force)) return *early;
   auto next = build_tables(routing, tunnel_address_, generation, *control_engine_, *shared_);

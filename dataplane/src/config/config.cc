@@ -22,8 +22,12 @@
 
 #include <meshwire/dp/config.h>
 
+#include "config/expand.h"
+#include "config/pod_devices.h"
 #include "config/sa.h"
 #include "config/yaml_fields.h"
+
+extern char** environ;
 
 namespace meshwire::dp {
 namespace {
@@ -46,8 +50,8 @@ Result<IpAddress> read_address(const YAML::Node& node, const std::string& path) 
   return *address;
 }
 
-Result<std::vector<IpPrefix>> read_prefixes(const YAML::Node& node, const std::string& path) {
-  auto items = read_sequence(node, path, 1);
+Result<std::vector<IpPrefix>> read_prefixes(const YAML::Node& node, const std::string& path, size_t min_items = 1) {
+  auto items = read_sequence(node, path, min_items);
   if (!items) return make_error(items.error());
   std::vector<IpPrefix> prefixes;
   for (size_t i = 0; i < items->size(); ++i) {
@@ -121,7 +125,146 @@ bool prefixes_overlap(const IpPrefix& a, const IpPrefix& b) {
   return true;
 }
 
-Status parse_node(const YAML::Node& node, const std::string& path, Config& config) {
+// What the sriov: and network: forms read from the pod: its environment, and
+// its annotations file (read at most once, when first needed). Ports that
+// name the same SR-IOV resource take its addresses in port order.
+class PodContext {
+ public:
+  explicit PodContext(const LoadOptions& options) : options_(options) {}
+
+  // The PCI address for "sriov:<resource>" at `path`.
+  Result<std::string> sriov_device(std::string_view resource, const std::string& path) {
+    const std::string form = "sriov:" + std::string(resource);
+    const size_t slash = resource.find('/');
+    if (slash == 0 || slash == std::string_view::npos || slash + 1 == resource.size() ||
+        resource.find('/', slash + 1) != std::string_view::npos) {
+      return field_error(path, form + ": expected the device plugin's resource as prefix/name "
+                                      "(sriov:intel.com/intel_sriov_dpdk)");
+    }
+    const std::vector<std::string> names = sriov_variables(resource);
+    const std::string* value = nullptr;
+    std::string variable;
+    for (const std::string& name : names) {
+      const auto it = options_.env.find(name);
+      if (it != options_.env.end() && !it->second.empty()) {
+        value = &it->second;
+        variable = name;
+        break;
+      }
+    }
+    if (!value) {
+      return field_error(path, form + ": environment variable " + names[0] +
+                                   " is not set (the SR-IOV device plugin sets it in a container that "
+                                   "requests " + std::string(resource) + " in resources.limits)");
+    }
+    std::vector<std::string> addresses;
+    std::string_view rest = *value;
+    while (true) {
+      const size_t comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      auto pci = canonical_pci_address(item);
+      if (!pci) {
+        return field_error(path, form + ": " + variable + " holds '" + std::string(item) +
+                                     "', which is not a PCI address (0000:03:00.1)");
+      }
+      addresses.push_back(*pci);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    // A VF of the resource that Multus attached to one of the pod's networks
+    // (its device-info in network-status) belongs to that network: a
+    // "network:" port or the SR-IOV CNI uses it. Multus takes a resource's
+    // VFs in the kubelet's order, which need not be this list's.
+    const size_t listed = addresses.size();
+    std::vector<std::string> attached;
+    for (const std::string& claimed : attached_addresses()) {
+      const auto it = std::find(addresses.begin(), addresses.end(), claimed);
+      if (it == addresses.end()) continue;
+      attached.push_back(claimed);
+      addresses.erase(it);
+    }
+    size_t& taken = sriov_taken_[std::string(resource)];
+    if (taken >= addresses.size()) {
+      std::string message = form + ": " + variable + " lists " + std::to_string(listed) +
+                            (listed == 1 ? " device" : " devices");
+      if (!attached.empty()) {
+        message += " (" + std::to_string(attached.size()) + " attached to the pod's networks by Multus:";
+        for (const std::string& a : attached) message += " " + a;
+        message += ")";
+      }
+      message += " and this is port " + std::to_string(taken + 1) + " to take one (request " +
+                 std::to_string(taken + 1 + attached.size()) + " of " + std::string(resource) + ")";
+      return field_error(path, message);
+    }
+    return addresses[taken++];
+  }
+
+  // The attachment of "network:<name>" at `path`.
+  Result<const NetworkAttachment*> attachment(std::string_view name, const std::string& path) {
+    const std::string form = "network:" + std::string(name);
+    if (name.empty()) return field_error(path, "network: needs a network name (network:NAME or network:NAMESPACE/NAME)");
+    if (options_.pod_annotations.empty()) {
+      return field_error(path, form + " needs the pod's annotations: start meshwire-dataplane with "
+                                      "--pod-annotations FILE (a downward API file of metadata.annotations)");
+    }
+    if (!attachments_) attachments_.emplace(read_attachments());
+    if (!attachments_->ok()) return field_error(path, form + ": " + attachments_->error());
+    auto found = find_attachment(attachments_->value(), name);
+    if (!found) {
+      return field_error(path, form + ": " + found.error() + " in " + std::string(kNetworkStatusAnnotation) +
+                                   " of " + options_.pod_annotations);
+    }
+    return *found;
+  }
+
+  const std::string& annotations_path() const { return options_.pod_annotations; }
+
+ private:
+  // The PCI addresses network-status gives the pod's attachments; none
+  // without an annotations file or a readable network-status there (only a
+  // "network:" form needs them, and it says what is wrong).
+  std::vector<std::string> attached_addresses() {
+    std::vector<std::string> out;
+    if (options_.pod_annotations.empty()) return out;
+    if (!attachments_) attachments_.emplace(read_attachments());
+    if (!attachments_->ok()) return out;
+    for (const NetworkAttachment& a : attachments_->value()) {
+      if (auto pci = canonical_pci_address(a.pci_address)) out.push_back(*pci);
+    }
+    return out;
+  }
+
+  Result<std::vector<NetworkAttachment>> read_attachments() const {
+    const std::string& file = options_.pod_annotations;
+    const std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
+    if (!f) return make_error("cannot read " + file + ": " + std::strerror(errno));
+    std::string text;
+    char buf[4096];
+    size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof(buf), f.get())) > 0) text.append(buf, n);
+    auto annotations = parse_downward_annotations(text);
+    if (!annotations) return make_error(file + ": " + annotations.error());
+    const auto it = annotations->find(std::string(kNetworkStatusAnnotation));
+    if (it == annotations->end()) {
+      return make_error(file + " has no " + std::string(kNetworkStatusAnnotation) +
+                        " annotation (does Multus attach the pod's networks?)");
+    }
+    auto status = parse_network_status(it->second);
+    if (!status) return make_error(file + ": " + std::string(kNetworkStatusAnnotation) + ": " + status.error());
+    return std::move(*status);
+  }
+
+  const LoadOptions& options_;
+  std::map<std::string, size_t> sriov_taken_;
+  std::optional<Result<std::vector<NetworkAttachment>>> attachments_;
+};
+
+constexpr std::string_view kSriovForm = "sriov:";
+constexpr std::string_view kNetworkForm = "network:";
+
+Status parse_node(const YAML::Node& node, const std::string& path, Config& config, PodContext& pod) {
   auto fields = FieldMap::open(node, path, {"name", "tunnel_address", "pod_cidrs", "gateway_v4", "gateway_v6"});
   if (!fields) return make_error(fields.error());
 
@@ -136,14 +279,39 @@ Status parse_node(const YAML::Node& node, const std::string& path, Config& confi
   }
 
   if (!fields->has("tunnel_address")) return fields->missing("tunnel_address");
-  auto tunnel = read_address(fields->get("tunnel_address"), fields->path("tunnel_address"));
-  if (!tunnel) return make_error(tunnel.error());
-  config.tunnel_address = *tunnel;
+  auto tunnel_text = read_string(fields->get("tunnel_address"), fields->path("tunnel_address"));
+  if (!tunnel_text) return make_error(tunnel_text.error());
+  if (tunnel_text->rfind(kNetworkForm, 0) == 0) {
+    // The first address Multus reports for the attachment.
+    const std::string path = fields->path("tunnel_address");
+    const std::string_view network = std::string_view(*tunnel_text).substr(kNetworkForm.size());
+    auto attachment = pod.attachment(network, path);
+    if (!attachment) return make_error(attachment.error());
+    const NetworkAttachment& a = **attachment;
+    if (a.ips.empty()) {
+      return field_error(path, *tunnel_text + ": the attachment " + a.name + " has no ips in " +
+                                   std::string(kNetworkStatusAnnotation) + " of " + pod.annotations_path() +
+                                   " (does its IPAM assign an address?)");
+    }
+    std::optional<IpAddress> address = parse_ip_address(a.ips[0]);
+    if (!address) {
+      return field_error(path, *tunnel_text + ": the attachment " + a.name + "'s first IP '" + a.ips[0] +
+                                   "' is not an IP address");
+    }
+    config.tunnel_address = *address;
+  } else {
+    auto tunnel = read_address(fields->get("tunnel_address"), fields->path("tunnel_address"));
+    if (!tunnel) return make_error(tunnel.error());
+    config.tunnel_address = *tunnel;
+  }
 
-  if (!fields->has("pod_cidrs")) return fields->missing("pod_cidrs");
-  auto pod_cidrs = read_prefixes(fields->get("pod_cidrs"), fields->path("pod_cidrs"));
-  if (!pod_cidrs) return make_error(pod_cidrs.error());
-  config.pod_cidrs = std::move(*pod_cidrs);
+  // Absent or empty: the node starts with no pods of its own, and the
+  // controller's Apply gives them (the Node's spec.podCIDRs).
+  if (fields->has("pod_cidrs")) {
+    auto pod_cidrs = read_prefixes(fields->get("pod_cidrs"), fields->path("pod_cidrs"), 0);
+    if (!pod_cidrs) return make_error(pod_cidrs.error());
+    config.pod_cidrs = std::move(*pod_cidrs);
+  }
 
   config.gateway_v4 = *parse_ip_address("169.254.1.1");
   config.gateway_v6 = *parse_ip_address("fe80::1");
@@ -161,7 +329,7 @@ Status parse_node(const YAML::Node& node, const std::string& path, Config& confi
   return Ok{};
 }
 
-Result<PortConfig> parse_port(const YAML::Node& node, const std::string& path) {
+Result<PortConfig> parse_port(const YAML::Node& node, const std::string& path, PodContext& pod) {
   auto fields = FieldMap::open(node, path, {"name", "device", "role", "mtu", "rx_descriptors", "tx_descriptors"});
   if (!fields) return make_error(fields.error());
   PortConfig port;
@@ -177,6 +345,30 @@ Result<PortConfig> parse_port(const YAML::Node& node, const std::string& path) {
   if (!fields->has("device")) return fields->missing("device");
   auto device = read_string(fields->get("device"), fields->path("device"));
   if (!device) return make_error(device.error());
+  if (device->rfind(kSriovForm, 0) == 0) {
+    auto pci = pod.sriov_device(std::string_view(*device).substr(kSriovForm.size()), fields->path("device"));
+    if (!pci) return make_error(pci.error());
+    port.device_source = *device;
+    *device = *pci;
+  } else if (device->rfind(kNetworkForm, 0) == 0) {
+    const std::string path_of_device = fields->path("device");
+    auto attachment = pod.attachment(std::string_view(*device).substr(kNetworkForm.size()), path_of_device);
+    if (!attachment) return make_error(attachment.error());
+    const NetworkAttachment& a = **attachment;
+    if (a.pci_address.empty()) {
+      return field_error(path_of_device,
+                         *device + ": the attachment " + a.name + " has no device-info.pci.pci-address in " +
+                             std::string(kNetworkStatusAnnotation) + " of " + pod.annotations_path() +
+                             " (an SR-IOV network whose CNI reports device info has one)");
+    }
+    auto pci = canonical_pci_address(a.pci_address);
+    if (!pci) {
+      return field_error(path_of_device, *device + ": the attachment " + a.name + "'s pci-address '" +
+                                             a.pci_address + "' is not a PCI address");
+    }
+    port.device_source = *device;
+    *device = *pci;
+  }
   if (!device_identity(*device)) {
     return field_error(fields->path("device"),
                        "expected a PCI address (0000:03:00.1) or a vdev (net_af_packet0,iface=veth0), got '" +
@@ -539,8 +731,10 @@ Status parse_flow_logs(const YAML::Node& node, FlowLogSettings& out) {
   return read_optional_uint(*fields, "interval_s", 0, 86400, out.interval_s);
 }
 
-Result<Config> parse_document(const YAML::Node& root, const std::string& base_dir) {
+Result<Config> parse_document(const YAML::Node& root, const std::string& base_dir, const LoadOptions& options) {
   if (!root.IsDefined() || root.IsNull()) return field_error("", "empty document");
+  if (auto s = expand_tree(root, options.env); !s) return make_error(s.error());
+  PodContext pod(options);
   auto top = FieldMap::open(root, "", {"eal", "workers", "idle", "node", "ports", "peers", "services", "liveness",
                                        "flow_logs"});
   if (!top) return make_error(top.error());
@@ -607,13 +801,13 @@ Result<Config> parse_document(const YAML::Node& root, const std::string& base_di
   }
 
   if (!top->has("node")) return top->missing("node");
-  if (auto s = parse_node(top->get("node"), "node", config); !s) return make_error(s.error());
+  if (auto s = parse_node(top->get("node"), "node", config, pod); !s) return make_error(s.error());
 
   if (!top->has("ports")) return top->missing("ports");
   auto ports = read_sequence(top->get("ports"), "ports", 0);
   if (!ports) return make_error(ports.error());
   for (size_t i = 0; i < ports->size(); ++i) {
-    auto port = parse_port((*ports)[i], port_path(i));
+    auto port = parse_port((*ports)[i], port_path(i), pod);
     if (!port) return make_error(port.error());
     config.ports.push_back(std::move(*port));
   }
@@ -641,9 +835,20 @@ std::string describe(const YAML::Exception& e) {
 
 }  // namespace
 
-Result<Config> parse_config(std::string_view yaml_text, const std::string& base_dir) {
+Environment process_environment() {
+  Environment env;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string_view entry = *e;
+    const size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+  }
+  return env;
+}
+
+Result<Config> parse_config(std::string_view yaml_text, const std::string& base_dir, const LoadOptions& options) {
   try {
-    return parse_document(YAML::Load(std::string(yaml_text)), base_dir);
+    return parse_document(YAML::Load(std::string(yaml_text)), base_dir, options);
   } catch (const YAML::Exception& e) {
     return make_error(describe(e));
   } catch (const std::exception& e) {
@@ -651,7 +856,7 @@ Result<Config> parse_config(std::string_view yaml_text, const std::string& base_
   }
 }
 
-Result<Config> load_config(const std::string& path) {
+Result<Config> load_config(const std::string& path, const LoadOptions& options) {
   const std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!file) return make_error("cannot read " + path + ": " + std::strerror(errno));
   std::string text;
@@ -659,7 +864,7 @@ Result<Config> load_config(const std::string& path) {
   size_t n = 0;
   while ((n = std::fread(buf, 1, sizeof(buf), file.get())) > 0) text.append(buf, n);
   if (std::ferror(file.get())) return make_error("cannot read " + path + ": " + std::strerror(errno));
-  return parse_config(text, std::filesystem::path(path).parent_path().string());
+  return parse_config(text, std::filesystem::path(path).parent_path().string(), options);
 }
 
 }  // namespace meshwire::dp

@@ -1229,6 +1229,7 @@ int worker_main(void* arg) {
     ctx.tables = ctx.live->load(std::memory_order_acquire);
     ctx.services = ctx.services_live->load(std::memory_order_acquire);
     ctx.now_ms = lb::flow_clock_ms();
+    ctx.counters->heartbeat_ms = ctx.now_ms;
     ctx.capture = capture::tap_of(ctx.capture_live->load(std::memory_order_acquire), ctx.index);
     uint32_t work = 0;
     for (uint16_t p = 0; p < node.ports.size(); ++p) {

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -49,6 +50,10 @@ std::string format_endpoint(uint8_t family, const uint8_t* addr, uint16_t port);
 struct PortConfig {
   std::string name;    // operator's name, used in counters and errors
   std::string device;  // PCI address ("0000:03:00.1") or vdev ("net_af_packet0,iface=veth0")
+  // How the config named the device when the pod's environment resolved it
+  // ("sriov:intel.com/intel_sriov_dpdk", "network:sriov-a"); "" when the
+  // config gave the device itself.
+  std::string device_source;
   PortRole role = PortRole::kLocal;
   uint16_t mtu = 1500;       // IP MTU of the link (payload of one Ethernet frame)
   uint16_t rx_descriptors = 1024;
@@ -125,7 +130,7 @@ struct Config {
   IdleMode idle = IdleMode::kAdaptive;
   std::vector<PortConfig> ports;      // at least one local and exactly one uplink
   IpAddress tunnel_address;           // this node's address on the fabric
-  std::vector<IpPrefix> pod_cidrs;    // this node's pods
+  std::vector<IpPrefix> pod_cidrs;    // this node's pods; may be empty (the controller's Apply gives them)
   IpAddress gateway_v4;               // source of ARP requests/ICMP errors towards pods (default 169.254.1.1)
   IpAddress gateway_v6;               // likewise for ND/ICMPv6 (default fe80::1)
   std::vector<PeerConfig> peers;
@@ -165,8 +170,28 @@ void wipe_keys(std::span<PeerConfig> peers);
 Status check_routing(const RoutingState& routing, const IpAddress& tunnel_address, unsigned workers,
                      const RoutingPaths& paths);
 
-// base_dir resolves relative key_file/salt_file paths.
-Result<Config> parse_config(std::string_view yaml_text, const std::string& base_dir);
-Result<Config> load_config(const std::string& path);
+// Environment variables by name: what ${VAR} and "sriov:" read.
+using Environment = std::map<std::string, std::string>;
+// This process's environment (environ). For main() and tools; the parser
+// itself reads only what LoadOptions gives it.
+Environment process_environment();
+
+// What the config may take from the pod it runs in.
+struct LoadOptions {
+  Environment env;
+  // A downward API file with the pod's annotations (one key="value" per
+  // line), where "network:NAME" finds Multus's network-status. "": none (a
+  // "network:" form is then an error saying so).
+  std::string pod_annotations;
+};
+
+// base_dir resolves relative key_file/salt_file paths. Before any field is
+// read, ${VAR} in every string value is replaced from options.env ($$: a
+// literal $); then "sriov:RESOURCE" and "network:NAME" devices and a
+// "network:NAME" tunnel address are resolved (see README, "Running in a
+// pod"). Errors name the field, and the variable or file at fault.
+Result<Config> parse_config(std::string_view yaml_text, const std::string& base_dir,
+                            const LoadOptions& options = {});
+Result<Config> load_config(const std::string& path, const LoadOptions& options = {});
 
 }  // namespace meshwire::dp

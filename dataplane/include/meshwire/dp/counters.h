@@ -104,6 +104,11 @@ struct alignas(64) WorkerCounters {
   uint64_t flow_log_rate_limited;     // flow log records dropped over flow_logs.max_per_second (control thread)
   uint64_t flow_log_queue_full;       // retry events a worker could not queue for the flow log
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops;
+  // Not a counter: the flow clock (lb::flow_clock_ms(), never 0) when the
+  // worker last began a poll round; 0 before its first. The health check's
+  // view of a worker making progress (one plain store a round, on a line
+  // the worker writes anyway). The control thread's block leaves it zero.
+  uint64_t heartbeat_ms;
   // Of the drops above, those of packets that came in from the fabric (the
   // uplink stage: decryption and what follows it); the rest of a worker's
   // came from pods. The control thread's block leaves it zero.
