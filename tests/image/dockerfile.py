@@ -134,6 +134,9 @@ class Apt:
         # An empty dpkg database: this machine's installed packages must not
         # count as already there.
         apt_pkg.config.set("Dir::State::status", "/dev/null")
+        # As the Dockerfile installs: apt-get install --no-install-recommends.
+        apt_pkg.config.set("APT::Install-Recommends", "false")
+        apt_pkg.config.set("APT::Install-Suggests", "false")
         apt_pkg.init_system()
         self._apt = apt_pkg
         self._cache = apt_pkg.Cache(None)
@@ -173,6 +176,7 @@ class Apt:
         """Every package apt installs for these (its resolver, dependencies
         included) on top of an empty system. Unknown names raise KeyError."""
         depcache = self._apt.DepCache(self._cache)
+        depcache.init()  # DepCaches of one cache share their marks: start from none
         for name in names:
             pkg = self._package(name)
             if pkg is None:
