@@ -220,6 +220,12 @@ echo "build-image: base $base"
 # ---- the build
 build_args=(--build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$version"
             --build-arg "REVISION=$revision" --build-arg "CREATED=$created" --build-arg "SOURCE=$source")
+# The same labels again on the command line: buildah 1.28 takes a cached
+# LABEL layer even when the build arguments in it changed, and these are
+# applied to the final image whatever the cache holds.
+build_args+=(--label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.revision=$revision"
+             --label "org.opencontainers.image.created=$created" --label "org.opencontainers.image.source=$source"
+             --label "org.opencontainers.image.base.name=$base")
 [ "$no_cache" -eq 1 ] && build_args+=(--no-cache)
 start=$(date +%s)
 case "$engine" in

@@ -243,13 +243,15 @@ class Container:
             cmd += [self.image, *argv]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
-    def inspect(self) -> dict:
-        tool = "buildah" if self.engine == "buildah" else self.engine
-        out = subprocess.run([tool, "inspect", "--type", "image", self.image] if tool == "buildah"
-                             else [tool, "image", "inspect", self.image],
+    def config(self) -> dict:
+        """The image's OCI/Docker config: Labels, User, Env..."""
+        if self.engine == "buildah":
+            out = subprocess.run(["buildah", "inspect", "--type", "image", self.image],
+                                 capture_output=True, text=True, check=True).stdout
+            return json.loads(out)["OCIv1"]["config"]
+        out = subprocess.run([self.engine, "image", "inspect", self.image],
                              capture_output=True, text=True, check=True).stdout
-        data = json.loads(out)
-        return data[0] if isinstance(data, list) else data
+        return json.loads(out)[0]["Config"]
 
     def close(self):
         if self.id:
@@ -292,18 +294,22 @@ def test_image_has_no_build_tools_and_is_not_root_by_default(image):
     for tool in ("gcc", "g++", "meson", "ninja", "protoc"):
         assert container.run(["sh", "-c", f"command -v {tool}"]).returncode != 0, f"'{tool}' is in the image"
     assert container.run(["id", "-u"]).stdout.strip() == "65532"
-    info = container.inspect()
-    labels = (info.get("Config") or info.get("OCIv1", {}).get("config") or {}).get("Labels") or {}
-    if not labels:
-        labels = info.get("Labels") or {}
-    assert labels.get("org.opencontainers.image.version") == meson_version()
+    config = container.config()
+    assert config.get("User") == "65532:65532"
+    labels = config.get("Labels") or {}
     assert labels.get("org.opencontainers.image.title") == "meshwire"
+    assert labels.get("org.opencontainers.image.version") == meson_version()
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # the build's own revision, not a cached layer's
+        assert labels.get("org.opencontainers.image.revision", "").startswith(head.stdout.strip()), labels
 
 
 @needs_build
 def test_image_data_plane_checks_and_starts_on_null_ports(image):
     container, _, work = image
     prefix = f"mw-img-{uuid.uuid4().hex[:8]}"
+    # Readable by the image's default user too (pytest's folders are 0700).
+    os.chmod(work, 0o755)
     config = work / "dataplane.yaml"
     config.write_text(textwrap.dedent(f"""\
         eal: ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "-l", "0-1"]
