@@ -211,7 +211,7 @@ if [ -z "$base" ]; then
   elif try_pull "$default_base" >/dev/null 2>&1; then
     base=$default_base
   else
-    echo "build-image: $default_base cannot be pulled here: making the base with debootstrap" >&2
+    echo "build-image: $default_base cannot be pulled here: using a base made with debootstrap" >&2
     base=$(offline_base)
   fi
 fi

@@ -340,6 +340,15 @@ def test_image_data_plane_checks_and_starts_on_null_ports(image):
     out = container.run(["sh", "-c", run_it], user="0", mounts=[mount], timeout=180)
     assert "meshwire-dataplane: ready" in out.stdout, out.stdout + out.stderr
     assert "rc=0" in out.stdout and "meshwire-dataplane: stopped" in out.stdout, out.stdout
+    # The same without DPDK's drivers folder: the start must fail, so the
+    # run above did depend on the image's driver packages.
+    empty = work / "no-drivers"
+    empty.mkdir(exist_ok=True)
+    pmds = container.run(["sh", "-c", "ls -d /usr/lib/*/dpdk/pmds-*"]).stdout.split()
+    assert len(pmds) == 1, f"DPDK's drivers folder: {pmds}"
+    out = container.run(["meshwire-dataplane", "--config", "/etc/meshwire/dataplane.yaml"], user="0",
+                        mounts=[mount, f"{empty}:{pmds[0]}:ro"], timeout=120)
+    assert out.returncode != 0 and "DPDK initialisation failed" in out.stderr, out.stdout + out.stderr
 
 
 @needs_build
@@ -351,3 +360,50 @@ def test_image_archive_loads_under_the_name_nodes_ask_for(image):
     # A manifest's "image: meshwire:<version>" is docker.io/library/meshwire:<version> to containerd.
     assert any(t in (f"docker.io/library/meshwire:{meson_version()}", f"meshwire:{meson_version()}")
                for t in tags), tags
+
+
+@needs_build
+def test_image_pushes_to_a_registry(image, tmp_path):
+    """--push against a registry of our own on localhost (Debian's
+    docker-registry, not installed by bootstrap: its package enables a
+    service), read back through the registry API."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    container, _, _ = image
+    import socket
+    import time
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "config.yml").write_text(textwrap.dedent(f"""\
+        version: 0.1
+        storage:
+          filesystem:
+            rootdirectory: {tmp_path}/data
+        http:
+          addr: 127.0.0.1:{port}
+        """))
+    registry = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "config.yml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/v2/"
+        for _ in range(50):
+            try:
+                urllib.request.urlopen(base, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        out = subprocess.run([os.path.join(ROOT, "scripts", "build-image.sh"), "--engine", container.engine,
+                              "--push", f"127.0.0.1:{port}/edge", "--insecure-registry"],
+                             capture_output=True, text=True, timeout=3600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        tags = json.load(urllib.request.urlopen(base + "edge/meshwire/tags/list", timeout=5))
+        assert tags["tags"] == [meson_version()]
+        request = urllib.request.Request(base + f"edge/meshwire/manifests/{meson_version()}", headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"})
+        manifest = json.load(urllib.request.urlopen(request, timeout=5))
+        assert len(manifest["layers"]) >= 2  # the base and the runtime packages, at least
+    finally:
+        registry.terminate()
+        registry.wait(timeout=10)
