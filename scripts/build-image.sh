@@ -18,6 +18,7 @@
 # Needs root for the debootstrap base and for buildah/podman's chroot
 # isolation.
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(...) (the base's making) stops the script too
 cd "$(dirname "$0")/.."
 
 usage() {
