@@ -19,6 +19,9 @@ packages=(
   python3 python3-scapy python3-cryptography python3-pytest python3-yaml python3-matplotlib
   valgrind tshark tcpdump iperf3 curl socat ncat prometheus faketime
   iputils-ping iproute2 procps util-linux
+  # container image: its tests read apt's view of Debian (python3-apt);
+  # scripts/build-image.sh builds with buildah and, offline, a debootstrap base
+  python3-apt buildah debootstrap
 )
 
 # tests/k8s validates the manifests with Node.js packages (npm ci there).

@@ -30,6 +30,10 @@ echo "== Kubernetes manifests (kubectl kustomize, API schemas, admission policy 
 BUILD=$BUILD /usr/bin/python3 -m pytest -v -p no:cacheprovider --junitxml="$out/k8s.xml" \
   tests/k8s || status=1
 
+echo "== container image (the Dockerfile's runtime packages against the built binaries; MESHWIRE_IMAGE_BUILD=1 also builds it)"
+BUILD=$BUILD /usr/bin/python3 -m pytest -v -p no:cacheprovider --junitxml="$out/image.xml" \
+  tests/image || status=1
+
 /usr/bin/python3 tests/summarize.py "$out" | tee "$out/summary.txt"
 # A suite that crashed before writing its report counts as failed above.
 tail -n 1 "$out/summary.txt" | grep -q ', 0 failed' || status=1

@@ -58,7 +58,7 @@ def count_fuzz(path):
 
 def main():
     folder = pathlib.Path(sys.argv[1])
-    expected = {"dataplane_tests.json": count_gtest, "control_tests.json": count_gtest, "integration.xml": count_junit, "perf.xml": count_junit, "k8s.xml": count_junit}
+    expected = {"dataplane_tests.json": count_gtest, "control_tests.json": count_gtest, "integration.xml": count_junit, "perf.xml": count_junit, "k8s.xml": count_junit, "image.xml": count_junit}
     total_passed = total_failed = 0
     for name, counter in expected.items():
         path = folder / name
