@@ -134,19 +134,19 @@ def test_health_follows_the_node(pod):
     assert r.stdout.strip() == "not ready: no state applied yet (live generation 0: is the controller running?)", \
         r.stdout
     live = health(n1, "--live")
-    assert live.returncode == 0 and live.stdout.startswith("live: 1 workers polling"), live.stdout + live.stderr
+    assert live.returncode == 0 and live.stdout.startswith("live: 1 worker(s) polling"), live.stdout + live.stderr
 
     # The controllers apply the states (node1's pod CIDRs from its Node
-    # object) and the keepalives bring the peers up: ready.
+    # object) and the keepalives bring the peer(s) up: ready.
     for n in c.nodes:
         ctls.start(n)
     # (It may be ready a moment earlier with no peers: applied before
     # node2's controller published its key.)
-    topo.wait_for(lambda: "1/1 peers up" in health(n1).stdout, timeout=30, what="node1 ready with its peer")
+    topo.wait_for(lambda: "1/1 peer(s) up" in health(n1).stdout, timeout=30, what="node1 ready with its peer")
     r = health(n1)
     assert r.returncode == 0, r.stdout
     assert r.stdout.startswith("ready: generation ") and r.stdout.rstrip().endswith(
-        "2 ports up, 1 workers polling, 1/1 peers up"), r.stdout
+        "2 port(s) up, 1 worker(s) polling, 1/1 peer(s) up"), r.stdout
     routes = ctl_json(n1, "show", "routes")["routes"]
     assert any(rt["prefix"] == n1.pod_cidr_v4 for rt in routes), routes
     doc = ctl_json(n1, "health")  # exits 0 when ready
@@ -166,7 +166,7 @@ def test_health_follows_the_node(pod):
 
     # Back: node2's controller programs it again, keepalives flow, ready.
     c.start_node(n2)
-    topo.wait_for(lambda: "1/1 peers up" in health(n1).stdout, timeout=30, what="node1 ready again")
+    topo.wait_for(lambda: "1/1 peer(s) up" in health(n1).stdout, timeout=30, what="node1 ready again")
 
 
 def test_health_without_a_data_plane(pod):

@@ -21,7 +21,7 @@ HealthVerdict judge_health(const v1::GetHealthResponse& h, const HealthRules& ru
   if (h.workers_size() == 0) v.reasons.push_back(no + "the data plane reports no workers");
   if (rules.live) {
     v.ok = v.reasons.empty();
-    if (v.ok) v.summary = "live: " + std::to_string(h.workers_size()) + " workers polling";
+    if (v.ok) v.summary = "live: " + std::to_string(h.workers_size()) + " worker(s) polling";
     return v;
   }
 
@@ -56,8 +56,8 @@ HealthVerdict judge_health(const v1::GetHealthResponse& h, const HealthRules& ru
   v.ok = v.reasons.empty();
   if (v.ok) {
     v.summary = "ready: generation " + std::to_string(h.live_generation()) + ", " + std::to_string(ports_up) +
-                " ports up, " + std::to_string(h.workers_size()) + " workers polling, " + std::to_string(peers_up) +
-                "/" + std::to_string(h.peers_size()) + " peers up" + (keepalives ? "" : " (keepalives off)");
+                " port(s) up, " + std::to_string(h.workers_size()) + " worker(s) polling, " + std::to_string(peers_up) +
+                "/" + std::to_string(h.peers_size()) + " peer(s) up" + (keepalives ? "" : " (keepalives off)");
   }
   return v;
 }

@@ -6,8 +6,8 @@
 namespace meshwire::control {
 namespace {
 
-// A node that is ready: generation 3, both links up, two workers polling,
-// two peers up, keepalives on.
+// A node that is ready: generation 3, both links up, two worker(s) polling,
+// two peer(s) up, keepalives on.
 v1::GetHealthResponse healthy() {
   v1::GetHealthResponse h;
   h.set_live_generation(3);
@@ -42,7 +42,7 @@ TEST(HealthTest, ReadyWhenEverythingHolds) {
   const HealthVerdict v = judge_health(healthy(), kReady);
   EXPECT_TRUE(v.ok);
   EXPECT_TRUE(v.reasons.empty());
-  EXPECT_EQ(format_health(v), "ready: generation 3, 2 ports up, 2 workers polling, 2/2 peers up\n");
+  EXPECT_EQ(format_health(v), "ready: generation 3, 2 port(s) up, 2 worker(s) polling, 2/2 peer(s) up\n");
 }
 
 TEST(HealthTest, EveryFailedConditionHasItsLine) {
@@ -73,7 +73,7 @@ TEST(HealthTest, OnePeerUpIsEnoughUnlessAllPeersAreAskedFor) {
   h.mutable_peers(1)->set_last_heard_ms_ago(900);
   const HealthVerdict one = judge_health(h, kReady);
   EXPECT_TRUE(one.ok);
-  EXPECT_EQ(one.summary, "ready: generation 3, 2 ports up, 2 workers polling, 1/2 peers up");
+  EXPECT_EQ(one.summary, "ready: generation 3, 2 port(s) up, 2 worker(s) polling, 1/2 peer(s) up");
   const HealthVerdict all = judge_health(h, HealthRules{false, 1000, true});
   EXPECT_FALSE(all.ok);
   EXPECT_EQ(all.reasons, std::vector<std::string>{"not ready: peer node3 down (silent for 900ms)"});
@@ -88,7 +88,7 @@ TEST(HealthTest, PeersDoNotCountWithoutKeepalivesOrWithoutPeers) {
   h.set_liveness_interval_ms(0);
   const HealthVerdict off = judge_health(h, kReady);
   EXPECT_TRUE(off.ok);
-  EXPECT_EQ(off.summary, "ready: generation 3, 2 ports up, 2 workers polling, 0/2 peers up (keepalives off)");
+  EXPECT_EQ(off.summary, "ready: generation 3, 2 port(s) up, 2 worker(s) polling, 0/2 peer(s) up (keepalives off)");
   v1::GetHealthResponse alone = healthy();
   alone.clear_peers();
   EXPECT_TRUE(judge_health(alone, kReady).ok);
@@ -101,7 +101,7 @@ TEST(HealthTest, LivenessLooksAtWorkersOnly) {
   h.clear_peers();
   HealthVerdict v = judge_health(h, kLive);
   EXPECT_TRUE(v.ok);
-  EXPECT_EQ(format_health(v), "live: 2 workers polling\n");
+  EXPECT_EQ(format_health(v), "live: 2 worker(s) polling\n");
   h.mutable_workers(1)->set_heartbeat_ms_ago(5001);
   v = judge_health(h, kLive);
   EXPECT_FALSE(v.ok);
