@@ -92,3 +92,50 @@ def test_a_rotated_token_is_read_from_the_swapped_volume(pod_like):
     assert any(r["auth"] == f"Bearer {new}" for r in after), after
     assert all(r["auth"] != f"Bearer {old}" for r in after), [r for r in after if r["auth"] == f"Bearer {old}"]
     assert pinging(c, n1, n2)
+
+
+def _verb(request: dict) -> str:
+    """The RBAC verb of an API request, as the API server's request info
+    names it."""
+    if request["method"] == "PATCH":
+        return "patch"
+    if request["method"] != "GET":
+        return request["method"].lower()
+    if request["query"].get("watch") in ("1", "true"):
+        return "watch"
+    parts = request["path"].strip("/").split("/")
+    # /api/v1/nodes (collection) vs /api/v1/nodes/NAME (object)
+    collection = len(parts) == (3 if parts[0] == "api" else 4)
+    return "list" if collection else "get"
+
+
+def _resource(request: dict) -> tuple[str, str]:
+    parts = request["path"].strip("/").split("/")
+    if parts[0] == "api":
+        return "", parts[2]
+    return parts[1], parts[3]
+
+
+def test_every_request_the_controller_makes_is_granted_by_the_clusterrole(pod_like):
+    """k8s/base/rbac.yaml against what the controllers really asked the API
+    server in this module: a verb RBAC would refuse is a controller that
+    cannot work in a cluster; a verb granted but never used is a grant that
+    least privilege says to drop (namespaces: kept for NetworkPolicy
+    namespace selectors, which the issue asks for)."""
+    import yaml
+    c, ctls, api = pod_like
+    role = next(d for d in yaml.safe_load_all((topo.REPO_ROOT / "k8s" / "base" / "rbac.yaml").read_text())
+                if d and d["kind"] == "ClusterRole")
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    topo.wait_for(lambda: all("meshwire.io/tunnel-address" in ctls.annotations(n) for n in c.nodes), timeout=20,
+                  what="both controllers published their annotations")
+    used = {(*_resource(r), _verb(r)) for r in api.requests}
+    assert used, api.requests
+    assert used <= granted, sorted(used - granted)
+    # Patches went to each controller's own Node only (the admission policy
+    # enforces it in a real cluster).
+    assert {r["path"] for r in api.requests if r["method"] == "PATCH"} == {f"/api/v1/nodes/{n.name}" for n in c.nodes}
+    unused = {(g, res, v) for g, res, v in granted - used if res != "namespaces"}
+    assert unused <= {("", "nodes", "get"), ("", "services", "get"), ("discovery.k8s.io", "endpointslices", "get")}, \
+        sorted(unused)
