@@ -32,6 +32,19 @@ extern char** environ;
 namespace meshwire::dp {
 namespace {
 
+// A whole file as text (the config, the pod's annotations); the error
+// names the file.
+Result<std::string> read_text_file(const std::string& path) {
+  const std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) return make_error("cannot read " + path + ": " + std::strerror(errno));
+  std::string text;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof(buf), file.get())) > 0) text.append(buf, n);
+  if (std::ferror(file.get())) return make_error("cannot read " + path + ": " + std::strerror(errno));
+  return text;
+}
+
 constexpr uint64_t kMaxWorkers = 64;
 constexpr uint64_t kMinMtu = 576;    // RFC 791 minimum reassembly size
 constexpr uint64_t kMinMtuV6 = 1280; // RFC 8200 minimum link MTU
@@ -238,13 +251,9 @@ class PodContext {
 
   Result<std::vector<NetworkAttachment>> read_attachments() const {
     const std::string& file = options_.pod_annotations;
-    const std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
-    if (!f) return make_error("cannot read " + file + ": " + std::strerror(errno));
-    std::string text;
-    char buf[4096];
-    size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof(buf), f.get())) > 0) text.append(buf, n);
-    auto annotations = parse_downward_annotations(text);
+    auto text = read_text_file(file);
+    if (!text.ok()) return make_error(text.error());
+    auto annotations = parse_downward_annotations(*text);
     if (!annotations) return make_error(file + ": " + annotations.error());
     const auto it = annotations->find(std::string(kNetworkStatusAnnotation));
     if (it == annotations->end()) {
@@ -857,14 +866,9 @@ Result<Config> parse_config(std::string_view yaml_text, const std::string& base_
 }
 
 Result<Config> load_config(const std::string& path, const LoadOptions& options) {
-  const std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) return make_error("cannot read " + path + ": " + std::strerror(errno));
-  std::string text;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof(buf), file.get())) > 0) text.append(buf, n);
-  if (std::ferror(file.get())) return make_error("cannot read " + path + ": " + std::strerror(errno));
-  return parse_config(text, std::filesystem::path(path).parent_path().string(), options);
+  auto text = read_text_file(path);
+  if (!text.ok()) return make_error(text.error());
+  return parse_config(*text, std::filesystem::path(path).parent_path().string(), options);
 }
 
 }  // namespace meshwire::dp
