@@ -85,14 +85,26 @@ def control_cpu_ticks(pid: int) -> int:
     here share the worker's CPU. The whole process's time (threads that
     ended included) less the workers'; clock ticks, as precise as the
     kernel's tick sampling."""
-    workers = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            if (task / "comm").read_text().startswith(WORKER_THREADS):
-                workers += _cpu_ticks(task / "stat")
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that ended meanwhile
-    return _cpu_ticks(Path(f"/proc/{pid}/stat")) - workers
+    def workers() -> int:
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                if (task / "comm").read_text().startswith(WORKER_THREADS):
+                    total += _cpu_ticks(task / "stat")
+            except (OSError, ValueError, IndexError):
+                continue  # a thread that ended meanwhile
+        return total
+
+    # The workers' ticks read just before and just after the process's: a
+    # tick charged to a worker between the two reads would otherwise be
+    # taken from the control threads (a negative rate seen in CI). Ticks
+    # come every few ms and the reads take microseconds: a retry or two.
+    for _ in range(20):
+        before = workers()
+        process = _cpu_ticks(Path(f"/proc/{pid}/stat"))
+        if workers() == before:
+            break
+    return process - before
 
 
 @contextlib.contextmanager
