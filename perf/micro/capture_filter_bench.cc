@@ -1,0 +1,48 @@
+// An idle capture's cost per packet: the filter run on every packet of a
+// burst at its point, here the benchmark's own idle capture (`udp port 9`
+// at pre-encrypt, raw IP) on 64-byte pod frames that never match, next to
+// the same burst with no filter armed. Read with callgrind for
+// instructions per packet (perf/micro/README in BASELINE.md), or as a ratio
+// to BM_EncryptStage/64 in the same run.
+#include <benchmark/benchmark.h>
+#include <rte_mbuf.h>
+
+#include <memory>
+
+#include "capture/filter.h"
+#include "stage_harness.h"
+
+namespace {
+
+namespace capture = meshwire::dp::capture;
+using meshwire::bench::kBurst;
+
+void BM_CaptureFilterNoMatch(benchmark::State& state) {
+  auto filter = capture::Filter::compile(state.range(0) ? "udp port 9" : "", capture::LinkType::kRawIp, 65535);
+  if (!filter.ok()) {
+    state.SkipWithError(filter.error().c_str());
+    return;
+  }
+  rte_mbuf* pkts[kBurst];
+  if (!meshwire::bench::rx_burst(meshwire::bench::pod_frame(64), pkts)) {
+    state.SkipWithError("mbuf pool empty");
+    return;
+  }
+  for (rte_mbuf* m : pkts) rte_pktmbuf_adj(m, 14);  // pre-encrypt sees the pod's IP packet
+  uint64_t match[kBurst];
+  uint64_t matched = 0;
+  for (auto _ : state) {
+    (*filter)->match_burst(pkts, kBurst, match);
+    for (uint64_t v : match) matched += v;
+    benchmark::DoNotOptimize(matched);
+  }
+  rte_pktmbuf_free_bulk(pkts, kBurst);
+  if (state.range(0) && matched != 0) state.SkipWithError("the filter matched a packet it must not");
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kBurst);
+  state.counters["jit"] = (*filter)->jitted() ? 1 : 0;
+}
+// Arg 0: no filter (every packet matches, no program); 1: `udp port 9`.
+BENCHMARK(BM_CaptureFilterNoMatch)->Arg(0)->Arg(1);
+BENCHMARK(BM_CaptureFilterNoMatch)->Name("BM_CaptureFilterNoMatchFixed")->Arg(1)->Iterations(512);
+
+}  // namespace
