@@ -2,7 +2,7 @@
 // burst at its point, here the benchmark's own idle capture (`udp port 9`
 // at pre-encrypt, raw IP) on 64-byte pod frames that never match, next to
 // the same burst with no filter armed. Read with callgrind for
-// instructions per packet (perf/micro/README in BASELINE.md), or as a ratio
+// instructions per packet (toggle-collect on Filter::match_burst; perf/BASELINE.md), or as a ratio
 // to BM_EncryptStage/64 in the same run.
 #include <benchmark/benchmark.h>
 #include <rte_mbuf.h>
