@@ -145,6 +145,63 @@ def test_endpoint_churn_leaves_established_connections_on_their_backend(svc):
     assert out.strip() == f"done {first}"
 
 
+# A line every 20 ms until stdin closes; the longest wait for a reply. Reads
+# wait up to 15 s: TCP retransmits across a restart's gap on its own.
+STEADY_CLIENT = r"""
+import select, socket, sys, time
+s = socket.create_connection((sys.argv[1], 9000), timeout=15)
+f = s.makefile("rwb")
+names, longest, i = set(), 0.0, 0
+while True:
+    t = time.monotonic()
+    f.write(b"line %d\n" % i); f.flush()
+    reply = f.readline().decode().split()
+    assert reply[1:] == ["line", str(i)], reply
+    longest = max(longest, time.monotonic() - t)
+    names.add(reply[0])
+    if i == 0:
+        print(reply[0], flush=True)
+    i += 1
+    if select.select([sys.stdin], [], [], 0.02)[0]:
+        break
+print("done", i, "%.3f" % longest, " ".join(sorted(names)), flush=True)
+"""
+
+
+def test_a_pod_to_pod_connection_survives_its_nodes_meshwire_pod_restarting(svc):
+    """What a DaemonSet upgrade does to a node (README, Kubernetes, Upgrade):
+    its data plane and controller stop and start again, with the same
+    state folder. A TCP connection from a pod of that node to a pod on the
+    other node stays up: the node's keys come back (its next epoch, which
+    its peer already accepts) and TCP retransmits across the gap. (Through
+    a ClusterIP it may not: README, Limitations.)"""
+    c, ctls, _, backends = svc
+    n1, n2 = c.nodes
+    client, server = n1.pods[0], n2.pods[0]
+    assert server in backends  # it runs service_backend.py: its echo port is 9000
+    proc = topo.popen([PY, "-c", STEADY_CLIENT, server.ipv4], ns=client.ns, stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().strip()
+        assert first == server.name, proc.stderr.read() if proc.poll() is not None else first
+        time.sleep(0.5)
+        ctls.stop(n1)
+        c.stop_node(n1)
+        c.start_node(n1)
+        ctls.start(n1)
+        topo.wait_for(lambda: int(ctl_json(n1, "show", "generation").get("services_generation", 0)) > 0,
+                      timeout=30, what="node1 programmed again")
+        time.sleep(2)  # lines flow again before the client is told to stop
+        out, err = proc.communicate(input="stop\n", timeout=30)
+    finally:
+        topo.stop_process(proc)
+    assert proc.returncode == 0, err
+    done, lines, longest, *names = out.split("\n")[-2].split()
+    assert done == "done" and names == [server.name], out
+    # A report, not a threshold: the gap is the restart's, on a busy machine.
+    print(f"{lines} lines; the longest wait for a reply across the restart: {float(longest):.2f} s")
+
+
 def test_a_backend_that_is_not_ready_takes_no_new_connections_and_says_why(svc):
     c, _, folder, backends = svc
     n1 = c.nodes[0]
