@@ -204,6 +204,7 @@ struct TestNode {
     if (auto s = dp::lb::check_services(config); !s.ok()) return s.error();
     auto t = dp::lb::build_services(config, generation, *tables, *service_shared);
     if (!t.ok()) return t.error();
+    dp::lb::carry_reply_grace(*t.value(), services, ctx.now_ms);
     dp::lb::free_services(services, *service_shared);
     services = t.value();
     services_live.store(services);

@@ -304,15 +304,17 @@ Node::ApplyOutcome Node::apply_services(lb::ServicesConfig services, uint64_t ge
   if (auto early = generation_rules(live.generation, generation, same, force)) return *early;
   auto next = lb::build_services(services, generation, tables(), *service_shared_);
   if (!next.ok()) return refuse(Code::kInternal, next.error());
+  lb::carry_reply_grace(*next.value(), &live, lb::flow_clock_ms());
   if (Status s = services_->publish(next.value()); !s.ok()) return refuse(Code::kUnavailable, s.error());
   out.live_generation = generation;
   out.changed = !same;
   return out;
 }
 
-void Node::relink_services() {
+void Node::relink_services(bool end_reply_grace) {
   const lb::ServiceTable& live = *services_->current();
   auto next = lb::build_services(live.config, live.generation, tables(), *service_shared_);
+  if (next.ok()) next.value()->untracked_reply_until_ms = end_reply_grace ? 0 : live.untracked_reply_until_ms;
   if (!next.ok()) {
     std::fprintf(stderr, "meshwire-dataplane: services: keeping their old routes: %s\n", next.error().c_str());
     return;
@@ -324,6 +326,12 @@ void Node::relink_services() {
 
 void Node::sweep_conntrack() {
   const uint32_t now = lb::flow_clock_ms();
+  // The grace for untracked replies after the start ends with a generation
+  // without it (the workers' check would wrap with the flow clock).
+  if (const uint32_t until = services_->current()->untracked_reply_until_ms;
+      until != 0 && static_cast<int32_t>(until - now) <= 0) {
+    relink_services(true);
+  }
   const uint64_t now64 = static_cast<uint64_t>(now);
   // A peer gone down: the whole table at once (about 20 ns a record), so
   // that UDP flows to its backends choose live ones with their next packet.

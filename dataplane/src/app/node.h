@@ -78,8 +78,9 @@ class Node {
  private:
   Node() = default;
   // Builds the live services again against the live routes (a backend's
-  // node comes from its route), keeping their generation. Control thread.
-  void relink_services();
+  // node comes from its route), keeping their generation (and, with
+  // end_reply_grace, ending ServiceTable::untracked_reply_until_ms). Control thread.
+  void relink_services(bool end_reply_grace = false);
   // Expires idle connections and closes those the services no longer keep
   // (ServiceTable::keeps), a slice of the table per call, or all of it
   // after a peer went down. Control thread.

@@ -252,6 +252,17 @@ struct ServiceTable {
   AddressFilter vips;         // every frontend's VIP
   AddressFilter backend_addresses;
   size_t backends = 0;
+  // While the flow clock is before this (0: never), a packet from a
+  // backend's address and port to a pod of this node that belongs to no
+  // connection is dropped (kServiceReplyUntracked) rather than delivered:
+  // the data plane came up with an empty connection table, and such a
+  // packet may be the reply of a connection its predecessor translated
+  // (an upgrade). Delivered untranslated, its source is not the VIP the
+  // client talks to, and the client answers it with a RST; dropped, the
+  // backend sends it again, after the client's next packet has recreated
+  // the connection (Maglev gives it the same backend). See
+  // carry_reply_grace().
+  uint32_t untracked_reply_until_ms = 0;
 
   // Where a flow (or affinity record) belongs in this generation: its
   // frontend and backend, or kNowhere when that frontend or backend is gone.
@@ -271,6 +282,21 @@ struct ServiceTable {
   // them anyway.
   bool keeps(const Flow& f) const;
 };
+
+// How long after a data plane's first services generation the
+// untracked replies of its predecessor's connections are dropped: longer
+// than a client's TCP retransmission takes to come after a restart's gap.
+// A direct connection from a pod of this node to a backend's address and
+// port waits as long for its replies then.
+inline constexpr uint32_t kUntrackedReplyGraceMs = 10000;
+
+// Sets next's untracked_reply_until_ms from the live generation: a first
+// generation (the data plane's connection table is still empty) starts
+// the grace at now_ms; later ones keep live's.
+inline void carry_reply_grace(ServiceTable& next, const ServiceTable* live, uint32_t now_ms) {
+  next.untracked_reply_until_ms =
+      live == nullptr || live->generation == 0 ? (now_ms + kUntrackedReplyGraceMs) | 1u : live->untracked_reply_until_ms;
+}
 
 // An affinity record's key: affinity_tuple() with the frontend's protocol
 // in the (otherwise unused) source port, so that a record names its

@@ -569,7 +569,21 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
       ctx.counters->service_reverse_packets++;
       continue;
     }
-    if (!p.to_frontend) continue;  // not ours: no flow, or a forward one on the way in from the tunnel
+    if (!p.to_frontend) {
+      // Not ours: no flow, or a forward one on the way in from the tunnel.
+      // But just after this data plane started, a backend's packet to a pod
+      // here with no flow may be the reply of a connection translated before
+      // the restart: dropped (ServiceTable::untracked_reply_until_ms).
+      if (r.flow == lb::kNoFlow && !p.icmp_error && st.untracked_reply_until_ms != 0 &&
+          static_cast<int32_t>(st.untracked_reply_until_ms - ctx.now_ms) > 0 &&
+          st.by_backend.find(lb::endpoint_key(p.tuple.family, p.tuple.proto, p.tuple.src, p.tuple.src_port)) !=
+              lb::EndpointIndex::kNone &&
+          ctx.tables->local_pods.contains(p.tuple.dst, p.tuple.family == 6)) {
+        keep[i] = false;
+        drop(ctx, p.m, DropReason::kServiceReplyUntracked);
+      }
+      continue;
+    }
     uint32_t idx = r.flow != lb::kNoFlow && !r.reverse ? r.flow : lb::kNoFlow;
     if (idx == lb::kNoFlow) {
       if (frontend_of(p) == lb::ServiceTable::kNowhere) continue;  // not a frontend after all (the filters' guess)

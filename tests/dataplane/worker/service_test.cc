@@ -146,6 +146,46 @@ TEST_F(ServiceTest, ALocalBackendGetsTheConnectionAndItsReplyComesFromTheVip) {
   EXPECT_TRUE(seen);
 }
 
+// Just after a data plane starts (its first services generation), its
+// connection table is empty: a backend's reply met before the client's next
+// packet is dropped, not delivered untranslated (which draws a RST from the
+// client); the client's packet recreates the connection, and the backend's
+// next one is translated. After the grace, or towards a pod of another
+// node, a backend's packet without a connection passes untouched.
+TEST_F(ServiceTest, AnUntrackedReplyJustAfterTheStartIsDroppedUntilTheClientsPacketComes) {
+  a_->ctx.now_ms = 5000;
+  ASSERT_EQ(a_->apply_services({web({backend("10.11.0.7", 8080)})}, 1), "");
+  const Bytes reply = from_backend("10.11.0.7", kLocalBackendMac, "02:aa:00:00:00:01", 40000, kTcpAck);
+  local_rx(*a_, {reply});
+  EXPECT_TRUE(a_->take(kLocal).empty());
+  EXPECT_EQ(a_->drops(DropReason::kServiceReplyUntracked), 1u);
+  // To a client on another node: that node translates it; it passes here.
+  local_rx(*a_, {PacketBuilder()
+                     .eth(mac(kLocalBackendMac), mac("02:aa:00:00:00:01"))
+                     .ipv4(ip4("10.11.0.7"), ip4("10.12.0.9"))
+                     .tcp(8080, 40000, kTcpAck, 5000, 1001)
+                     .build()});
+  EXPECT_EQ(a_->take(kUplink).size(), 1u);
+  EXPECT_EQ(a_->drops(DropReason::kServiceReplyUntracked), 1u);
+  // The client's packet, mid-stream, is picked up; then the reply is translated.
+  local_rx(*a_, {to_vip(40000, kTcpAck)});
+  ASSERT_EQ(a_->take(kLocal).size(), 1u);
+  local_rx(*a_, {reply});
+  auto back = a_->take(kLocal);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], reply_at_client(40000, kTcpAck, 63));
+  // A later generation keeps the grace's end; once it has passed, an
+  // untracked packet from the backend goes through as it is.
+  ASSERT_EQ(a_->apply_services({web({backend("10.11.0.7", 8080), backend("10.12.0.5", 8080)})}, 2), "");
+  EXPECT_EQ(a_->services->untracked_reply_until_ms, (5000 + lb::kUntrackedReplyGraceMs) | 1u);
+  a_->ctx.now_ms = 5000 + lb::kUntrackedReplyGraceMs + 1;
+  const Bytes other = from_backend("10.11.0.7", kLocalBackendMac, "02:aa:00:00:00:01", 40001, kTcpAck);
+  local_rx(*a_, {other});
+  auto through = a_->take(kLocal);
+  ASSERT_EQ(through.size(), 1u);
+  EXPECT_EQ(a_->drops(DropReason::kServiceReplyUntracked), 1u);
+}
+
 TEST_F(ServiceTest, ARemoteBackendIsReachedThroughTheTunnelAndAnswersFromTheVip) {
   ASSERT_EQ(a_->apply_services({web({backend("10.12.0.5", 8080)})}, 1), "");
   local_rx(*a_, {to_vip(40001, kTcpSyn)});

@@ -35,6 +35,7 @@ enum class DropReason : uint8_t {
   kConntrackFull,      // a new connection to a service when the connection table is full
   kServiceFragment,    // a non-first fragment to a service frontend (no ports to balance by)
   kPeerDown,           // routed to a peer node that missed its keepalives (ICMP host unreachable sent)
+  kServiceReplyUntracked,  // from a backend to a pod here, no connection, just after start (lb::kUntrackedReplyGraceMs)
   kCount
 };
 
@@ -65,6 +66,8 @@ inline constexpr std::array<DropReasonInfo, static_cast<size_t>(DropReason::kCou
     {"conntrack_full", "new connection to a service while the connection table is full"},
     {"service_fragment", "non-first IP fragment sent to a service address (cannot be balanced)"},
     {"peer_down", "peer node down: missed its keepalives"},
+    {"service_reply_untracked",
+     "from a service backend to a pod here with no connection, just after this data plane started"},
 }};
 static_assert(kDropReasons.size() == static_cast<size_t>(DropReason::kCount),
               "every DropReason needs a name and help text");
