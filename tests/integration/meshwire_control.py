@@ -78,6 +78,15 @@ def node_objects(cluster, extra_cidrs=None) -> list[dict]:
     return list(yaml.safe_load_all(nodes_yaml(cluster, extra_cidrs)))
 
 
+def wait_keyed_from_the_api_server(cluster) -> None:
+    """Waits until every data plane of a two-node cluster is programmed by
+    its controller from the API server, with peers, and pods ping both ways."""
+    n1, n2 = cluster.nodes
+    topo.wait_for(lambda: all(show(n, "generation")["source"] == "api" and show(n, "peers")["peers"]
+                              for n in cluster.nodes), timeout=20, what="both data planes keyed from the API server")
+    topo.wait_for(lambda: pinging(cluster, n1, n2) and pinging(cluster, n2, n1), timeout=20, what="ping both ways")
+
+
 class Controllers:
     """One meshwire-controller per node of `cluster`: on `folder`
     (--source dir:), or on an API server when `api` (a FakeApiServer) is

@@ -16,7 +16,7 @@ import pytest
 import meshwire_topology as topo
 
 from fake_apiserver import FakeApiServer
-from meshwire_control import CONTROLLER, Controllers, node_objects, pinging, show
+from meshwire_control import CONTROLLER, Controllers, node_objects, pinging, show, wait_keyed_from_the_api_server
 
 KERNEL_ADDRESS = "203.0.113.{}"  # each Node's InternalIP: the host's own address, not the fabric's
 
@@ -55,9 +55,7 @@ def test_the_service_account_volume_is_laid_out_as_the_kubelets(pod_like):
 def test_in_cluster_controllers_publish_their_tunnel_address_and_traffic_flows(pod_like):
     c, ctls, api = pod_like
     n1, n2 = c.nodes
-    topo.wait_for(lambda: all(show(n, "generation")["source"] == "api" and show(n, "peers")["peers"]
-                              for n in c.nodes), timeout=20, what="both data planes keyed from the API server")
-    topo.wait_for(lambda: pinging(c, n1, n2) and pinging(c, n2, n1), timeout=20, what="ping both ways")
+    wait_keyed_from_the_api_server(c)
     for n in c.nodes:
         assert ctls.annotations(n)["meshwire.io/tunnel-address"] == n.tunnel_address
     # Each sends to the other's published address, not its InternalIP.

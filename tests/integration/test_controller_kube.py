@@ -15,7 +15,7 @@ import meshwire_topology as topo
 
 from fake_apiserver import FakeApiServer
 from meshwire_control import (CONTROLLER, Controllers, ServiceBackends, ctl_json, node_objects, pinging, service_yaml,
-                              show, slice_yaml)
+                              show, slice_yaml, wait_keyed_from_the_api_server)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,7 @@ def kube(cluster):
 def test_keys_are_published_by_patch_and_traffic_flows(kube):
     c, ctls, api = kube
     n1, n2 = c.nodes
-    topo.wait_for(lambda: all(show(n, "generation")["source"] == "api" and show(n, "peers")["peers"]
-                              for n in c.nodes), timeout=20, what="both data planes keyed from the API server")
-    topo.wait_for(lambda: pinging(c, n1, n2) and pinging(c, n2, n1), timeout=20, what="ping both ways")
+    wait_keyed_from_the_api_server(c)
     for n in c.nodes:
         a = ctls.annotations(n)
         assert {"meshwire.io/public-key", "meshwire.io/key-epoch", "meshwire.io/workers",
