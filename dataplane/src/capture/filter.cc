@@ -4,6 +4,7 @@
 
 #include <pcap/pcap.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <rte_bpf.h>
@@ -35,6 +36,7 @@ Result<std::unique_ptr<Filter>> Filter::compile(const std::string& expression, L
   if (f->bpf_ == nullptr) return make_error(named + "DPDK BPF refused the program: " + rte_strerror(rte_errno));
   rte_bpf_jit jit{};
   if (rte_bpf_get_jit(f->bpf_, &jit) == 0) f->jit_ = jit.func;
+  f->native_ = NativeFilter::compile(expression, link);
   return f;
 }
 
@@ -42,9 +44,24 @@ Filter::~Filter() {
   if (bpf_) rte_bpf_destroy(bpf_);
 }
 
+uint64_t Filter::run_bpf(rte_mbuf* m) const {
+  if (jit_ != nullptr) return jit_(m);
+  return rte_bpf_exec(bpf_, m);
+}
+
 void Filter::match_burst(rte_mbuf* const* pkts, uint16_t n, uint64_t* match) const {
   if (bpf_ == nullptr) {
     for (uint16_t i = 0; i < n; ++i) match[i] = 1;
+    return;
+  }
+  if (native_ != nullptr) {
+    constexpr uint16_t kChunk = 64;
+    for (uint16_t base = 0; base < n; base += kChunk) {
+      const uint16_t k = std::min<uint16_t>(kChunk, static_cast<uint16_t>(n - base));
+      uint16_t undecided[kChunk];
+      const uint16_t nu = native_->match_burst(pkts + base, k, match + base, undecided);
+      for (uint16_t j = 0; j < nu; ++j) match[base + undecided[j]] = run_bpf(pkts[base + undecided[j]]);
+    }
     return;
   }
   if (jit_ != nullptr) {
