@@ -60,6 +60,7 @@ class NativeFilter {
   struct Test {
     Op op = Op::kFamily;
     Dir dir = Dir::kEither;
+    uint8_t dirs = 0b1110;  // kPort, kAddr4: dir as a truth table (native_filter.cc)
     uint8_t families = 0;       // kFamily, kProto, kAddr4: bit per link-layer family
     uint8_t value = 0;          // kProto: the protocol number; kPort: bit per TCP/UDP/SCTP
     uint16_t lo = 0, span = 0;  // kPort: ports lo to lo + span
