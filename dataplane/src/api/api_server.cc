@@ -165,13 +165,22 @@ class Service final : public v1::Dataplane::Service {
       const lb::ServiceTable& t = node_.services();
       resp->set_live_generation(t.generation);
       const uint32_t now = lb::flow_clock_ms();
-      // Live flows per (frontend, backend), from one pass over the table.
+      // Live flows per (frontend, backend), from one pass over the table:
+      // only when a frontend is asked for. The pass reads every slot (a
+      // few milliseconds at the default 262,144), which a node without
+      // services, scraped every few seconds, should not pay.
       std::vector<std::vector<uint64_t>> flows(t.frontends.size());
-      for (size_t i = 0; i < t.frontends.size(); ++i) flows[i].assign(t.frontends[i].backends.size(), 0);
-      node_.conntrack().for_each([&](uint32_t, const lb::Flow& f) {
-        const auto place = t.place_of(f);
-        if (place.frontend != lb::ServiceTable::kNowhere) flows[place.frontend][place.backend]++;
-      });
+      bool any = false;
+      for (size_t i = 0; i < t.frontends.size(); ++i) {
+        flows[i].assign(t.frontends[i].backends.size(), 0);
+        any |= t.config[i].name.rfind(req->name(), 0) == 0;
+      }
+      if (any) {
+        node_.conntrack().for_each([&](uint32_t, const lb::Flow& f) {
+          const auto place = t.place_of(f);
+          if (place.frontend != lb::ServiceTable::kNowhere) flows[place.frontend][place.backend]++;
+        });
+      }
       for (size_t i = 0; i < t.frontends.size(); ++i) {
         const lb::FrontendConfig& fc = t.config[i];
         if (fc.name.rfind(req->name(), 0) != 0) continue;

@@ -2,10 +2,11 @@
 // there, between control polls, so that only the control thread ever builds,
 // publishes, reads or frees a generation of the tables.
 //
-// Threading: run() from any thread but the control thread; drain() and
-// close() from the control thread.
+// Threading: run() from any thread but the control thread; drain(), nap()
+// and close() from the control thread.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -24,6 +25,7 @@ class ControlTasks {
     std::unique_lock<std::mutex> lock(mutex_);
     if (closed_) return false;
     queue_.push_back(task);
+    posted_.notify_one();
     done_.wait(lock, [&] { return task->state != State::kQueued; });
     return task->state == State::kDone;
   }
@@ -44,6 +46,14 @@ class ControlTasks {
     return static_cast<unsigned>(batch.size());
   }
 
+  // The control thread's nap: returns after `most`, or as soon as a task is
+  // queued (at once if one is), so that a call waits for no nap and does
+  // not keep the thread polling fast after it.
+  void nap(std::chrono::microseconds most) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    posted_.wait_for(lock, most, [&] { return !queue_.empty() || closed_; });
+  }
+
   // Refuses new work and fails what is queued (the node is stopping).
   void close() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -61,6 +71,7 @@ class ControlTasks {
   };
   std::mutex mutex_;
   std::condition_variable done_;
+  std::condition_variable posted_;
   std::deque<std::shared_ptr<Task>> queue_;
   bool closed_ = false;
 };

@@ -379,12 +379,16 @@ void Node::run(const std::atomic<bool>& stop, void (*on_ready)()) {
     generations_->reclaim();
     services_->reclaim();
     sweep_conntrack();
-    if (control_->poll() + tasks_.drain() != 0) {
+    // Punted packets (ARP, ND, keepalives...) come in runs: after one, poll
+    // every 100 us for a while. API calls wake the nap themselves, so they
+    // do not start that fast polling (a Prometheus scrape is seven calls).
+    if (control_->poll() != 0) {
       idle = 0;
       continue;
     }
+    if (tasks_.drain() != 0) continue;
     // The control thread has no line-rate duty: nap when there is nothing to do.
-    usleep(++idle < 100 ? 100 : 1000);
+    tasks_.nap(std::chrono::microseconds(++idle < 100 ? 100 : 1000));
   }
   tasks_.close();
   worker_stop_.store(true);
