@@ -251,15 +251,22 @@ TEST(NativeFilter, AgreesWithLibpcapOnGeneratedExpressionsAndPackets) {
   }
 }
 
+// An IPv4 UDP packet (no options, not a fragment) to dport.
+Bytes udp4_to(Gen& gen, uint16_t dport) {
+  Bytes b = gen.ip4();
+  b.resize(std::max<size_t>(b.size(), 28));
+  b[0] = 0x45;
+  b[9] = 17;
+  b[6] = b[7] = 0;
+  gen.put16(b, 22, dport);
+  return b;
+}
+
 TEST(NativeFilter, LeavesPacketsWhoseHeadersItCannotSeeUndecided) {
   auto f = NativeFilter::compile("udp port 9", LinkType::kRawIp);
   ASSERT_NE(f, nullptr);
   Gen gen(3);
-  Bytes b = gen.ip4();
-  b[0] = 0x45;
-  b[9] = 17;
-  b[6] = b[7] = 0;
-  gen.put16(b, 22, 9);
+  Bytes b = udp4_to(gen, 9);
   EXPECT_EQ(f->match(b.data(), static_cast<uint32_t>(b.size())), NativeFilter::Verdict::kAccept);
   EXPECT_EQ(f->match(b.data(), 23), NativeFilter::Verdict::kUndecided);  // the ports cut off
   EXPECT_EQ(f->match(b.data(), 19), NativeFilter::Verdict::kUndecided);
@@ -305,11 +312,7 @@ TEST(NativeFilter, CaptureFilterUsesItAndFallsBackToLibpcapAcrossSegments) {
   EXPECT_FALSE((*other)->native());
 
   Gen gen(4);
-  Bytes b = gen.ip4();
-  b[0] = 0x45;
-  b[9] = 17;
-  b[6] = b[7] = 0;
-  gen.put16(b, 22, 5000);
+  Bytes b = udp4_to(gen, 5000);
   // One segment; then the first 20 bytes in one and the rest in a second.
   rte_mbuf* whole = rte_pktmbuf_alloc(pool());
   std::memcpy(rte_pktmbuf_append(whole, static_cast<uint16_t>(b.size())), b.data(), b.size());
