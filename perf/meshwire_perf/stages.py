@@ -10,6 +10,10 @@ ipsec-mb AES-GCM measured seconds apart on the same core.
   *_instr_pkt       instructions per packet under callgrind (valgrind), which
                     do not depend on the machine's load: local and uplink
                     stages, and the AES-GCM bursts inside them
+  idle_capture      the local stage at 64 B with no capture, with issue 7's
+                    idle capture (`udp port 9` at pre-encrypt) matched
+                    natively, and the same as libpcap's program: instructions
+                    per packet (idle_capture_instructions)
 """
 
 from __future__ import annotations
@@ -121,19 +125,42 @@ def parse_callgrind(text: str, packets: int) -> dict:
     return {k: round(v, 1) for k, v in out.items()}
 
 
+def callgrind(binary: Path, bench_filter: str, timeout: float = 300) -> dict:
+    """Instructions per packet of the PROFILED functions over the Fixed
+    benchmarks that bench_filter selects (FIXED_ITERATIONS bursts of 32)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "callgrind.out"
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary),
+                               f"--benchmark_filter={bench_filter}"],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"callgrind on {binary}: exit {proc.returncode}: {proc.stderr[-1500:]}")
+        return parse_callgrind(out.read_text(errors="replace"), FIXED_ITERATIONS * 32)
+
+
 def instructions(binary: Path, size: int, timeout: float = 300) -> dict:
     """Runs BM_EncryptDecryptFixed/size under callgrind; {} without valgrind."""
     if shutil.which("valgrind") is None:
         return {}
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "callgrind.out"
-        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(binary),
-                               f"--benchmark_filter=^BM_EncryptDecryptFixed/{size}/"],
-                              capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"callgrind on {binary}: exit {proc.returncode}: {proc.stderr[-1500:]}")
-        got = parse_callgrind(out.read_text(errors="replace"), FIXED_ITERATIONS * 32)
-        if set(got) != set(PROFILED.values()):
-            raise RuntimeError(f"callgrind on {binary}: found {sorted(got)} of the profiled functions\n"
-                               f"{proc.stdout[-500:]}")
-        return got
+    got = callgrind(binary, f"^BM_EncryptDecryptFixed/{size}/", timeout)
+    if set(got) != set(PROFILED.values()):
+        raise RuntimeError(f"callgrind on {binary}: found {sorted(got)} of the profiled functions")
+    return got
+
+
+IDLE_CAPTURE = {"none": 0, "native": 1, "libpcap": 2}  # BM_EncryptStageIdleCaptureFixed's argument
+
+
+def idle_capture_instructions(binary: Path, timeout: float = 300) -> dict:
+    """{"none": N, "native": N, "libpcap": N}: the local stage's instructions
+    per 64-byte packet with no capture, with the idle capture matched
+    natively, and as libpcap's program; {} without valgrind."""
+    if shutil.which("valgrind") is None:
+        return {}
+    out = {}
+    for name, arg in IDLE_CAPTURE.items():
+        got = callgrind(binary, f"^BM_EncryptStageIdleCaptureFixed/{arg}/", timeout)
+        if "local_instr_pkt" not in got:
+            raise RuntimeError(f"callgrind on {binary}: BM_EncryptStageIdleCaptureFixed/{arg}: no local stage")
+        out[name] = got["local_instr_pkt"]
+    return out

@@ -51,6 +51,10 @@ def test_baselines_and_stages_measured(quick_run):
     # callgrind: each stage costs more than the AES-GCM inside it
     assert st["local_instr_pkt"] > st["gcm_enc_instr_pkt"] > 0
     assert st["uplink_instr_pkt"] > st["gcm_dec_instr_pkt"] > 0
+    # The idle capture costs the stage something, natively less than as
+    # libpcap's program.
+    ic = results["idle_capture"]
+    assert ic["none"] < ic["native"] < ic["libpcap"], ic
     assert results["errors"] == []
 
 

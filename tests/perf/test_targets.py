@@ -43,3 +43,13 @@ def test_report_sections():
     assert "| 2.80 | 1.80 | 1.29 | 1.30 |" in row
     avx2 = next(line for line in md.splitlines() if line.startswith("| 1400 (AVX2 path)"))
     assert "| 3.00 | 2.40 | 80.0% |" in avx2
+
+
+def test_idle_capture_target_reads_the_stage_with_and_without_it():
+    t = by_name({"results": [], "idle_capture": {"none": 1000.0, "native": 1040.0, "libpcap": 1130.0}})[
+        "encrypt stage 64 B with an idle capture vs none (callgrind)"]
+    assert t["value"] == 1.04 and t["met"] and t["informative"]
+    assert "1000 → 1040" in t["detail"] and "1130 as libpcap's program" in t["detail"]
+    worse = {"none": 1000.0, "native": 1100.0, "libpcap": 1130.0}
+    assert not by_name({"results": [], "idle_capture": worse})[
+        "encrypt stage 64 B with an idle capture vs none (callgrind)"]["met"]
