@@ -26,6 +26,9 @@ using Clock = std::chrono::steady_clock;
 // before it gives up freeing them (a worker stuck for that long).
 constexpr auto kGraceLimit = std::chrono::seconds(10);
 constexpr unsigned kDrainBatch = 64;
+// How long an emptied capture sleeps at most before it looks at its client,
+// its duration and the node again (a nudge wakes it sooner).
+constexpr auto kIdleWait = std::chrono::milliseconds(100);
 
 Result<capture::Spec> spec_of(const Node& node, const v1::CaptureRequest& req) {
   capture::Spec spec;
@@ -124,10 +127,11 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
     v1::CaptureChunk header;
     why = send(header) ? Stop::kError : Stop::kClient;  // the section and interface blocks first
     rte_mbuf* batch[kDrainBatch];
-    // An idle capture (its filter matching nothing) backs off to a poll
-    // every 8 ms: it shares its CPU with a worker. Anything drained brings
-    // the 1 ms poll back (a 1024-copy ring holds 8 ms at 128 kpps of matches).
-    useconds_t idle_us = 1000;
+    // Emptied rings: sleep until the control thread, which looks at them
+    // every millisecond, says copies came (a 1024-copy ring holds 8 ms at
+    // 128 kpps of matches), or for at most kIdleWait to look at the client,
+    // the duration and the node. An idle capture (its filter matching
+    // nothing) thus wakes ten times a second, not a thousand.
     while (why == Stop::kError && status.ok()) {
       if (ctx->IsCancelled()) {
         why = Stop::kClient;
@@ -146,11 +150,11 @@ grpc::Status serve_capture(Node& node, const std::atomic<bool>& stopping, grpc::
       const uint64_t left = req->count() == 0 ? kDrainBatch : req->count() - (*file)->written();
       const unsigned n = session->drain(batch, static_cast<unsigned>(std::min<uint64_t>(kDrainBatch, left)));
       if (n == 0) {
-        ::usleep(idle_us);
-        idle_us = std::min<useconds_t>(idle_us * 2, 8000);
+        const auto most = std::min<Clock::duration>(kIdleWait, end - Clock::now());
+        capture::wait_for_copies(node.capture_slot(),
+                                 std::chrono::duration_cast<std::chrono::microseconds>(most));
         continue;
       }
-      idle_us = 1000;
       (*file)->write(batch, n);
       if (req->count() != 0 && (*file)->written() >= req->count()) {
         why = Stop::kCount;

@@ -379,6 +379,7 @@ void Node::run(const std::atomic<bool>& stop, void (*on_ready)()) {
     generations_->reclaim();
     services_->reclaim();
     sweep_conntrack();
+    capture::nudge_if_copies(capture_slot_);
     // Punted packets (ARP, ND, keepalives...) come in runs: after one, poll
     // every 100 us for a while. API calls wake the nap themselves, so they
     // do not start that fast polling (a Prometheus scrape is seven calls).

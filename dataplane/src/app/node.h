@@ -15,6 +15,7 @@
 #include <meshwire/dp/result.h>
 
 #include "app/control_tasks.h"
+#include "capture/session.h"
 #include "capture/tap.h"
 #include "lb/conntrack.h"
 #include "lb/services.h"

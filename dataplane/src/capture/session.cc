@@ -107,4 +107,25 @@ uint64_t withdraw(CaptureSlot& slot, rte_rcu_qsbr* qsbr) {
 
 void release(CaptureSlot& slot) { slot.busy.store(false, std::memory_order_release); }
 
+void nudge_if_copies(CaptureSlot& slot) {
+  const Taps* taps = slot.live.load(std::memory_order_acquire);
+  if (taps == nullptr) return;
+  for (const WorkerTap& t : taps->workers) {
+    if (rte_ring_count(t.ring) == 0) continue;
+    {
+      std::lock_guard<std::mutex> lock(slot.nudge_mutex);
+      if (slot.nudged) return;
+      slot.nudged = true;
+    }
+    slot.nudge.notify_one();
+    return;
+  }
+}
+
+void wait_for_copies(CaptureSlot& slot, std::chrono::microseconds most) {
+  std::unique_lock<std::mutex> lock(slot.nudge_mutex);
+  slot.nudge.wait_for(lock, most, [&] { return slot.nudged; });
+  slot.nudged = false;
+}
+
 }  // namespace meshwire::dp::capture

@@ -14,6 +14,7 @@
 // from one thread at a time (the rings' single consumer).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -72,5 +73,13 @@ bool publish(CaptureSlot& slot, const Session& s);
 // worker can still read them. The slot stays busy until release().
 uint64_t withdraw(CaptureSlot& slot, rte_rcu_qsbr* qsbr);
 void release(CaptureSlot& slot);
+
+// Wakes the running capture's drainer when a worker's ring holds copies.
+// Caller: the control thread, every round of its loop (it also withdraws
+// the taps, so they stay valid while it reads them).
+void nudge_if_copies(CaptureSlot& slot);
+// The drainer's wait: until nudged (at once if nudged since the last
+// wait) or for at most `most`.
+void wait_for_copies(CaptureSlot& slot, std::chrono::microseconds most);
 
 }  // namespace meshwire::dp::capture

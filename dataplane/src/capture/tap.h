@@ -17,7 +17,9 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <string_view>
 #include <vector>
 
@@ -77,6 +79,13 @@ struct CaptureSlot {
   // Held by the capture that owns the slot, from before its taps are
   // published until after its grace period.
   std::atomic<bool> busy{false};
+  // The control thread's nudge to the capture's drainer when a worker's
+  // ring holds copies (capture/session.h: nudge_if_copies, wait_for_copies),
+  // so that an idle capture's drainer sleeps instead of polling: the
+  // control thread wakes every millisecond anyway.
+  std::mutex nudge_mutex;
+  std::condition_variable nudge;
+  bool nudged = false;
 };
 
 // What WorkerContext::capture_live points to where no node wires a slot
