@@ -302,21 +302,27 @@ class Parser {
     return left;
   }
 
+  // Nesting (parentheses, negations) and primitives are bounded, so that
+  // no expression libpcap takes makes the recursion here deep.
   NodePtr term() {
+    if (++depth_ > kMaxDepth) return nullptr;
+    NodePtr out;
     if (next_is("not") || next_is("!")) {
       ++pos_;
       NodePtr inner = term();
-      if (inner == nullptr) return nullptr;
-      return join(Node::Kind::kNot, std::move(inner), nullptr);
-    }
-    if (next_is("(")) {
+      if (inner != nullptr) out = join(Node::Kind::kNot, std::move(inner), nullptr);
+    } else if (next_is("(")) {
       ++pos_;
       NodePtr inner = expr();
-      if (inner == nullptr || !next_is(")")) return nullptr;
-      ++pos_;
-      return inner;
+      if (inner != nullptr && next_is(")")) {
+        ++pos_;
+        out = std::move(inner);
+      }
+    } else if (++primitives_ <= kMaxTests) {
+      out = primitive();
     }
-    return primitive();
+    --depth_;
+    return out;
   }
 
   NodePtr primitive() {
@@ -461,8 +467,11 @@ class Parser {
     return proto(bit(kIp4) | bit(kIp6), p == "tcp" ? 6 : p == "udp" ? 17 : 132);
   }
 
+  static constexpr unsigned kMaxDepth = 64;
   std::vector<std::string> toks_;
   size_t pos_ = 0;
+  unsigned depth_ = 0;
+  size_t primitives_ = 0;
 };
 
 // Appends n's tests so that the packet goes to jt when n holds, else to jf;

@@ -286,6 +286,23 @@ TEST(NativeFilter, LeavesWhatIsOutsideTheSubsetToLibpcap) {
   }
 }
 
+TEST(NativeFilter, BoundsNestingAndSize) {
+  std::string deep = "udp";
+  for (int i = 0; i < 70; ++i) deep = "(" + deep + ")";
+  EXPECT_EQ(NativeFilter::compile(deep, LinkType::kRawIp), nullptr);
+  std::string nots;
+  for (int i = 0; i < 70; ++i) nots += "not ";
+  EXPECT_EQ(NativeFilter::compile(nots + "udp", LinkType::kRawIp), nullptr);
+  std::string many = "port 1";
+  for (int i = 2; i <= 300; ++i) many += " or port " + std::to_string(i);
+  EXPECT_EQ(NativeFilter::compile(many, LinkType::kRawIp), nullptr);
+  std::string fine = "port 1";
+  for (int i = 2; i <= 200; ++i) fine += " or port " + std::to_string(i);
+  auto f = NativeFilter::compile(fine, LinkType::kRawIp);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->program().size(), 200u);
+}
+
 TEST(NativeFilter, CompilesThePrimitivesToOneTestEach) {
   auto f = NativeFilter::compile("udp port 9", LinkType::kRawIp);
   ASSERT_NE(f, nullptr);
