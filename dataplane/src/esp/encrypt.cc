@@ -40,6 +40,15 @@ uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, 
   std::memcpy(&src_mac_lo, ctx.src_mac, 4);
   std::memcpy(&src_mac_hi, ctx.src_mac + 4, 2);
   const uint64_t v4_flags = ctx.offload_ipv4_cksum ? RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM : 0;
+  // Per-peer traffic, added once per run of packets to one peer.
+  PeerTraffic* run = nullptr;
+  uint64_t run_packets = 0, run_bytes = 0;
+  auto flush_run = [&] {
+    if (run != nullptr) {
+      run->tx_packets += run_packets;
+      run->tx_bytes += run_bytes;
+    }
+  };
 
   for (uint16_t i = 0; i < n; ++i) {
     ok[i] = false;
@@ -128,46 +137,41 @@ uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, 
     op_of[nops] = i;
     ++nops;
     ok[i] = true;
-  }
-
-  const uint16_t encrypted = gcm_encrypt_burst(engine, ops, nops);
-
-  // Per-peer traffic, added once per run of packets to one peer.
-  PeerTraffic* run = nullptr;
-  uint64_t run_packets = 0, run_bytes = 0;
-  auto flush_run = [&] {
-    if (run != nullptr) {
-      run->tx_packets += run_packets;
-      run->tx_bytes += run_bytes;
-    }
-  };
-  for (uint16_t k = 0; k < nops; ++k) {
-    const uint16_t i = op_of[k];
-    if (!ops[k].ok) {
-      ok[i] = false;
-      reasons[i] = DropReason::kMalformed;
-      continue;
-    }
-    rte_mbuf* m = pkts[i];
-    if (sas[i]->traffic != run) {
+    if (sa->traffic != run) {
       flush_run();
-      run = sas[i]->traffic;
+      run = sa->traffic;
       run_packets = run_bytes = 0;
     }
     ++run_packets;
     run_bytes += m->pkt_len;
-    if (any_v6 && sas[i]->outer_template_len == kOuterTemplateV6) {
-      auto* ip6 = rte_pktmbuf_mtod_offset(m, rte_ipv6_hdr*, sizeof(rte_ether_hdr));
-      auto* udp = reinterpret_cast<rte_udp_hdr*>(ip6 + 1);
-      if (ctx.offload_udp_cksum) {
-        m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_UDP_CKSUM;
-        udp->dgram_cksum = rte_ipv6_phdr_cksum(ip6, m->ol_flags);
-      } else {
-        udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip6, udp);
-      }
-    }
   }
   flush_run();
+
+  const uint16_t encrypted = gcm_encrypt_burst(engine, ops, nops);
+
+  for (uint16_t k = 0; encrypted != nops && k < nops; ++k) {  // an op fails only for a key never expanded
+    if (ops[k].ok) continue;
+    const uint16_t i = op_of[k];
+    ok[i] = false;
+    reasons[i] = DropReason::kMalformed;
+    if (PeerTraffic* t = sas[i]->traffic; t != nullptr) {  // counted with its run above: not sent after all
+      t->tx_packets -= 1;
+      t->tx_bytes -= pkts[i]->pkt_len;
+    }
+  }
+  for (uint16_t k = 0; any_v6 && k < nops; ++k) {
+    const uint16_t i = op_of[k];
+    if (!ops[k].ok || sas[i]->outer_template_len != kOuterTemplateV6) continue;
+    rte_mbuf* m = pkts[i];
+    auto* ip6 = rte_pktmbuf_mtod_offset(m, rte_ipv6_hdr*, sizeof(rte_ether_hdr));
+    auto* udp = reinterpret_cast<rte_udp_hdr*>(ip6 + 1);
+    if (ctx.offload_udp_cksum) {
+      m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_UDP_CKSUM;
+      udp->dgram_cksum = rte_ipv6_phdr_cksum(ip6, m->ol_flags);
+    } else {
+      udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip6, udp);
+    }
+  }
   if (encrypted == n) return n;  // nothing failed: the burst is in order as it is
   return move_bad_to_tail(pkts, reasons, ok, n);
 }

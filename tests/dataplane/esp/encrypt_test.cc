@@ -323,5 +323,40 @@ TEST_F(EncryptTest, FailuresGoToTheTailWithTheirReasons) {
   rte_pktmbuf_free_bulk(pkts, 5);
 }
 
+// Per-peer traffic counts what was sent: runs of one peer add once, and a
+// packet whose encryption fails (its SA's key never expanded) is not counted.
+TEST_F(EncryptTest, PeerTrafficCountsTheEncryptedPacketsOfEachRun) {
+  PeerTraffic to_b, to_c;
+  auto b = make_sa(4, 0x4001, 0);
+  auto c = make_sa(6, 0x4002, 0);
+  auto broken = std::make_unique<OutboundSa>(*b);
+  broken->key.key_len = 0;  // never expanded: ipsec-mb is not asked, the op fails
+  b->traffic = &to_b;
+  c->traffic = &to_c;
+  broken->traffic = &to_b;
+  const EncryptContext ctx{{kSrcMac[0], kSrcMac[1], kSrcMac[2], kSrcMac[3], kSrcMac[4], kSrcMac[5]}, false, false};
+  const uint64_t mac = pack_mac(kDstMac);
+  rte_mbuf* pkts[5];
+  OutboundSa* sas[5] = {b.get(), b.get(), broken.get(), c.get(), b.get()};
+  uint64_t macs[5];
+  uint64_t want_b = 0, want_c = 0;
+  for (int k = 0; k < 5; ++k) {
+    pkts[k] = mbuf_of(inner_packet(40 + k, 4));
+    ASSERT_NE(pkts[k], nullptr);
+    macs[k] = mac;
+  }
+  rte_mbuf* const failed = pkts[2];
+  DropReason reasons[5];
+  ASSERT_EQ(encrypt_burst(*engine_, ctx, pkts, sas, macs, 5, reasons), 4);
+  EXPECT_EQ(pkts[4], failed);
+  EXPECT_EQ(reasons[4], DropReason::kMalformed);
+  for (int k = 0; k < 4; ++k) (k == 2 ? want_c : want_b) += pkts[k]->pkt_len;
+  EXPECT_EQ(to_b.tx_packets, 3u);
+  EXPECT_EQ(to_b.tx_bytes, want_b);
+  EXPECT_EQ(to_c.tx_packets, 1u);
+  EXPECT_EQ(to_c.tx_bytes, want_c);
+  rte_pktmbuf_free_bulk(pkts, 5);
+}
+
 }  // namespace
 }  // namespace meshwire::dp::esp
