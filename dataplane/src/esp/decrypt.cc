@@ -4,6 +4,7 @@
 
 #include <rte_byteorder.h>
 
+#include "esp/burst.h"
 #include "esp/sa.h"
 #include "net/parse.h"
 
@@ -150,9 +151,9 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
       trailer_ok = plain[inner_len + p] == p + 1;
     }
     rte_mbuf* m = pkts[i];
-    auto keep_inner = [&] {
-      rte_pktmbuf_adj(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen));
-      rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - inner_len));
+    auto keep_inner = [&] {  // one segment, and the ESP packet inside its data: checked above
+      narrow_single_segment(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen),
+                            static_cast<uint16_t>(inner_len));
     };
     if (trailer_ok && dummy) {
       keep_inner();  // the caller reads a keepalive's payload; other dummies' is discarded

@@ -15,6 +15,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "capture/hook.h"
+#include "esp/burst.h"
 #include "esp/decrypt.h"
 #include "esp/encrypt.h"
 #include "net/checksum.h"
@@ -970,12 +971,14 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
     capture::at_point(ctx, capture::Point::kPreEncrypt, port_index, enc, nenc);
     DropReason reasons[esp::kMaxBurst];
     const uint16_t good = esp::encrypt_burst(*ctx.engine, ectx, enc, enc_sa, enc_mac, nenc, reasons);
+    uint64_t bytes = 0;
     for (uint16_t i = 0; i < good; ++i) {
-      ctx.counters->encrypted_packets++;
-      ctx.counters->encrypted_bytes += enc[i]->pkt_len;
+      bytes += enc[i]->pkt_len;
       trace_if(ctx, enc[i], TraceStep::kEncrypt, enc_sa[i]->spi);
       enqueue_tx(ctx, tx, node.uplink, enc[i]);
     }
+    ctx.counters->encrypted_packets += good;
+    ctx.counters->encrypted_bytes += bytes;
     for (uint16_t i = good; i < nenc; ++i) drop(ctx, enc[i], reasons[i]);
     nenc = 0;
   };
@@ -1009,6 +1012,11 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
     for (size_t k = 0; k < count; ++k) add_to_batch(frags[k], sa, mac);
   };
 
+  // The next hop's link and this worker's SA to it, looked up once per run
+  // of packets to the same peer (a burst mostly goes to one or a few).
+  uint64_t run_nh = kNextHopNone;
+  PeerLink* run_link = nullptr;
+  esp::OutboundSa* run_sa = nullptr;
   auto route_one = [&](rte_mbuf* m, const net::PacketInfo& info, uint64_t nh, bool is_v6) {
     if (nh == kNextHopNone) {
       drop(ctx, m, DropReason::kNoRoute);
@@ -1016,9 +1024,9 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
     }
     trace_if(ctx, m, TraceStep::kRoute, nh == kNextHopLocal ? 0 : 1,
              nh == kNextHopLocal ? 0 : static_cast<uint32_t>(nh - kNextHopPeerBase));
-    // Strip Ethernet and any trailing padding: from here on the mbuf is the IP packet.
-    rte_pktmbuf_adj(m, info.l3_offset);
-    rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - info.l3_len));
+    // Strip Ethernet and any trailing padding: from here on the mbuf is the IP
+    // packet (one segment, rx_parse() saw to it, holding the IP packet parsed).
+    narrow_single_segment(m, info.l3_offset, info.l3_len);
     const net::PacketInfo ip_info = rebase(info);
     uint8_t* ip = rte_pktmbuf_mtod(m, uint8_t*);
     if (info.ttl <= 1) {
@@ -1032,8 +1040,13 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
       local[nlocal++] = m;
       return;
     }
-    const uint64_t peer = nh - kNextHopPeerBase;
-    if (ctx.tables->peers[peer]->link->down.load(std::memory_order_relaxed)) {
+    if (nh != run_nh) {
+      const uint64_t peer = nh - kNextHopPeerBase;
+      run_nh = nh;
+      run_link = ctx.tables->peers[peer]->link;
+      run_sa = ctx.tables->outbound[peer][ctx.index];
+    }
+    if (run_link->down.load(std::memory_order_relaxed)) {
       drop_peer_down(ctx, m, port_index);
       return;
     }
@@ -1047,13 +1060,13 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
       count_drop(ctx, DropReason::kTooBig);
       return;
     }
-    const uint64_t mac = ctx.tables->peers[peer]->link->fabric_mac.load(std::memory_order_relaxed);
+    const uint64_t mac = run_link->fabric_mac.load(std::memory_order_relaxed);
     if (mac == 0) {
       drop(ctx, m, DropReason::kPeerUnresolved);
       return;
     }
     net::ip_decrement_ttl(ip);
-    esp::OutboundSa* sa = ctx.tables->outbound[peer][ctx.index];
+    esp::OutboundSa* sa = run_sa;
     if (too_big) {
       fragment_into_batch(m, sa, mac);  // IPv4 without DF
       return;
