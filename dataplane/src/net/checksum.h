@@ -8,6 +8,7 @@
 // computed 0: RFC 768.)
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -63,12 +64,16 @@ inline bool ip_decrement_ttl(uint8_t* ip_packet) {
   switch (ip_packet[0] >> 4) {
     case 4: {
       if (ip_packet[8] <= 1) return false;
-      uint16_t old_word, new_word, csum;  // TTL | protocol, as on the wire (the sum is byte-order blind)
-      std::memcpy(&old_word, ip_packet + 8, 2);
       ip_packet[8]--;
-      std::memcpy(&new_word, ip_packet + 8, 2);
+      // RFC 1624 on native words (the sum is byte-order blind): the word
+      // TTL | protocol loses 1 in the TTL's byte, so ~m + m' is constant.
+      constexpr uint32_t kNotOldPlusNew = std::endian::native == std::endian::little ? 0xFFFE : 0xFEFF;
+      uint16_t csum;
       std::memcpy(&csum, ip_packet + 10, 2);
-      csum = checksum_adjust16(csum, old_word, new_word);
+      uint32_t sum = static_cast<uint16_t>(~csum) + kNotOldPlusNew;
+      sum = (sum & 0xFFFF) + (sum >> 16);
+      sum = (sum & 0xFFFF) + (sum >> 16);
+      csum = static_cast<uint16_t>(~sum);
       std::memcpy(ip_packet + 10, &csum, 2);
       return true;
     }

@@ -1017,7 +1017,9 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   uint64_t run_nh = kNextHopNone;
   PeerLink* run_link = nullptr;
   esp::OutboundSa* run_sa = nullptr;
-  auto route_one = [&](rte_mbuf* m, const net::PacketInfo& info, uint64_t nh, bool is_v6) {
+  // Inlined by force into its two loops: as a call it cost a frame and six
+  // saved registers per packet.
+  auto route_one = [&](rte_mbuf* m, const net::PacketInfo& info, uint64_t nh, bool is_v6) __attribute__((always_inline)) {
     if (nh == kNextHopNone) {
       drop(ctx, m, DropReason::kNoRoute);
       return;
