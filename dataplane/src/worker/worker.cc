@@ -697,10 +697,20 @@ void deliver_local_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, con
   const void* miss_keys[kRxBurst];
   uint16_t miss_of[kRxBurst];
   uint16_t nmiss = 0;
+  const uint8_t* prev_dst = nullptr;  // the packet before's destination, when the cache had it
   for (uint16_t i = 0; i < n; ++i) {
+    const uint8_t* ip = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
+    const uint8_t* dst = ip_dst(ip, v6[i]);
+    // A run of packets to one pod: the hit of the packet before (the cache
+    // does not change before the bulk lookup below).
+    if (prev_dst != nullptr && v6[i] == v6[i - 1] &&
+        (v6[i] ? std::memcmp(dst, prev_dst, 16) == 0 : std::memcmp(dst, prev_dst, 4) == 0)) {
+      packed[i] = packed[i - 1];
+      continue;
+    }
+    prev_dst = nullptr;
     NeighborKey& k = keys[i];
     std::memset(&k, 0, sizeof(k));
-    const uint8_t* ip = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
     if (v6[i]) {  // fixed-size copies: cheaper than one copy of variable size
       k.family = 6;
       std::memcpy(k.addr, ip_dst(ip, true), 16);
@@ -712,6 +722,8 @@ void deliver_local_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, con
     if (packed[i] == 0) {
       miss_keys[nmiss] = &k;
       miss_of[nmiss++] = i;
+    } else {
+      prev_dst = dst;
     }
   }
   if (nmiss != 0) {
@@ -1093,6 +1105,7 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
   rte_mbuf* esp_pkts[kRxBurst];
   esp::EspMeta meta[kRxBurst];
   uint16_t nesp = 0;
+  uint64_t esp_flags = 0;  // the ESP packets' mbuf flags together: is any traced?
 
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = pkts[i];
@@ -1135,6 +1148,7 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
             em.seq_low = view.seq_low;
             em.esp_offset = view.esp_offset;
             em.esp_len = view.esp_len;
+            esp_flags |= m->ol_flags;
             esp_pkts[nesp++] = m;
             continue;
           }
@@ -1167,7 +1181,7 @@ void process_uplink_burst(WorkerContext& ctx, TxBuffers& tx, rte_mbuf** pkts, ui
       esp::decrypt_burst(*ctx.engine, *ctx.tables, ctx.now_ms, ctx.index, esp_pkts, meta, nesp, reasons, peer_of,
                          &keepalives);
   ctx.counters->keepalives_received += keepalives;
-  for (uint16_t i = 0; i < good + keepalives; ++i) {
+  for (uint16_t i = 0; (esp_flags & g_trace_marks.flag) != 0 && i < good + keepalives; ++i) {
     trace_if(ctx, esp_pkts[i], i < good ? TraceStep::kDecrypt : TraceStep::kConsumed, kTraceNone, peer_of[i], true);
   }
   if (keepalives != 0) note_keepalives(*ctx.tables, esp_pkts + good, peer_of + good, keepalives);
