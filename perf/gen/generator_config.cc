@@ -353,6 +353,7 @@ Result<std::unique_ptr<Generator>> build_generator(const GeneratorConfig& config
         sa->family = bc.encrypt.tunnel_src.family;
         std::memcpy(sa->outer_src, bc.encrypt.tunnel_src.bytes.data(), 16);
         std::memcpy(sa->outer_dst, bc.encrypt.tunnel_dst.bytes.data(), 16);
+        dp::esp::build_outer_template(sa.get());
         auto s = dp::esp::expand_gcm_key(gen->engine(), bc.encrypt.sa.key.data(), bc.encrypt.sa.key.size(),
                                          bc.encrypt.sa.salt.data(), &sa->key);
         if (!s) return field_error(bf + ".key", s.error());
@@ -377,6 +378,7 @@ Result<std::unique_ptr<Generator>> build_generator(const GeneratorConfig& config
       out->family = tc.tunnel_src.family;
       std::memcpy(out->outer_src, tc.tunnel_src.bytes.data(), 16);
       std::memcpy(out->outer_dst, tc.tunnel_dst.bytes.data(), 16);
+      dp::esp::build_outer_template(out.get());
       auto s = dp::esp::expand_gcm_key(gen->engine(), tc.encrypt->key.data(), tc.encrypt->key.size(),
                                        tc.encrypt->salt.data(), &out->key);
       if (!s) return field_error(f + ".encrypt.key", s.error());

@@ -33,4 +33,15 @@ inline uint16_t move_bad_to_tail(rte_mbuf** pkts, DropReason* reasons, const boo
   return good;
 }
 
+// Narrows a one-segment mbuf's data to [offset, offset + len) of what it
+// holds now: what rte_pktmbuf_adj(m, offset) then rte_pktmbuf_trim() of the
+// rest do, without their checks and their walk to the last segment. The
+// caller has checked that m has one segment and offset + len <= data_len.
+inline void narrow_single_segment(rte_mbuf* m, uint16_t offset, uint16_t len) {
+  const uint16_t cut = static_cast<uint16_t>(m->data_len - len);  // offset and the bytes after
+  m->data_off = static_cast<uint16_t>(m->data_off + offset);
+  m->data_len = len;
+  m->pkt_len -= cut;
+}
+
 }  // namespace meshwire::dp

@@ -4,6 +4,7 @@
 
 #include <rte_byteorder.h>
 
+#include "esp/burst.h"
 #include "esp/sa.h"
 #include "net/parse.h"
 
@@ -106,7 +107,9 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
   uint16_t good = 0;
   uint16_t dummy_peer[kMaxBurst];
   uint16_t ndummy = 0;
-  // Per-peer traffic, added once per run of packets from one peer.
+  // Per-peer traffic, added once per run of packets from one peer, whose
+  // link is looked up (and marked heard: now_ms is the burst's) once a run.
+  uint32_t run_peer = UINT32_MAX;
   PeerLink* run = nullptr;
   uint64_t run_packets = 0, run_bytes = 0;
   auto flush_run = [&] {
@@ -129,11 +132,11 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
       reasons[i] = DropReason::kReplay;
       continue;
     }
-    PeerLink* link = tables.peers[hits[i].peer]->link;
-    mark_heard(*link, now_ms);
-    if (link != run) {
+    if (hits[i].peer != run_peer) {
       flush_run();
-      run = link;
+      run_peer = hits[i].peer;
+      run = tables.peers[run_peer]->link;
+      mark_heard(*run, now_ms);
       run_packets = run_bytes = 0;
     }
     ++run_packets;
@@ -150,9 +153,9 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
       trailer_ok = plain[inner_len + p] == p + 1;
     }
     rte_mbuf* m = pkts[i];
-    auto keep_inner = [&] {
-      rte_pktmbuf_adj(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen));
-      rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - inner_len));
+    auto keep_inner = [&] {  // one segment, and the ESP packet inside its data: checked above
+      narrow_single_segment(m, static_cast<uint16_t>(meta[i].esp_offset + kEspHeaderLen + kIvLen),
+                            static_cast<uint16_t>(inner_len));
     };
     if (trailer_ok && dummy) {
       keep_inner();  // the caller reads a keepalive's payload; other dummies' is discarded
@@ -171,6 +174,10 @@ uint16_t decrypt_burst(GcmEngine& engine, const Tables& tables, uint32_t now_ms,
   }
   flush_run();
   for (uint16_t d = 0; d < ndummy; ++d) peer_of[good + d] = dummy_peer[d];
+  if (good == n) {  // all inner packets: in order as they are
+    *dummies = 0;
+    return n;
+  }
   return sort_outcomes(pkts, reasons, outcome, n, dummies);
 }
 

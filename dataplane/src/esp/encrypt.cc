@@ -14,10 +14,16 @@
 namespace meshwire::dp::esp {
 namespace {
 
-// Pre-built padding: RFC 4303 monotonic bytes 1, 2, 3.
+// RFC 4303 padding (monotonic bytes 1, 2, 3), stored as one word ahead of
+// the pad length and next header.
 constexpr uint8_t kPadBytes[4] = {1, 2, 3, 4};
 
 // kDummy: the payload is no IP packet but an ESP dummy (next header 59).
+//
+// Per packet: the SA's prebuilt outer headers are copied in front of the
+// packet and its lengths, IPv4 checksum (from the template's sum) and
+// sequence number patched in; only IPv6's UDP checksum, which covers the
+// ciphertext, waits for the encryption.
 template <bool kDummy>
 uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, OutboundSa* const* sas,
                  const uint64_t* dst_macs, uint16_t n, DropReason* reasons) {
@@ -26,89 +32,14 @@ uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, 
   uint16_t op_of[kMaxBurst];
   bool ok[kMaxBurst];
   uint16_t nops = 0;
-
-  for (uint16_t i = 0; i < n; ++i) {
-    ok[i] = false;
-    rte_mbuf* m = pkts[i];
-    OutboundSa* sa = sas[i];
-    if (m->nb_segs != 1) {
-      reasons[i] = DropReason::kMalformed;
-      continue;
-    }
-    const uint8_t* inner = rte_pktmbuf_mtod(m, const uint8_t*);
-    const uint32_t inner_len = m->data_len;
-    const uint8_t version = inner_len ? (inner[0] >> 4) : 0;
-    if (!kDummy && version != 4 && version != 6) {
-      reasons[i] = DropReason::kMalformed;
-      continue;
-    }
-    const uint32_t pad = (4 - ((inner_len + kTrailerLen) & 3)) & 3;
-    const bool outer_v6 = sa->family == 6;
-    const uint16_t ip_len = outer_v6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr);
-    const uint16_t hdr_len = sizeof(rte_ether_hdr) + ip_len + kUdpLen + kEspHeaderLen + kIvLen;
-    if (rte_pktmbuf_headroom(m) < hdr_len || rte_pktmbuf_tailroom(m) < pad + kTrailerLen + kIcvLen) {
-      reasons[i] = DropReason::kTooBig;
-      continue;
-    }
-    uint8_t* tail = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, pad + kTrailerLen + kIcvLen));
-    std::memcpy(tail, kPadBytes, pad);
-    tail[pad] = static_cast<uint8_t>(pad);
-    tail[pad + 1] = kDummy ? net::kProtoNoNext : version == 4 ? net::kProtoIpInIp : net::kProtoIpv6;
-    uint8_t* frame = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, hdr_len));
-
-    const uint64_t seq = ++sa->seq;
-    const uint32_t payload_len = inner_len + pad + kTrailerLen;  // encrypted bytes
-    const uint16_t udp_len = kUdpLen + kEspHeaderLen + kIvLen + payload_len + kIcvLen;
-
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(frame);
-    unpack_mac(dst_macs[i], eth->dst_addr.addr_bytes);
-    std::memcpy(eth->src_addr.addr_bytes, ctx.src_mac, 6);
-    uint8_t* l3 = frame + sizeof(rte_ether_hdr);
-    auto* udp = reinterpret_cast<rte_udp_hdr*>(l3 + ip_len);
-    if (outer_v6) {
-      eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
-      auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(l3);
-      ip6->vtc_flow = rte_cpu_to_be_32(6u << 28);
-      ip6->payload_len = rte_cpu_to_be_16(udp_len);
-      ip6->proto = IPPROTO_UDP;
-      ip6->hop_limits = 64;
-      std::memcpy(ip6->src_addr, sa->outer_src, 16);
-      std::memcpy(ip6->dst_addr, sa->outer_dst, 16);
-      m->l3_len = sizeof(rte_ipv6_hdr);
-    } else {
-      eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-      auto* ip4 = reinterpret_cast<rte_ipv4_hdr*>(l3);
-      ip4->version_ihl = 0x45;
-      ip4->type_of_service = 0;
-      ip4->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(sizeof(rte_ipv4_hdr) + udp_len));
-      ip4->packet_id = 0;
-      ip4->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
-      ip4->time_to_live = 64;
-      ip4->next_proto_id = IPPROTO_UDP;
-      ip4->hdr_checksum = 0;
-      std::memcpy(&ip4->src_addr, sa->outer_src, 4);
-      std::memcpy(&ip4->dst_addr, sa->outer_dst, 4);
-      m->l3_len = sizeof(rte_ipv4_hdr);
-    }
-    m->l2_len = sizeof(rte_ether_hdr);
-    udp->src_port = rte_cpu_to_be_16(sa->udp_sport);
-    udp->dst_port = rte_cpu_to_be_16(net::kEspInUdpPort);
-    udp->dgram_len = rte_cpu_to_be_16(udp_len);
-    udp->dgram_cksum = 0;  // RFC 3948: zero for IPv4; IPv6 filled in after encryption
-
-    uint8_t* esp = reinterpret_cast<uint8_t*>(udp) + kUdpLen;
-    net::store_be32(esp, sa->spi);
-    net::store_be32(esp + 4, static_cast<uint32_t>(seq));
-    net::store_be32(esp + 8, static_cast<uint32_t>(seq >> 32));  // IV = the 64-bit sequence number
-    net::store_be32(esp + 12, static_cast<uint32_t>(seq));
-    prepare_esp_op(ops[nops], &sa->key, esp, payload_len, sa->spi, seq, aad[nops]);
-    op_of[nops] = i;
-    ++nops;
-    ok[i] = true;
-  }
-
-  gcm_encrypt_burst(engine, ops, nops);
-
+  bool any_v6 = false;
+  uint32_t pad_word;
+  std::memcpy(&pad_word, kPadBytes, 4);
+  uint16_t src_mac_hi;
+  uint32_t src_mac_lo;
+  std::memcpy(&src_mac_lo, ctx.src_mac, 4);
+  std::memcpy(&src_mac_hi, ctx.src_mac + 4, 2);
+  const uint64_t v4_flags = ctx.offload_ipv4_cksum ? RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM : 0;
   // Per-peer traffic, added once per run of packets to one peer.
   PeerTraffic* run = nullptr;
   uint64_t run_packets = 0, run_bytes = 0;
@@ -118,41 +49,130 @@ uint16_t encrypt(GcmEngine& engine, const EncryptContext& ctx, rte_mbuf** pkts, 
       run->tx_bytes += run_bytes;
     }
   };
-  for (uint16_t k = 0; k < nops; ++k) {
-    const uint16_t i = op_of[k];
-    if (!ops[k].ok) {
-      ok[i] = false;
+
+  for (uint16_t i = 0; i < n; ++i) {
+    ok[i] = false;
+    rte_mbuf* m = pkts[i];
+    OutboundSa* sa = sas[i];
+    if (m->nb_segs != 1) {
       reasons[i] = DropReason::kMalformed;
       continue;
     }
-    rte_mbuf* m = pkts[i];
-    if (sas[i]->traffic != run) {
+    uint8_t* inner = rte_pktmbuf_mtod(m, uint8_t*);
+    const uint32_t inner_len = m->data_len;
+    const uint8_t version = inner_len ? (inner[0] >> 4) : 0;
+    if ((!kDummy && version != 4 && version != 6) || sa->outer_template_len == 0) {
+      reasons[i] = DropReason::kMalformed;
+      continue;
+    }
+    const uint32_t pad = (4 - ((inner_len + kTrailerLen) & 3)) & 3;
+    const bool outer_v6 = sa->outer_template_len == kOuterTemplateV6;
+    const uint16_t ip_len = outer_v6 ? 40 : 20;
+    const uint16_t hdr_len = sizeof(rte_ether_hdr) + ip_len + kUdpLen + kEspHeaderLen + kIvLen;
+    const uint32_t tail_len = pad + kTrailerLen + kIcvLen;
+    if (m->data_off < hdr_len || rte_pktmbuf_tailroom(m) < tail_len) {
+      reasons[i] = DropReason::kTooBig;
+      continue;
+    }
+    // Trailer: the padding as one word (the bytes past pad + 2 belong to the
+    // ICV, which the encryption writes), then pad length and next header.
+    uint8_t* tail = inner + inner_len;
+    std::memcpy(tail, &pad_word, 4);
+    tail[pad] = static_cast<uint8_t>(pad);
+    tail[pad + 1] = kDummy ? net::kProtoNoNext : version == 4 ? net::kProtoIpInIp : net::kProtoIpv6;
+    // The mbuf grows at both ends; one segment, room checked above.
+    uint8_t* frame = inner - hdr_len;
+    m->data_off = static_cast<uint16_t>(m->data_off - hdr_len);
+    m->data_len = static_cast<uint16_t>(inner_len + hdr_len + tail_len);
+    m->pkt_len += hdr_len + tail_len;
+
+    const uint64_t seq = ++sa->seq;
+    const uint32_t payload_len = inner_len + pad + kTrailerLen;  // encrypted bytes
+    const uint16_t udp_len = static_cast<uint16_t>(kUdpLen + kEspHeaderLen + kIvLen + payload_len + kIcvLen);
+
+    // Ethernet: the peer's MAC (packed little-endian: an 8-byte store whose
+    // last two bytes the source MAC then overwrites), ours, the type.
+    const uint64_t dst_mac = dst_macs[i];
+    std::memcpy(frame, &dst_mac, 8);
+    std::memcpy(frame + 6, &src_mac_lo, 4);
+    std::memcpy(frame + 10, &src_mac_hi, 2);
+    uint8_t* l3 = frame + sizeof(rte_ether_hdr);
+    uint8_t* udp;
+    if (outer_v6) {
+      net::store_be16(frame + 12, RTE_ETHER_TYPE_IPV6);
+      std::memcpy(l3, sa->outer_template, kOuterTemplateV6);
+      net::store_be16(l3 + 4, udp_len);  // payload length
+      udp = l3 + 40;
+      m->l3_len = 40;
+      any_v6 = true;
+    } else {
+      net::store_be16(frame + 12, RTE_ETHER_TYPE_IPV4);
+      std::memcpy(l3, sa->outer_template, kOuterTemplateV4);
+      const uint16_t total_length = static_cast<uint16_t>(20 + udp_len);
+      net::store_be16(l3 + 2, total_length);
+      if (v4_flags == 0) {
+        const uint16_t cksum = outer_ip4_checksum(sa->ip4_sum, total_length);
+        std::memcpy(l3 + 10, &cksum, 2);
+      } else {
+        m->ol_flags |= v4_flags;
+      }
+      udp = l3 + 20;
+      m->l3_len = 20;
+    }
+    m->l2_len = sizeof(rte_ether_hdr);
+    net::store_be16(udp + 4, udp_len);  // the UDP checksum: 0 for IPv4 (RFC 3948); IPv6's after encryption
+
+    uint8_t* esp = udp + kUdpLen;  // the template wrote the SPI
+    const uint32_t seq_lo = net::to_be32(static_cast<uint32_t>(seq));
+    const uint32_t seq_hi = net::to_be32(static_cast<uint32_t>(seq >> 32));
+    std::memcpy(esp + 4, &seq_lo, 4);
+    std::memcpy(esp + 8, &seq_hi, 4);  // IV = the 64-bit sequence number
+    std::memcpy(esp + 12, &seq_lo, 4);
+    // AAD: SPI || seq-hi || seq-lo, all as on the wire.
+    uint8_t* a = aad[nops];
+    std::memcpy(a, esp, 4);
+    std::memcpy(a + 4, &seq_hi, 4);
+    std::memcpy(a + 8, &seq_lo, 4);
+    point_esp_op(ops[nops], &sa->key, esp, payload_len, a);
+    op_of[nops] = i;
+    ++nops;
+    ok[i] = true;
+    if (sa->traffic != run) {
       flush_run();
-      run = sas[i]->traffic;
+      run = sa->traffic;
       run_packets = run_bytes = 0;
     }
     ++run_packets;
     run_bytes += m->pkt_len;
-    uint8_t* l3 = rte_pktmbuf_mtod_offset(m, uint8_t*, sizeof(rte_ether_hdr));
-    if (sas[i]->family == 6) {
-      auto* ip6 = reinterpret_cast<rte_ipv6_hdr*>(l3);
-      auto* udp = reinterpret_cast<rte_udp_hdr*>(ip6 + 1);
-      if (ctx.offload_udp_cksum) {
-        m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_UDP_CKSUM;
-        udp->dgram_cksum = rte_ipv6_phdr_cksum(ip6, m->ol_flags);
-      } else {
-        udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip6, udp);
-      }
-    } else {
-      auto* ip4 = reinterpret_cast<rte_ipv4_hdr*>(l3);
-      if (ctx.offload_ipv4_cksum) {
-        m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
-      } else {
-        ip4->hdr_checksum = rte_ipv4_cksum(ip4);
-      }
-    }
   }
   flush_run();
+
+  const uint16_t encrypted = gcm_encrypt_burst(engine, ops, nops);
+
+  for (uint16_t k = 0; encrypted != nops && k < nops; ++k) {  // an op fails only for a key never expanded
+    if (ops[k].ok) continue;
+    const uint16_t i = op_of[k];
+    ok[i] = false;
+    reasons[i] = DropReason::kMalformed;
+    if (PeerTraffic* t = sas[i]->traffic; t != nullptr) {  // counted with its run above: not sent after all
+      t->tx_packets -= 1;
+      t->tx_bytes -= pkts[i]->pkt_len;
+    }
+  }
+  for (uint16_t k = 0; any_v6 && k < nops; ++k) {
+    const uint16_t i = op_of[k];
+    if (!ops[k].ok || sas[i]->outer_template_len != kOuterTemplateV6) continue;
+    rte_mbuf* m = pkts[i];
+    auto* ip6 = rte_pktmbuf_mtod_offset(m, rte_ipv6_hdr*, sizeof(rte_ether_hdr));
+    auto* udp = reinterpret_cast<rte_udp_hdr*>(ip6 + 1);
+    if (ctx.offload_udp_cksum) {
+      m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_UDP_CKSUM;
+      udp->dgram_cksum = rte_ipv6_phdr_cksum(ip6, m->ol_flags);
+    } else {
+      udp->dgram_cksum = rte_ipv6_udptcp_cksum(ip6, udp);
+    }
+  }
+  if (encrypted == n) return n;  // nothing failed: the burst is in order as it is
   return move_bad_to_tail(pkts, reasons, ok, n);
 }
 

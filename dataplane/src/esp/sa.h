@@ -83,6 +83,11 @@ inline void prepare_esp_op(GcmOp& op, const GcmKey* key, uint8_t* esp, uint32_t 
   point_esp_op(op, key, esp, payload_len, aad);
 }
 
+// The outer IP header, UDP header and SPI every packet of an SA starts with:
+// IPv4 20 + 8 + 4, IPv6 40 + 8 + 4 bytes.
+inline constexpr uint16_t kOuterTemplateV4 = 20 + kUdpLen + 4;
+inline constexpr uint16_t kOuterTemplateV6 = 40 + kUdpLen + 4;
+
 struct alignas(64) OutboundSa {
   // Hot, written per packet by the owning worker only.
   uint64_t seq = 0;  // last sequence number used; the next packet uses seq + 1
@@ -98,8 +103,64 @@ struct alignas(64) OutboundSa {
   uint16_t worker = 0;     // the worker that owns it
   uint32_t refs = 0;       // control thread only
   uint64_t created_unix_ms = 0;  // when it was set up (an SA an Apply keeps keeps it too)
+  // What build_outer_template() derives from the fields above, so that the
+  // encrypt stage copies the outer headers and patches in the lengths, the
+  // IPv4 header checksum and the sequence number instead of building them
+  // field by field per packet. outer_template_len is 0 until it is built
+  // (the encrypt stage drops the SA's packets then).
+  uint8_t outer_template[kOuterTemplateV6];  // IP header (lengths and checksum 0), UDP header (length 0), SPI
+  uint8_t outer_template_len = 0;            // kOuterTemplateV4, kOuterTemplateV6, or 0
+  uint32_t ip4_sum = 0;  // IPv4: the unfolded one's complement sum of the template's header as 16-bit native words
   GcmKey key;
 };
+
+// Fills sa's outer_template, outer_template_len and ip4_sum from its family,
+// addresses, udp_sport and spi. Call once those are set, before any worker
+// encrypts with sa (control thread, or whoever sets the SA up).
+inline void build_outer_template(OutboundSa* sa) {
+  uint8_t* t = sa->outer_template;
+  std::memset(t, 0, sizeof(sa->outer_template));
+  uint8_t* udp;
+  if (sa->family == 6) {
+    t[0] = 0x60;  // version 6, traffic class and flow label 0
+    t[6] = 17;    // next header: UDP; payload length at 4 stays 0
+    t[7] = 64;    // hop limit
+    std::memcpy(t + 8, sa->outer_src, 16);
+    std::memcpy(t + 24, sa->outer_dst, 16);
+    udp = t + 40;
+    sa->outer_template_len = kOuterTemplateV6;
+    sa->ip4_sum = 0;
+  } else {
+    t[0] = 0x45;  // version 4, IHL 5; TOS, total length and ID stay 0
+    t[6] = 0x40;  // DF, fragment offset 0
+    t[8] = 64;    // TTL
+    t[9] = 17;    // protocol: UDP; the checksum at 10 stays 0
+    std::memcpy(t + 12, sa->outer_src, 4);
+    std::memcpy(t + 16, sa->outer_dst, 4);
+    udp = t + 20;
+    sa->outer_template_len = kOuterTemplateV4;
+    uint32_t sum = 0;
+    for (int i = 0; i < 20; i += 2) {
+      uint16_t w;
+      std::memcpy(&w, t + i, 2);
+      sum += w;
+    }
+    sa->ip4_sum = sum;
+  }
+  net::store_be16(udp, sa->udp_sport);
+  net::store_be16(udp + 2, net::kEspInUdpPort);  // length and checksum (RFC 3948: 0) stay 0
+  net::store_be32(udp + 8, sa->spi);
+}
+
+// The IPv4 header checksum of a template's header with total_length (host
+// order) patched in, as it goes on the wire (a native 16-bit store):
+// rte_ipv4_cksum()'s value for the same header.
+inline uint16_t outer_ip4_checksum(uint32_t ip4_sum, uint16_t total_length) {
+  uint32_t sum = ip4_sum + rte_cpu_to_be_16(total_length);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
 
 struct alignas(64) InboundSa {
   GcmKey key;        // read-only after setup

@@ -53,35 +53,6 @@ uint16_t l4_checksum_v6(const uint8_t* ip6_hdr, const uint8_t* l4, size_t l4_len
   return checksum_fold(checksum_partial(l4, l4_len, sum));
 }
 
-uint16_t checksum_adjust16(uint16_t csum, uint16_t old_word, uint16_t new_word) {
-  // HC' = ~(~HC + ~m + m')
-  uint32_t sum = static_cast<uint16_t>(~csum);
-  sum += static_cast<uint16_t>(~old_word);
-  sum += new_word;
-  sum = (sum & 0xFFFF) + (sum >> 16);
-  sum = (sum & 0xFFFF) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
-
-bool ip_decrement_ttl(uint8_t* ip_packet) {
-  switch (ip_packet[0] >> 4) {
-    case 4: {
-      if (ip_packet[8] <= 1) return false;
-      const uint16_t old_word = load_be16(ip_packet + 8);  // TTL | protocol
-      ip_packet[8]--;
-      const uint16_t new_word = load_be16(ip_packet + 8);
-      store_be16(ip_packet + 10, checksum_adjust16(load_be16(ip_packet + 10), old_word, new_word));
-      return true;
-    }
-    case 6:
-      if (ip_packet[7] <= 1) return false;
-      ip_packet[7]--;
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool ip_decrement_ttl(uint8_t* ip_packet, size_t len) {
   if (ip_packet == nullptr || len < 1) return false;
   const size_t need = (ip_packet[0] >> 4) == 6 ? kIpv6HdrLen : kIpv4HdrLen;

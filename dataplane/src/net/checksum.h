@@ -8,8 +8,10 @@
 // computed 0: RFC 768.)
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace meshwire::dp::net {
 
@@ -41,14 +43,48 @@ uint16_t l4_checksum_v6(const uint8_t* ip6_hdr, const uint8_t* l4, size_t l4_len
 // RFC 1624 eqn. 3: the checksum after one 16-bit word at an even offset of the
 // checksummed data changed from old_word to new_word. All three in the same
 // byte order (e.g. as read with load_be16).
-uint16_t checksum_adjust16(uint16_t csum, uint16_t old_word, uint16_t new_word);
+// Inline: it runs per packet on both fast paths (TTL, MSS, NAT).
+inline uint16_t checksum_adjust16(uint16_t csum, uint16_t old_word, uint16_t new_word) {
+  // HC' = ~(~HC + ~m + m')
+  uint32_t sum = static_cast<uint16_t>(~csum);
+  sum += static_cast<uint16_t>(~old_word);
+  sum += new_word;
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
 
 // Decrements the IPv4 TTL (fixing the header checksum incrementally) or the
 // IPv6 hop limit of the IP packet that starts at ip_packet. Returns false and
 // leaves the packet unchanged if the result would be 0, or if the version is
 // neither 4 nor 6. Precondition: 20 (IPv4) / 40 (IPv6) bytes are readable and
 // writable at ip_packet; the overload with len checks that itself.
-bool ip_decrement_ttl(uint8_t* ip_packet);
+// The first inline: it runs once per forwarded packet on both fast paths.
+inline bool ip_decrement_ttl(uint8_t* ip_packet) {
+  switch (ip_packet[0] >> 4) {
+    case 4: {
+      if (ip_packet[8] <= 1) return false;
+      ip_packet[8]--;
+      // RFC 1624 on native words (the sum is byte-order blind): the word
+      // TTL | protocol loses 1 in the TTL's byte, so ~m + m' is constant.
+      constexpr uint32_t kNotOldPlusNew = std::endian::native == std::endian::little ? 0xFFFE : 0xFEFF;
+      uint16_t csum;
+      std::memcpy(&csum, ip_packet + 10, 2);
+      uint32_t sum = static_cast<uint16_t>(~csum) + kNotOldPlusNew;
+      sum = (sum & 0xFFFF) + (sum >> 16);
+      sum = (sum & 0xFFFF) + (sum >> 16);
+      csum = static_cast<uint16_t>(~sum);
+      std::memcpy(ip_packet + 10, &csum, 2);
+      return true;
+    }
+    case 6:
+      if (ip_packet[7] <= 1) return false;
+      ip_packet[7]--;
+      return true;
+    default:
+      return false;
+  }
+}
 bool ip_decrement_ttl(uint8_t* ip_packet, size_t len);
 
 }  // namespace meshwire::dp::net

@@ -393,6 +393,7 @@ Result<Tables*> build_tables(const RoutingState& routing, const IpAddress& tunne
         sa->traffic = worker < peer->link->traffic_slots ? &peer->link->traffic[worker] : nullptr;
         std::memcpy(sa->outer_src, tunnel_address.bytes.data(), 16);
         std::memcpy(sa->outer_dst, pc.tunnel_address.bytes.data(), 16);
+        esp::build_outer_template(sa);
         Status s = expand_new_sa(engine, sc, sa, [&] { return field() + ".sas.outbound[" + std::to_string(w) + "]"; });
         if (!s.ok()) return fail(s.error());
         shared.add_outbound(sa);

@@ -199,6 +199,27 @@ TEST(IpDecrementTtl, KeepsTheHeaderChecksumValidForEveryTtl) {
   }
 }
 
+// The decrement updates the checksum on native words (the one's complement
+// sum is byte-order blind): the same bits as RFC 1624 on big-endian words,
+// whatever the checksum field held before, valid or not.
+TEST(IpDecrementTtl, UpdatesAnyChecksumAsRfc1624OnBigEndianWords) {
+  for (int ttl : {2, 3, 64, 128, 255}) {
+    for (int proto : {0, 6, 17, 255}) {
+      for (uint32_t csum = 0; csum <= 0xFFFF; ++csum) {
+        uint8_t h[20] = {0x45};
+        h[8] = static_cast<uint8_t>(ttl);
+        h[9] = static_cast<uint8_t>(proto);
+        store_be16(h + 10, static_cast<uint16_t>(csum));
+        const uint16_t old_word = load_be16(h + 8);
+        const uint16_t want = checksum_adjust16(static_cast<uint16_t>(csum), old_word, static_cast<uint16_t>(old_word - 0x100));
+        ASSERT_TRUE(ip_decrement_ttl(h));
+        ASSERT_EQ(h[8], ttl - 1);
+        ASSERT_EQ(load_be16(h + 10), want) << "ttl " << ttl << " proto " << proto << " checksum " << csum;
+      }
+    }
+  }
+}
+
 TEST(IpDecrementTtl, ShortBuffers) {
   Bytes v4 = ipv4_header(64);
   EXPECT_FALSE(ip_decrement_ttl(v4.data(), 19));
