@@ -12,7 +12,7 @@
 // 2: sealed plaintext to b's uplink), then the bytes.
 //
 // fuzz-sources: dataplane/src/net/*.cc dataplane/src/esp/*.cc dataplane/src/route/*.cc
-// fuzz-sources: dataplane/src/worker/*.cc dataplane/src/config/ip.cc dataplane/src/lb/*.cc dataplane/src/telemetry/trace.cc dataplane/src/capture/tap.cc dataplane/src/capture/filter.cc
+// fuzz-sources: dataplane/src/worker/*.cc dataplane/src/config/ip.cc dataplane/src/lb/*.cc dataplane/src/telemetry/trace.cc dataplane/src/capture/tap.cc dataplane/src/capture/filter.cc dataplane/src/capture/native_filter.cc
 // fuzz-pkgs: libdpdk
 // fuzz-libs: -lIPSec_MB -lpcap
 #include <rte_eal.h>
