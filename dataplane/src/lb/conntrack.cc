@@ -33,6 +33,7 @@ struct ConnTrackInternals {
   static uint32_t entry_index(uint64_t entry) { return static_cast<uint32_t>(entry & kIndexMask) - 1; }
   static bool entry_reverse(uint64_t entry) { return (entry & kReverseBit) != 0; }
 
+  // (ConnTrack::prefetch() computes it too.)
   static uint32_t first_bucket(const ConnTrack& ct, uint64_t hash) {
     return static_cast<uint32_t>(hash) & ct.bucket_mask_;
   }
@@ -40,28 +41,35 @@ struct ConnTrackInternals {
     return static_cast<uint32_t>((hash * 0x9E3779B97F4A7C15ull) >> 32) & ct.bucket_mask_;
   }
 
+  static uint64_t word(const void* p, size_t at) {
+    uint64_t w;
+    std::memcpy(&w, static_cast<const uint8_t*>(p) + at, sizeof(w));
+    return w;
+  }
+
+  // Word by word, straight from both (a copy of either first costs more
+  // than the compare).
   static bool forward_matches(const Flow& f, const FlowTuple& t) {
-    uint64_t a[5], b[5];
-    std::memcpy(a, &f.forward, sizeof(a));
-    std::memcpy(b, &t, sizeof(b));
-    return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0;
+    const void* a = &f.forward;
+    const void* b = &t;
+    return ((word(a, 0) ^ word(b, 0)) | (word(a, 8) ^ word(b, 8)) | (word(a, 16) ^ word(b, 16)) |
+            (word(a, 24) ^ word(b, 24)) | (word(a, 32) ^ word(b, 32))) == 0;
   }
 
-  static bool same16(const uint8_t* a, const uint8_t* b) {
-    uint64_t x[2], y[2];
-    std::memcpy(x, a, 16);
-    std::memcpy(y, b, 16);
-    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
-  }
-
-  // Whether t is f's reverse tuple (backend -> client). False while a
-  // rebind() changes the backend: the flow's reverse identity is moving.
+  // Whether t is f's reverse tuple (backend -> client), word by word: its
+  // first word is the forward one's family and protocol with the backend's
+  // port and the client's (zero padding in both). False while a rebind()
+  // changes the backend: the flow's reverse identity is moving.
   static bool reverse_matches(const Flow& f, const FlowTuple& t) {
+    static_assert(offsetof(FlowTuple, src_port) == 2 && offsetof(FlowTuple, dst_port) == 4 &&
+                  offsetof(FlowTuple, src) == 8 && offsetof(FlowTuple, dst) == 24);
     const uint32_t seq = f.backend_seq.load(std::memory_order_acquire);
     if (seq & 1) return false;
-    const bool match = t.family == f.forward.family && t.proto == f.forward.proto && t.src_port == f.backend_port &&
-                       t.dst_port == f.forward.src_port && t.pad[0] == 0 && t.pad[1] == 0 &&
-                       same16(t.src, f.backend) && same16(t.dst, f.forward.src);
+    const void* fw = &f.forward;
+    const void* b = &t;
+    const uint64_t w0 = (word(fw, 0) & 0xFFFF) | uint64_t{f.backend_port} << 16 | uint64_t{f.forward.src_port} << 32;
+    const bool match = ((w0 ^ word(b, 0)) | (word(f.backend, 0) ^ word(b, 8)) | (word(f.backend, 8) ^ word(b, 16)) |
+                        (word(fw, 8) ^ word(b, 24)) | (word(fw, 16) ^ word(b, 32))) == 0;
     std::atomic_thread_fence(std::memory_order_acquire);
     return match && f.backend_seq.load(std::memory_order_relaxed) == seq;
   }
@@ -156,16 +164,22 @@ struct ConnTrackInternals {
     return {};
   }
 
-  // Claims an empty slot for `entry` in one of the hash's buckets (the
-  // emptier first). The CAS is seq_cst: it publishes the record written
-  // before it (release), and orders it before the duplicate scan that
-  // follows (see find_duplicate). nullptr when both buckets are full.
+  // Claims an empty slot for `entry` in one of the hash's buckets: the first
+  // while it has kKeepFree empty slots or more, or is no fuller than the
+  // second; else the emptier one first. So a lookup that hits nearly always
+  // reads one bucket (the one prefetch() fetches), while a table near its
+  // capacity still balances its buckets as two choices do (taking the first
+  // until it is full leaves a bucket pair full for about one insert in a
+  // thousand at capacity). The CAS is seq_cst: it publishes the record
+  // written before it (release), and orders it before the duplicate scan
+  // that follows (see find_duplicate). nullptr when both buckets are full.
+  static constexpr int kKeepFree = 3;
   static std::atomic<uint64_t>* claim_slot(ConnTrack& ct, uint64_t hash, uint64_t entry) {
     ConnTrack::Bucket* a = &ct.buckets_[first_bucket(ct, hash)];
     ConnTrack::Bucket* b = &ct.buckets_[second_bucket(ct, hash)];
-    uint32_t ea = masks(*a, hash).empty;
-    uint32_t eb = masks(*b, hash).empty;
-    if (__builtin_popcount(eb) > __builtin_popcount(ea)) {
+    uint32_t ea = empty_mask(*a);
+    uint32_t eb = empty_mask(*b);
+    if (__builtin_popcount(ea) < kKeepFree && __builtin_popcount(eb) > __builtin_popcount(ea)) {
       std::swap(a, b);
       std::swap(ea, eb);
     }
@@ -424,24 +438,22 @@ LookupResult ConnTrack::lookup(const FlowTuple& t, uint64_t hash) const {
   return In::scan(*this, buckets_[In::second_bucket(*this, hash)], t, hash);
 }
 
-void ConnTrack::lookup_burst(const FlowTuple* const* tuples, const uint64_t* hashes, uint16_t n,
-                             LookupResult* out) const {
+void ConnTrack::lookup_burst(const FlowTuple* const* tuples, const uint64_t* hashes, uint16_t n, LookupResult* out,
+                             bool prefetched) const {
   for (uint16_t base = 0; base < n; base += In::kBurst) {
     const uint32_t m = std::min<uint32_t>(In::kBurst, n - base);
     const uint64_t* h = hashes + base;
-    uint32_t first[In::kBurst], second[In::kBurst];
     uint64_t candidate[In::kBurst];
-    // 1: every bucket on its way into the cache.
-    for (uint32_t i = 0; i < m; ++i) {
-      first[i] = In::first_bucket(*this, h[i]);
-      second[i] = In::second_bucket(*this, h[i]);
-      rte_prefetch0(&buckets_[first[i]]);
-      rte_prefetch0(&buckets_[second[i]]);
+    // 1: every first bucket on its way into the cache (unless the caller
+    // has done it with prefetch()).
+    if (!prefetched) {
+      for (uint32_t i = 0; i < m; ++i) rte_prefetch0(&buckets_[In::first_bucket(*this, h[i])]);
     }
-    // 2: the first tag match of each, and its record's line 1 on its way.
+    // 2: the first tag match of each (the second bucket only when the first
+    // has none), and its record's two lines on their way.
     for (uint32_t i = 0; i < m; ++i) {
-      uint64_t e = In::first_candidate(buckets_[first[i]], h[i]);
-      if (e == 0) e = In::first_candidate(buckets_[second[i]], h[i]);
+      uint64_t e = In::first_candidate(buckets_[In::first_bucket(*this, h[i])], h[i]);
+      if (e == 0) e = In::first_candidate(buckets_[In::second_bucket(*this, h[i])], h[i]);
       candidate[i] = e;
       if (e != 0 && e != In::kRecheck) {
         const Flow* f = &flows_[In::entry_index(e)];
@@ -463,11 +475,6 @@ void ConnTrack::lookup_burst(const FlowTuple* const* tuples, const uint64_t* has
       }
     }
   }
-}
-
-void ConnTrack::prefetch(uint64_t hash) const {
-  rte_prefetch0(&buckets_[In::first_bucket(*this, hash)]);
-  rte_prefetch0(&buckets_[In::second_bucket(*this, hash)]);
 }
 
 uint32_t ConnTrack::insert(WorkerCache& cache, const Flow& init, uint64_t fwd_hash, uint32_t now_ms) {

@@ -20,7 +20,9 @@
 //    the index is at most 50% full when every record is a connection (two
 //    entries). A slot is 0 (empty) or tag (32 bits of the hash) << 32 |
 //    direction << 31 | (flow index + 1). Each tuple has two candidate
-//    buckets, both from its 64-bit hash; insert takes the emptier one.
+//    buckets, both from its 64-bit hash; insert takes the first while it
+//    has room to spare (else the emptier), so that a lookup that hits
+//    nearly always reads one line.
 //  * free_: an MPMC ring (rte_ring, RTS mode: CAS-based, and a preempted
 //    thread does not stall the others) of free record indices. Each worker
 //    takes them in bulk into its WorkerCache, so that it touches the ring
@@ -96,6 +98,12 @@
 #include <cstring>
 #include <memory>
 
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#else
+#include <rte_crc_sw.h>
+#endif
+
 #include <rte_memory.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
@@ -122,18 +130,43 @@ struct alignas(8) FlowTuple {
 };
 static_assert(sizeof(FlowTuple) == 40);
 
-// 64 bits of hash of the 40 bytes (a multiply-mix: three 64x64->128-bit
-// products). Any thread; the same value in every process.
+// 64 bits of hash of the tuple: two CRC32-C sums over its words, each in
+// its own order (so that the halves are not one affine function of the
+// other, as two seeds over the same order would be); the low half picks the
+// first bucket, the high half is the tag. An IPv4 tuple is hashed as its 16
+// meaningful bytes (the zero ones add nothing): four CRC32 instructions in
+// two independent chains. Compiled for SSE4.2 (the data plane's build, DPDK's
+// machine flags), the instruction; otherwise DPDK's table-driven CRC32-C,
+// which gives the same values (a test checks that). Any thread; the same
+// value in every process.
+namespace hash_detail {
+inline uint32_t crc64(uint64_t data, uint32_t crc) {
+#if defined(__SSE4_2__)
+  return static_cast<uint32_t>(_mm_crc32_u64(crc, data));
+#else
+  return crc32c_2words(data, crc);
+#endif
+}
+inline constexpr uint32_t kSeedLo = 0x9E3779B9, kSeedHi = 0x85EBCA6B;
+}  // namespace hash_detail
+
 inline uint64_t flow_hash(const FlowTuple& t) {
+  using hash_detail::crc64;
   uint64_t w[5];
   std::memcpy(w, &t, sizeof(w));
-  auto mum = [](uint64_t a, uint64_t b) {
-    const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
-    return static_cast<uint64_t>(p) ^ static_cast<uint64_t>(p >> 64);
-  };
-  const uint64_t a = mum(w[0] ^ 0xa0761d6478bd642full, w[1] ^ 0xe7037ed1a0b428dbull);
-  const uint64_t b = mum(w[2] ^ 0x8ebc6af09c88c6e3ull, w[3] ^ 0x589965cc75374cc3ull);
-  return mum(a ^ w[4] ^ 0x1d8e4e27c47d124full, b ^ 0x9e3779b97f4a7c15ull);
+  if (t.family != 6) {
+    // family, proto, ports; then the source's 4 bytes and the destination's.
+    const uint64_t a = (w[1] & 0xFFFFFFFFull) | w[3] << 32;
+    const uint32_t lo = crc64(a, crc64(w[0], hash_detail::kSeedLo));
+    const uint32_t hi = crc64(w[0], crc64(a, hash_detail::kSeedHi));
+    return uint64_t{hi} << 32 | lo;
+  }
+  uint32_t lo = hash_detail::kSeedLo, hi = hash_detail::kSeedHi;
+  for (int i = 0; i < 5; ++i) {
+    lo = crc64(w[i], lo);
+    hi = crc64(w[4 - i], hi);
+  }
+  return uint64_t{hi} << 32 | lo;
 }
 
 // TCP/UDP/SCTP state as the workers track it (stored as uint8_t in Flow::state).
@@ -312,14 +345,17 @@ class ConnTrack {
   // Wait-free. A flow that rebind() is moving at that instant does not match
   // its reverse tuple (old or new).
   LookupResult lookup(const FlowTuple& t, uint64_t hash) const;
-  // lookup() of n tuples (any n), with the buckets of up to 32 prefetched
-  // before any is read, and each candidate record (both lines) before any
-  // is compared: out[i] is lookup(*tuples[i], hashes[i]).
-  void lookup_burst(const FlowTuple* const* tuples, const uint64_t* hashes, uint16_t n, LookupResult* out) const;
-  // Starts fetching the two buckets a lookup of this hash reads: call it as
-  // soon as a packet's hash is known, so that the misses of a burst overlap
-  // the work on the rest of it rather than each other in lookup_burst.
-  void prefetch(uint64_t hash) const;
+  // lookup() of n tuples (any n), with the first buckets of up to 32
+  // prefetched before any is read (unless `prefetched`: the caller called
+  // prefetch() for each hash already), and each candidate record (both
+  // lines) before any is compared: out[i] is lookup(*tuples[i], hashes[i]).
+  void lookup_burst(const FlowTuple* const* tuples, const uint64_t* hashes, uint16_t n, LookupResult* out,
+                    bool prefetched = false) const;
+  // Starts fetching the bucket a lookup of this hash reads first (and, the
+  // table at most half full, nearly always only): call it as soon as a
+  // packet's hash is known, so that the misses of a burst overlap the work
+  // on the rest of it rather than each other in lookup_burst.
+  void prefetch(uint64_t hash) const { __builtin_prefetch(&buckets_[static_cast<uint32_t>(hash) & bucket_mask_], 0, 3); }
 
   // A flow index from lookup or insert; valid until the caller's next
   // quiescent state.

@@ -508,12 +508,17 @@ void translate_services(WorkerContext& ctx, ServicePacket* pkts, uint16_t n, boo
   lb::ConnTrack& ct = *ctx.conntrack;
   const lb::FlowTuple* tuples[kRxBurst];
   uint64_t hashes[kRxBurst];
-  lb::LookupResult found[kRxBurst];
+  // Raw storage, as svc's: lookup_burst writes each of the n (an array of
+  // LookupResult would be initialised whole on every burst).
+  alignas(lb::LookupResult) unsigned char found_storage[sizeof(lb::LookupResult) * kRxBurst];
+  lb::LookupResult* found = reinterpret_cast<lb::LookupResult*>(found_storage);
   for (uint16_t i = 0; i < n; ++i) {
     tuples[i] = &pkts[i].tuple;
     hashes[i] = pkts[i].hash;
   }
-  ct.lookup_burst(tuples, hashes, n, found);  // also fetches line 2 of the records, which packets write
+  // The buckets are on their way already (prefetch() when each packet was
+  // taken); this also fetches line 2 of the records, which packets write.
+  ct.lookup_burst(tuples, hashes, n, found, true);
   // The frontend a packet is sent to (kNowhere: none), looked up once.
   auto frontend_of = [&st](ServicePacket& p) {
     if (p.frontend == kUnresolved) {
@@ -873,8 +878,11 @@ void process_local_burst(WorkerContext& ctx, TxBuffers& tx, uint16_t port_index,
   alignas(ServicePacket) unsigned char svc_storage[sizeof(ServicePacket) * kRxBurst];
   ServicePacket* svc = reinterpret_cast<ServicePacket*>(svc_storage);
   uint16_t nsvc = 0;
-  // True when the service stage took the packet (or dropped it).
-  auto to_service_stage = [&](rte_mbuf* m, const uint8_t* frame, const net::PacketInfo& info, bool is_v6) {
+  // True when the service stage took the packet (or dropped it). Inlined by
+  // force, as classify_service is: as a call (it has two call sites) it cost
+  // every packet to a service a spill of the stage's registers.
+  auto to_service_stage = [&](rte_mbuf* m, const uint8_t* frame, const net::PacketInfo& info,
+                              bool is_v6) __attribute__((always_inline)) {
     switch (classify_service(*ctx.services, m, frame, info, is_v6, false, &svc[nsvc])) {
       case ServiceClass::kTaken:
         ctx.conntrack->prefetch(svc[nsvc].hash);
