@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include <rte_byteorder.h>
+#include <rte_ip.h>
 
 #include "esp/gcm.h"
 #include "esp/replay.h"
@@ -110,7 +111,7 @@ struct alignas(64) OutboundSa {
   // (the encrypt stage drops the SA's packets then).
   uint8_t outer_template[kOuterTemplateV6];  // IP header (lengths and checksum 0), UDP header (length 0), SPI
   uint8_t outer_template_len = 0;            // kOuterTemplateV4, kOuterTemplateV6, or 0
-  uint32_t ip4_sum = 0;  // IPv4: the unfolded one's complement sum of the template's header as 16-bit native words
+  uint32_t ip4_sum = 0;  // IPv4: the one's complement sum of the template's header as 16-bit native words (rte_raw_cksum)
   GcmKey key;
 };
 
@@ -139,13 +140,7 @@ inline void build_outer_template(OutboundSa* sa) {
     std::memcpy(t + 16, sa->outer_dst, 4);
     udp = t + 20;
     sa->outer_template_len = kOuterTemplateV4;
-    uint32_t sum = 0;
-    for (int i = 0; i < 20; i += 2) {
-      uint16_t w;
-      std::memcpy(&w, t + i, 2);
-      sum += w;
-    }
-    sa->ip4_sum = sum;
+    sa->ip4_sum = rte_raw_cksum(t, 20);
   }
   net::store_be16(udp, sa->udp_sport);
   net::store_be16(udp + 2, net::kEspInUdpPort);  // length and checksum (RFC 3948: 0) stay 0

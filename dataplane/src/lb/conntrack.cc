@@ -33,10 +33,7 @@ struct ConnTrackInternals {
   static uint32_t entry_index(uint64_t entry) { return static_cast<uint32_t>(entry & kIndexMask) - 1; }
   static bool entry_reverse(uint64_t entry) { return (entry & kReverseBit) != 0; }
 
-  // (ConnTrack::prefetch() computes it too.)
-  static uint32_t first_bucket(const ConnTrack& ct, uint64_t hash) {
-    return static_cast<uint32_t>(hash) & ct.bucket_mask_;
-  }
+  static uint32_t first_bucket(const ConnTrack& ct, uint64_t hash) { return ct.first_bucket(hash); }
   static uint32_t second_bucket(const ConnTrack& ct, uint64_t hash) {
     return static_cast<uint32_t>((hash * 0x9E3779B97F4A7C15ull) >> 32) & ct.bucket_mask_;
   }

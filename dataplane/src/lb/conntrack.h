@@ -105,6 +105,7 @@
 #endif
 
 #include <rte_memory.h>
+#include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
@@ -355,7 +356,7 @@ class ConnTrack {
   // table at most half full, nearly always only): call it as soon as a
   // packet's hash is known, so that the misses of a burst overlap the work
   // on the rest of it rather than each other in lookup_burst.
-  void prefetch(uint64_t hash) const { __builtin_prefetch(&buckets_[static_cast<uint32_t>(hash) & bucket_mask_], 0, 3); }
+  void prefetch(uint64_t hash) const { rte_prefetch0(&buckets_[first_bucket(hash)]); }
 
   // A flow index from lookup or insert; valid until the caller's next
   // quiescent state.
@@ -479,6 +480,8 @@ class ConnTrack {
   uint32_t capacity_ = 0;
   uint16_t workers_ = 0;
   uint32_t bucket_mask_ = 0;
+  // The bucket a tuple's hash tries first (its low half).
+  uint32_t first_bucket(uint64_t hash) const { return static_cast<uint32_t>(hash) & bucket_mask_; }
   uint32_t refill_ = 0;  // records a WorkerCache takes from free_ at once
   ConnTrackTimeouts timeouts_;
   Flow* flows_ = nullptr;
